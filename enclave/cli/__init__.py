@@ -1,0 +1,1 @@
+"""The ``enclave`` command line: thin commands over the service layer."""

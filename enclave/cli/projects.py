@@ -1,0 +1,124 @@
+"""``enclave project``: applications, lifecycle and members."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from enclave.cli.common import JSON_OPTION, acting, ok, parse_date, print_json, print_table, settings
+from enclave.policy import load_policies
+from enclave.projects import service
+from enclave.projects.lifecycle import ProjectAction
+from enclave.schemas import ProjectOut
+
+app = typer.Typer(help="Propose, approve, activate, suspend and close projects; manage members.", no_args_is_help=True)
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    slug: str = typer.Argument(..., help="Short name: lower-case letters, digits, '-'."),
+    title: str = typer.Option(..., "--title"),
+    pi: str = typer.Option(..., "--pi", help="User name of the principal investigator (a researcher)."),
+    lay_summary: str = typer.Option(..., "--lay-summary", help="Plain-language summary for the public register."),
+    end_date: str = typer.Option(..., "--end-date", help="YYYY-MM-DD"),
+    start_date: Optional[str] = typer.Option(None, "--start-date", help="YYYY-MM-DD (default today)"),
+    purpose: str = typer.Option("", "--purpose"),
+    lawful_basis: str = typer.Option("", "--lawful-basis"),
+    organisation: str = typer.Option("", "--organisation"),
+    tier: Optional[str] = typer.Option(None, "--tier", help="A tier from policies/tiers.yaml."),
+) -> None:
+    """Propose a project; it starts as 'proposed' with the PI as its first member."""
+    end = parse_date(end_date, "--end-date")
+    start = parse_date(start_date, "--start-date")
+    tiers = load_policies(settings().policies_dir).tiers
+    with acting(ctx) as (session, actor):
+        project = service.create_project(
+            session, actor, tiers, slug=slug, title=title, pi=pi, lay_summary=lay_summary, end_date=end,
+            start_date=start, purpose=purpose, lawful_basis=lawful_basis, organisation=organisation, tier=tier,
+        )
+        ok(f"proposed project {project.slug} (tier {project.tier}); an admin who is not a member approves it")
+
+
+def _move(ctx: typer.Context, slug: str, action: ProjectAction, reason: str | None = None) -> None:
+    with acting(ctx) as (session, actor):
+        project = service.transition_project(session, actor, slug, action, reason)
+        status = project.status.value
+    ok(f"project {slug} is now {status}")
+
+
+@app.command("approve")
+def approve(ctx: typer.Context, slug: str) -> None:
+    """Approve a proposed project (an admin who is not a member)."""
+    _move(ctx, slug, ProjectAction.APPROVE)
+
+
+@app.command("reject")
+def reject(ctx: typer.Context, slug: str, reason: str = typer.Option(..., "--reason")) -> None:
+    """Reject a proposed project, saying why."""
+    _move(ctx, slug, ProjectAction.REJECT, reason)
+
+
+@app.command("activate")
+def activate(ctx: typer.Context, slug: str) -> None:
+    """Open an approved (or reinstate a suspended) project for work."""
+    _move(ctx, slug, ProjectAction.ACTIVATE)
+
+
+@app.command("suspend")
+def suspend(ctx: typer.Context, slug: str, reason: str = typer.Option(..., "--reason")) -> None:
+    """Suspend an active project at once, saying why."""
+    _move(ctx, slug, ProjectAction.SUSPEND, reason)
+
+
+@app.command("close")
+def close(ctx: typer.Context, slug: str, reason: Optional[str] = typer.Option(None, "--reason")) -> None:
+    """Close a project for good."""
+    _move(ctx, slug, ProjectAction.CLOSE, reason)
+
+
+@app.command("add-member")
+def add_member(ctx: typer.Context, slug: str, user: str) -> None:
+    """Add a researcher with current training to a project (admins)."""
+    with acting(ctx) as (session, actor):
+        service.add_member(session, actor, slug, user)
+    ok(f"{user} is now a member of {slug}")
+
+
+@app.command("remove-member")
+def remove_member(ctx: typer.Context, slug: str, user: str) -> None:
+    """Remove a member from a project (admins)."""
+    with acting(ctx) as (session, actor):
+        service.remove_member(session, actor, slug, user)
+    ok(f"{user} is no longer a member of {slug}")
+
+
+@app.command("list")
+def list_(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
+    """List the projects you may see (admins and reviewers: all)."""
+    with acting(ctx) as (session, actor):
+        rows = [ProjectOut.of(p) for p in service.list_projects(session, actor)]
+    if as_json:
+        print_json(rows)
+    else:
+        print_table("Projects", ["slug", "status", "title", "PI", "tier", "ends", "members"],
+                    [(p.slug, p.status, p.title, p.pi, p.tier, p.end_date, len(p.members)) for p in rows])
+
+
+@app.command("show")
+def show(ctx: typer.Context, slug: str, as_json: bool = JSON_OPTION) -> None:
+    """Show one project."""
+    with acting(ctx) as (session, actor):
+        project = service.get_project(session, slug)
+        service.check_can_view(actor, project)
+        out = ProjectOut.of(project)
+    if as_json:
+        print_json(out)
+    else:
+        print_table(f"Project {out.slug}", ["field", "value"], [
+            ("title", out.title), ("status", out.status + (f" ({out.status_reason})" if out.status_reason else "")),
+            ("PI", out.pi), ("organisation", out.organisation), ("tier", out.tier),
+            ("dates", f"{out.start_date} to {out.end_date}"), ("members", ", ".join(out.members)),
+            ("lay summary", out.lay_summary), ("purpose", out.purpose), ("lawful basis", out.lawful_basis),
+        ])

@@ -1,0 +1,1 @@
+"""Projects: their lifecycle (transitions as data), members and tiers."""
