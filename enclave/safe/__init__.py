@@ -13,7 +13,20 @@ guidance defaults; every function also takes ``policy=``.
 
 from enclave.disclosure.policy import DisclosurePolicy, load_disclosure_policy
 from enclave.disclosure.verdict import Verdict
+from enclave.safe.regression import logit, ols
 from enclave.safe.result import SafeResult
+from enclave.safe.summaries import describe, histogram
 from enclave.safe.tables import crosstab, pivot_table
 
-__all__ = ["DisclosurePolicy", "SafeResult", "Verdict", "crosstab", "load_disclosure_policy", "pivot_table"]
+__all__ = [
+    "DisclosurePolicy",
+    "SafeResult",
+    "Verdict",
+    "crosstab",
+    "describe",
+    "histogram",
+    "load_disclosure_policy",
+    "logit",
+    "ols",
+    "pivot_table",
+]
