@@ -322,3 +322,45 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     seq: Mapped[int] = mapped_column(BigInteger, default=0)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+# --- Jobs (enclave.jobs): papermill runs and their provenance --------------------------
+
+from enclave.jobs.states import JobStatus  # noqa: E402  (jobs block kept separate)
+
+
+class JobRun(Base):
+    """One papermill run of a workspace notebook, with everything needed to repeat it."""
+
+    __tablename__ = "job_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    submitted_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    # The notebook as submitted: its path in the workspace and the sha256 of the stored copy.
+    notebook: Mapped[str] = mapped_column(Text)
+    notebook_sha256: Mapped[str] = mapped_column(String(64))
+    parameters_json: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[JobStatus] = mapped_column(_enum(JobStatus), default=JobStatus.QUEUED, index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Recorded when the run starts: the image, the views it saw, the limits applied.
+    image: Mapped[str | None] = mapped_column(Text)
+    image_digest: Mapped[str | None] = mapped_column(String(80))
+    views_json: Mapped[list[Any]] = mapped_column(default=list)
+    limits_json: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    container_name: Mapped[str | None] = mapped_column(String(100))
+    # Recorded when it ends: output path (relative to outbox/) -> sha256.
+    outputs_json: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # A rerun points at the run it repeats and, once finished, says whether outputs matched.
+    rerun_of_id: Mapped[int | None] = mapped_column(ForeignKey("job_runs.id"))
+    comparison_json: Mapped[dict[str, Any] | None] = mapped_column()
+    version_id: Mapped[int] = mapped_column(Integer, default=1)
+
+    project: Mapped[Project] = relationship(lazy="joined")
+    submitted_by: Mapped[User] = relationship(lazy="joined")
+
+    __mapper_args__ = {"version_id_col": version_id}

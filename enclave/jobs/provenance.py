@@ -1,0 +1,258 @@
+"""Provenance of a run, and whether a rerun reproduced it.
+
+A run records what went in (the notebook's sha256, the parameters, the image digest, the
+dataset views with their versions and file checksums) and what came out (the sha256 of
+every output file). Comparing a rerun with its original says, file by file, whether the
+outputs match (byte-identical, equal as tables for CSV, equal cell by cell for the
+executed notebook) and which inputs changed, which is usually why they do not.
+
+Pure functions over paths and dictionaries: no database, no Docker.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+# An output that is a symbolic link is recorded, never followed: on the host it could
+# point anywhere (the job wrote it inside a container, where paths mean something else).
+SYMLINK = "symlink"
+
+
+def sha256_file(path: Path) -> str:
+    """The sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def file_manifest(directory: Path) -> dict[str, str]:
+    """Every file under ``directory`` (relative POSIX path -> sha256), symlinks not followed."""
+    manifest: dict[str, str] = {}
+    if not directory.is_dir():
+        return manifest
+    for root, dirs, files in os.walk(directory, followlinks=False):
+        dirs.sort()
+        for name in sorted(files + [d for d in dirs if (Path(root) / d).is_symlink()]):
+            path = Path(root) / name
+            rel = path.relative_to(directory).as_posix()
+            if path.is_symlink():
+                manifest[rel] = SYMLINK
+            elif path.is_file():
+                manifest[rel] = sha256_file(path)
+    return dict(sorted(manifest.items()))
+
+
+@dataclass(frozen=True)
+class ViewRecord:
+    """One dataset view as a run saw it."""
+
+    dataset: str
+    version: int | None
+    version_sha256: str | None
+    files: dict[str, str]
+
+    @property
+    def sha256(self) -> str:
+        """One digest over the view's file listing (names and checksums)."""
+        return sha256_bytes(json.dumps(self.files, sort_keys=True, separators=(",", ":")).encode())
+
+    def as_json(self) -> dict[str, Any]:
+        return {**asdict(self), "sha256": self.sha256}
+
+
+def view_record(dataset: str, host_path: Path, version: int | None = None,
+                version_sha256: str | None = None) -> ViewRecord:
+    """Checksum a view directory as mounted into the run."""
+    return ViewRecord(dataset, version, version_sha256, file_manifest(host_path))
+
+
+class OutputMatch(StrEnum):
+    """How one output of a rerun compares with the original (worst last)."""
+
+    IDENTICAL = "identical"
+    EQUAL_TABLE = "equal_table"
+    EQUAL_NOTEBOOK = "equal_notebook"
+    DIFFERS = "differs"
+    MISSING = "missing"
+    EXTRA = "extra"
+
+
+MATCHING = frozenset({OutputMatch.IDENTICAL, OutputMatch.EQUAL_TABLE, OutputMatch.EQUAL_NOTEBOOK})
+
+
+@dataclass(frozen=True)
+class FileComparison:
+    path: str
+    match: OutputMatch
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The verdict on a rerun: per-file matches and the inputs that changed."""
+
+    files: list[FileComparison] = field(default_factory=list)
+    input_changes: list[str] = field(default_factory=list)
+
+    @property
+    def matches(self) -> bool:
+        return bool(self.files) and all(f.match in MATCHING for f in self.files)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "matches": self.matches,
+            "files": [{"path": f.path, "match": f.match.value, "detail": f.detail} for f in self.files],
+            "input_changes": list(self.input_changes),
+        }
+
+    def summary(self) -> str:
+        """One line: reproduced, or which outputs differ and the likely reasons."""
+        if self.matches:
+            return f"reproduced: all {len(self.files)} output(s) match"
+        bad = [f"{f.path} ({f.match.value})" for f in self.files if f.match not in MATCHING]
+        why = "; ".join(self.input_changes) if self.input_changes else "no input changed (the notebook is not deterministic)"
+        listing = ", ".join(bad) if bad else "no outputs to compare"
+        return f"NOT reproduced: {listing}; inputs that changed: {why}"
+
+
+def input_changes(original: Mapping[str, Any], rerun: Mapping[str, Any]) -> list[str]:
+    """What differs between two runs' recorded inputs, one readable phrase per change.
+
+    Each mapping has ``notebook_sha256``, ``parameters``, ``image_digest`` and ``views``
+    (a list of :meth:`ViewRecord.as_json` dictionaries).
+    """
+    changes: list[str] = []
+    if original.get("notebook_sha256") != rerun.get("notebook_sha256"):
+        changes.append("the notebook changed")
+    if original.get("parameters") != rerun.get("parameters"):
+        changes.append(f"parameters changed from {original.get('parameters')} to {rerun.get('parameters')}")
+    if original.get("image_digest") != rerun.get("image_digest"):
+        changes.append(f"the image changed from {_short(original.get('image_digest'))} "
+                       f"to {_short(rerun.get('image_digest'))}")
+    before = {v["dataset"]: v for v in original.get("views", [])}
+    after = {v["dataset"]: v for v in rerun.get("views", [])}
+    for name in sorted(before.keys() | after.keys()):
+        old, new = before.get(name), after.get(name)
+        if new is None:
+            changes.append(f"dataset {name} is no longer available to the project")
+        elif old is None:
+            changes.append(f"dataset {name} is newly available to the project")
+        elif old.get("version") != new.get("version"):
+            changes.append(f"dataset {name} changed from version {old.get('version')} to {new.get('version')}")
+        elif old.get("sha256") != new.get("sha256"):
+            changes.append(f"the view of dataset {name} changed (same version {new.get('version')}, "
+                           "different files: the grant's columns or rows, or opt-outs, changed)")
+    return changes
+
+
+def _short(digest: Any) -> str:
+    text = str(digest or "unknown")
+    return text.split(":", 1)[-1][:12]
+
+
+def compare_outputs(
+    original: Mapping[str, str], original_dir: Path, rerun: Mapping[str, str], rerun_dir: Path,
+) -> list[FileComparison]:
+    """Compare two output manifests (relative path -> sha256) file by file."""
+    results: list[FileComparison] = []
+    for path, digest in sorted(original.items()):
+        if path not in rerun:
+            results.append(FileComparison(path, OutputMatch.MISSING, "the rerun did not write it"))
+            continue
+        results.append(_compare_file(path, digest, original_dir / path, rerun[path], rerun_dir / path))
+    for path in sorted(set(rerun) - set(original)):
+        results.append(FileComparison(path, OutputMatch.EXTRA, "only the rerun wrote it"))
+    return results
+
+
+def _compare_file(path: str, digest: str, old: Path, new_digest: str, new: Path) -> FileComparison:
+    if SYMLINK in (digest, new_digest):
+        return FileComparison(path, OutputMatch.DIFFERS, "a symbolic link: not compared")
+    if digest == new_digest:
+        return FileComparison(path, OutputMatch.IDENTICAL)
+    suffix = old.suffix.lower()
+    if suffix == ".csv":
+        same, detail = tables_equal(old, new)
+        return FileComparison(path, OutputMatch.EQUAL_TABLE if same else OutputMatch.DIFFERS, detail)
+    if suffix == ".ipynb":
+        same, detail = notebooks_equal(old, new)
+        return FileComparison(path, OutputMatch.EQUAL_NOTEBOOK if same else OutputMatch.DIFFERS, detail)
+    return FileComparison(path, OutputMatch.DIFFERS, "the bytes differ")
+
+
+def tables_equal(old: Path, new: Path) -> tuple[bool, str]:
+    """Two CSV files hold the same table: same columns, same rows (in any order)."""
+    try:
+        a = pl.read_csv(old, infer_schema_length=None)
+        b = pl.read_csv(new, infer_schema_length=None)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        return False, f"cannot be read as a table ({str(exc).splitlines()[0]})"
+    if a.columns != b.columns:
+        return False, f"columns differ: {a.columns} vs {b.columns}"
+    if a.height != b.height:
+        return False, f"row counts differ: {a.height} vs {b.height}"
+    if a.schema != b.schema:
+        return False, "column types differ"
+    if not a.sort(a.columns, nulls_last=True).equals(b.sort(b.columns, nulls_last=True)):
+        return False, "same shape, different values"
+    return True, "same table (formatting or row order differs)"
+
+
+def _cells(path: Path) -> list[tuple[str, str, list[Any]]]:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    cells = []
+    for cell in data.get("cells", []):
+        outputs = []
+        for out in cell.get("outputs", []):
+            # Execution counts and timings vary between runs; content does not.
+            outputs.append({k: v for k, v in out.items() if k not in ("execution_count", "metadata")})
+        source = cell.get("source", "")
+        cells.append((cell.get("cell_type", ""), "".join(source) if isinstance(source, list) else source, outputs))
+    return cells
+
+
+def notebooks_equal(old: Path, new: Path) -> tuple[bool, str]:
+    """Two executed notebooks have the same cells with the same outputs (metadata aside)."""
+    try:
+        a, b = _cells(old), _cells(new)
+    except (OSError, ValueError) as exc:
+        return False, f"cannot be read as a notebook ({exc})"
+    if len(a) != len(b):
+        return False, f"cell counts differ: {len(a)} vs {len(b)}"
+    for i, (x, y) in enumerate(zip(a, b, strict=True)):
+        if x[:2] != y[:2]:
+            return False, f"cell {i + 1} source differs"
+        if x[2] != y[2]:
+            return False, f"cell {i + 1} output differs"
+    return True, "same cells and outputs (run metadata differs)"
+
+
+def comparison(
+    original_inputs: Mapping[str, Any], rerun_inputs: Mapping[str, Any],
+    original_outputs: Mapping[str, str], original_dir: Path,
+    rerun_outputs: Mapping[str, str], rerun_dir: Path,
+) -> Comparison:
+    """The full verdict on a rerun."""
+    return Comparison(
+        files=compare_outputs(original_outputs, original_dir, rerun_outputs, rerun_dir),
+        input_changes=input_changes(original_inputs, rerun_inputs),
+    )
+
+
+def records_json(views: Iterable[ViewRecord]) -> list[dict[str, Any]]:
+    return [v.as_json() for v in sorted(views, key=lambda v: v.dataset)]
