@@ -1,0 +1,126 @@
+"""The jobs service on a real database: who may submit, cancel and rerun, and what is recorded."""
+
+import json
+
+import pytest
+
+from enclave.audit import list_events, verify_chain
+from enclave.enums import Role
+from enclave.errors import InvalidInput, InvalidTransition, NotFound, PermissionDenied
+from enclave.jobs import service
+from enclave.jobs.states import JobStatus
+
+NOTEBOOK = {"cells": [{"cell_type": "code", "source": "x = 1", "metadata": {}, "outputs": [],
+                       "execution_count": None}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+
+
+@pytest.fixture
+def project(factory, settings):
+    project = factory.project("cohort", "alice", "active", members=("bob",))
+    factory.project("other", "carol", "active")
+    factory.user("rita", Role.REVIEWER)
+    ws = settings.workspaces_dir / "cohort"
+    (ws / "notebooks").mkdir(parents=True)
+    (ws / "notebooks" / "a.ipynb").write_text(json.dumps(NOTEBOOK))
+    return project
+
+
+def test_jobs_submit_records_notebook_copy_and_audit(session, factory, settings, project):
+    run = service.submit_job(session, factory.get("alice"), settings, "cohort", "notebooks/a.ipynb", {"min_age": 40})
+    assert run.status is JobStatus.QUEUED
+    stored = service.stored_notebook(settings, run.notebook_sha256)
+    assert stored.read_text() == json.dumps(NOTEBOOK)
+    # Editing the workspace afterwards does not change what runs.
+    (settings.workspaces_dir / "cohort" / "notebooks" / "a.ipynb").write_text("{}")
+    assert stored.read_text() == json.dumps(NOTEBOOK)
+    [event] = [e for e in list_events(session, action="job.submit")]
+    assert event.details["parameters"] == {"min_age": 40} and event.target == f"job:{run.id}"
+
+
+@pytest.mark.parametrize("path", ["../other/x.ipynb", "/etc/passwd.ipynb", "notebooks/a.py", "outbox/jobs/1/a.ipynb"])
+def test_jobs_submit_refuses_paths_outside_the_workspace(session, factory, settings, project, path):
+    with pytest.raises(InvalidInput):
+        service.submit_job(session, factory.get("alice"), settings, "cohort", path)
+
+
+def test_jobs_submit_refuses_symlink_out_of_workspace(session, factory, settings, project):
+    other = settings.workspaces_dir / "other"
+    other.mkdir(parents=True)
+    (other / "secret.ipynb").write_text(json.dumps(NOTEBOOK))
+    (settings.workspaces_dir / "cohort" / "link.ipynb").symlink_to(other / "secret.ipynb")
+    with pytest.raises(InvalidInput, match="outside the project workspace"):
+        service.submit_job(session, factory.get("alice"), settings, "cohort", "link.ipynb")
+
+
+def test_jobs_submit_needs_membership_and_active_project(session, factory, settings, project):
+    with pytest.raises(PermissionDenied):
+        service.submit_job(session, factory.get("carol"), settings, "cohort", "notebooks/a.ipynb")
+    with pytest.raises(NotFound):
+        service.submit_job(session, factory.get("alice"), settings, "cohort", "notebooks/none.ipynb")
+    from enclave.projects.lifecycle import ProjectAction
+    from enclave.projects.service import transition_project
+
+    transition_project(session, factory.admin, "cohort", ProjectAction.SUSPEND, reason="audit")
+    with pytest.raises(InvalidTransition, match="suspended"):
+        service.submit_job(session, factory.get("alice"), settings, "cohort", "notebooks/a.ipynb")
+
+
+def test_jobs_parse_parameters_types_and_errors():
+    assert service.parse_parameters(["a=1", "b=2.5", "c=true", "d=hello", "e=[1,2]", "f="]) == {
+        "a": 1, "b": 2.5, "c": True, "d": "hello", "e": [1, 2], "f": ""}
+    for bad in (["novalue"], ["1x=2"], ["class=1"], ["a=1", "a=2"]):
+        with pytest.raises(InvalidInput):
+            service.parse_parameters(bad)
+
+
+def test_jobs_cancel_queued_and_only_by_members_or_admins(session, factory, settings, project):
+    run = service.submit_job(session, factory.get("alice"), settings, "cohort", "notebooks/a.ipynb")
+    with pytest.raises(PermissionDenied):
+        service.cancel_job(session, factory.get("carol"), run.id)
+    service.cancel_job(session, factory.get("bob"), run.id)
+    assert run.status is JobStatus.CANCELLED and run.finished_at is not None
+    with pytest.raises(InvalidTransition):
+        service.cancel_job(session, factory.get("bob"), run.id)
+    assert verify_chain(session).ok
+
+
+def test_jobs_claim_respects_concurrency_and_project_status(session, factory, settings, project):
+    alice = factory.get("alice")
+    first = service.submit_job(session, alice, settings, "cohort", "notebooks/a.ipynb")
+    second = service.submit_job(session, alice, settings, "cohort", "notebooks/a.ipynb")
+    claimed = service.claim_next(session, concurrency=1)
+    assert claimed is first
+    service.start_run(session, claimed, image="img", image_digest="sha256:1", container_name="c",
+                      views=[], limits={})
+    assert service.claim_next(session, concurrency=1) is None  # the one slot is taken
+    from enclave.projects.lifecycle import ProjectAction
+    from enclave.projects.service import transition_project
+
+    transition_project(session, factory.admin, "cohort", ProjectAction.SUSPEND, reason="audit")
+    assert service.claim_next(session, concurrency=2) is None
+    assert second.status is JobStatus.FAILED and "suspended" in second.error
+
+
+def test_jobs_rerun_only_of_succeeded_runs_by_members_or_reviewers(session, factory, settings, project):
+    run = service.submit_job(session, factory.get("alice"), settings, "cohort", "notebooks/a.ipynb", {"k": 1})
+    with pytest.raises(InvalidTransition, match="only a succeeded run"):
+        service.rerun_job(session, factory.get("rita"), settings, run.id)
+    service.claim_next(session, concurrency=1)
+    service.start_run(session, run, image="img", image_digest="sha256:1", container_name="c", views=[], limits={})
+    service.finish_run(session, run, succeeded=True, exit_code=0, outputs={"t.csv": "ab"})
+    with pytest.raises(PermissionDenied):
+        service.get_job(session, factory.get("carol"), run.id)
+    again = service.rerun_job(session, factory.get("rita"), settings, run.id)
+    assert again.rerun_of_id == run.id and again.parameters_json == {"k": 1}
+    assert again.notebook_sha256 == run.notebook_sha256
+    prov = service.get_run_provenance(session, factory.get("rita"), run.id)
+    assert prov.outputs == {"t.csv": "ab"} and prov.status is JobStatus.SUCCEEDED
+    assert prov.output_dir == f"outbox/jobs/{run.id}"
+    assert json.dumps(prov.as_json())
+
+
+def test_jobs_list_shows_researchers_only_their_projects(session, factory, settings, project):
+    service.submit_job(session, factory.get("alice"), settings, "cohort", "notebooks/a.ipynb")
+    assert service.list_jobs(session, factory.get("carol")) == []
+    assert len(service.list_jobs(session, factory.get("bob"))) == 1
+    assert len(service.list_jobs(session, factory.get("rita"), "cohort")) == 1
