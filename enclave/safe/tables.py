@@ -92,6 +92,10 @@ def _table(
     overlap = set(index) & set(columns)
     if overlap:
         raise InvalidInput(f"column(s) {sorted(overlap)} are both index and columns; use each once")
+    if values is not None and values in index + columns:
+        raise InvalidInput(f"values column {values!r} is also a label column; values must be a separate, numeric column")
+    if values is not None and not frame.schema[values].is_numeric():
+        raise InvalidInput(f"values column {values!r} is not numeric ({frame.schema[values]}); cast it first")
     frame = frame.select(index + columns + ([values] if values else [])).drop_nulls(index + columns)
     if frame.height == 0:
         raise InvalidInput("no rows left once rows with missing labels are dropped; nothing to tabulate")
