@@ -364,3 +364,35 @@ class JobRun(Base):
     submitted_by: Mapped[User] = relationship(lazy="joined")
 
     __mapper_args__ = {"version_id_col": version_id}
+
+
+# --- Catalogue (enclave.catalog): opt-out registry and materialised views ---------------
+
+
+class OptOut(Base):
+    """A patient who declined the use of their data for research (national data opt-out).
+
+    Ingest and view materialisation exclude these identifiers and record only counts.
+    """
+
+    __tablename__ = "opt_outs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    identifier: Mapped[str] = mapped_column(String(128), unique=True)
+    added_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    added_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+
+
+class GrantView(Base):
+    """What materialising a grant wrote: the view's checksum and row counts."""
+
+    __tablename__ = "grant_views"
+
+    grant_id: Mapped[int] = mapped_column(ForeignKey("grants.id", ondelete="CASCADE"), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    rows_json: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    excluded_rows: Mapped[int] = mapped_column(BigInteger, default=0)
+    materialised_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    removed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    grant: Mapped[Grant] = relationship(lazy="joined")
