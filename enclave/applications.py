@@ -1,0 +1,67 @@
+"""Applying for a project with a Five Safes form.
+
+The project itself is created by :func:`enclave.projects.service.create_project`; the
+answers that have no column of their own (datasets wanted, proposed team) are kept as a
+``project.application`` audit event in the same transaction, so the application the
+admins decided on is tamper-evident and never edited afterwards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from enclave.audit import append_event
+from enclave.db.models import AuditEvent, Project, User
+from enclave.errors import InvalidInput
+from enclave.projects.service import create_project
+from enclave.projects.tiers import TierPolicy
+from enclave.users import get_user
+
+APPLICATION_EVENT = "project.application"
+
+
+class ProjectApplication(BaseModel):
+    """The Five Safes application: safe project, people, data, settings and outputs."""
+
+    slug: str = Field(min_length=1, max_length=40, description="Short name: lower-case letters, digits, '-'")
+    title: str = Field(min_length=1, max_length=200)
+    purpose: str = Field(min_length=1, max_length=5000, description="Safe project: what and why, public benefit")
+    lay_summary: str = Field(min_length=1, max_length=2000, description="Shown on the public register")
+    lawful_basis: str = Field(min_length=1, max_length=2000, description="e.g. UK GDPR 6(1)(e) and 9(2)(j)")
+    organisation: str = Field(default="", max_length=200)
+    datasets_wanted: list[str] = Field(default_factory=list, max_length=50, description="Safe data: dataset names")
+    team: list[str] = Field(default_factory=list, max_length=50, description="Safe people: user names")
+    end_date: dt.date
+
+
+def apply_for_project(session: Session, actor: User, tiers: TierPolicy, form: ProjectApplication) -> Project:
+    """Propose a project led by ``actor``; it waits in the admins' application queue."""
+    team = sorted({name.strip() for name in form.team if name.strip()} - {actor.name})
+    for name in team:
+        get_user(session, name)  # NotFound names the unknown person
+    datasets = sorted({name.strip() for name in form.datasets_wanted if name.strip()})
+    if any(len(d) > 64 for d in datasets):
+        raise InvalidInput("a dataset name is longer than 64 characters: use the names shown in the catalogue")
+    project = create_project(
+        session, actor, tiers, slug=form.slug.strip(), title=form.title, pi=actor.name,
+        lay_summary=form.lay_summary, end_date=form.end_date, purpose=form.purpose.strip(),
+        lawful_basis=form.lawful_basis.strip(), organisation=form.organisation.strip(),
+    )
+    append_event(session, actor, APPLICATION_EVENT, project=project, target=f"project:{project.slug}",
+                 details={"datasets_wanted": datasets, "team": team})
+    return project
+
+
+def application_details(session: Session, slug: str) -> dict[str, Any]:
+    """The datasets wanted and proposed team recorded with a project's application."""
+    event = session.scalars(
+        select(AuditEvent).where(AuditEvent.action == APPLICATION_EVENT, AuditEvent.project == slug)
+        .order_by(AuditEvent.seq.desc())
+    ).first()
+    details = event.details if event is not None else {}
+    return {"datasets_wanted": list(details.get("datasets_wanted", [])), "team": list(details.get("team", []))}

@@ -1,0 +1,9 @@
+"""The JSON API under ``/services/enclave/api/``: one router per capability."""
+
+from fastapi import APIRouter
+
+from enclave.web.api import audit, me, projects, register
+
+router = APIRouter()
+for _module in (me, projects, audit, register):
+    router.include_router(_module.router)

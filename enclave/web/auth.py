@@ -1,0 +1,195 @@
+"""Who is calling: JupyterHub identities for the enclave web service.
+
+The hub signs people in (one sign-in, one session). This module only asks the hub who a
+token belongs to and what the token may do:
+
+- a browser gets its token through the hub's OAuth flow (``/oauth_callback``), kept in
+  an HttpOnly cookie limited to the service's path;
+- a script sends a JupyterHub API token as ``Authorization: token ...``.
+
+JupyterHub custom scopes decide which consoles a person may open; the enclave database
+roles, checked again by every service function, decide what they may do there. Both must
+agree (fail closed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+# Custom scopes defined in the hub's configuration (see docs/web.md).
+SCOPE_ADMIN = "custom:enclave:admin"
+SCOPE_REVIEW = "custom:enclave:review"
+
+SESSION_COOKIE = "enclave-session"
+STATE_COOKIE = "enclave-oauth-state"
+XSRF_FIELD = "_xsrf"
+XSRF_HEADER = "X-XSRF-Token"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A hub user as seen through one token: their name and the token's scopes."""
+
+    name: str
+    scopes: frozenset[str] = field(default_factory=frozenset)
+    # How the token arrived: "cookie" needs an XSRF token on every change, "header" not.
+    via: str = "cookie"
+    token: str = ""
+
+    @property
+    def is_admin(self) -> bool:
+        return SCOPE_ADMIN in self.scopes
+
+    @property
+    def is_reviewer(self) -> bool:
+        return SCOPE_REVIEW in self.scopes
+
+
+class Authenticator(Protocol):
+    """What the web app needs from a sign-in mechanism."""
+
+    cookie_secure: bool
+
+    async def identify(self, token: str, via: str) -> Identity | None:
+        """The identity behind ``token``, or None when the hub does not accept it."""
+
+    def login_redirect(self, request: Request, next_url: str) -> Response:
+        """Send a browser to sign in, coming back to ``next_url``."""
+
+    async def finish_login(self, request: Request) -> Response:
+        """Handle the OAuth callback: set the session cookie and go back."""
+
+    def xsrf_secret(self) -> bytes:
+        """The key XSRF tokens are derived from."""
+
+    async def running_servers(self) -> int | None:
+        """How many notebook servers run now, or None when the hub cannot be asked."""
+
+
+def token_from_request(request: Request) -> tuple[str, str] | None:
+    """(token, via) from the Authorization header, else from the session cookie."""
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() in ("token", "bearer") and value.strip():
+        return value.strip(), "header"
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        return cookie, "cookie"
+    return None
+
+
+def xsrf_token(secret: bytes, session_token: str) -> str:
+    """The XSRF token for one session: a keyed hash of the session's token.
+
+    It is bound to the session (a token from another session does not verify) and needs
+    no server-side storage.
+    """
+    return hmac.new(secret, b"xsrf:" + session_token.encode(), hashlib.sha256).hexdigest()
+
+
+def xsrf_ok(secret: bytes, session_token: str, presented: str | None) -> bool:
+    return bool(presented) and hmac.compare_digest(xsrf_token(secret, session_token), presented or "")
+
+
+def safe_next(prefix: str, next_url: str | None) -> str:
+    """Only local paths inside the service may be a place to come back to (no open redirect)."""
+    if next_url and next_url.startswith(prefix + "/") and not next_url.startswith("//") and "\\" not in next_url:
+        return next_url
+    return prefix + "/"
+
+
+class HubAuthenticator:
+    """Production sign-in: JupyterHub's OAuth provider through ``HubOAuth``.
+
+    Configured entirely from the environment the hub gives a managed service
+    (JUPYTERHUB_API_TOKEN, JUPYTERHUB_CLIENT_ID, JUPYTERHUB_API_URL,
+    JUPYTERHUB_OAUTH_CALLBACK_URL, JUPYTERHUB_OAUTH_ACCESS_SCOPES ...).
+    """
+
+    cookie_secure = False  # the hub's proxy terminates TLS; set True behind https
+
+    def __init__(self, prefix: str, *, cookie_secure: bool = False, cache_max_age: int = 60) -> None:
+        from jupyterhub.services.auth import HubOAuth
+
+        self._hub = HubOAuth(cache_max_age=cache_max_age)
+        if not self._hub.access_scopes:
+            raise RuntimeError("JUPYTERHUB_OAUTH_ACCESS_SCOPES is empty: run the web app as a hub-managed service")
+        self.prefix = prefix
+        self.cookie_secure = cookie_secure
+        # Pending sign-ins: state id -> (next url, PKCE verifier, expiry).
+        self._states: dict[str, tuple[str, str, float]] = {}
+
+    async def identify(self, token: str, via: str) -> Identity | None:
+        model = await self._hub.user_for_token(token, use_cache=True, sync=False)
+        if not model or model.get("kind", "user") != "user":
+            return None
+        scopes = frozenset(model.get("scopes") or ())
+        if not self._hub.check_scopes(self._hub.access_scopes, model):
+            return None
+        return Identity(name=model["name"], scopes=scopes, via=via, token=token)
+
+    def login_redirect(self, request: Request, next_url: str) -> Response:
+        now = time.monotonic()
+        self._states = {k: v for k, v in self._states.items() if v[2] > now}
+        state = secrets.token_urlsafe(24)
+        verifier, challenge, method = self._hub.generate_pkce_code_challenge()
+        self._states[state] = (next_url, verifier, now + 600)
+        query = urlencode({
+            "client_id": self._hub.oauth_client_id,
+            "redirect_uri": self._hub.oauth_redirect_uri,
+            "response_type": "code",
+            "state": state,
+            "code_challenge": challenge,
+            "code_challenge_method": method,
+        })
+        response = RedirectResponse(f"{self._hub.oauth_authorization_url}?{query}", status_code=302)
+        response.set_cookie(STATE_COOKIE, state, max_age=600, path=self.prefix + "/", httponly=True,
+                            secure=self.cookie_secure, samesite="lax")
+        return response
+
+    async def finish_login(self, request: Request) -> Response:
+        from enclave.errors import PermissionDenied
+
+        state = request.query_params.get("state", "")
+        code = request.query_params.get("code", "")
+        cookie_state = request.cookies.get(STATE_COOKIE, "")
+        pending = self._states.pop(state, None)
+        if not code or not state or not hmac.compare_digest(state, cookie_state) or pending is None:
+            raise PermissionDenied("this sign-in link is stale or was not started here: open the enclave again")
+        next_url, verifier, expires = pending
+        if expires < time.monotonic():
+            raise PermissionDenied("the sign-in took too long: open the enclave again")
+        token = await self._hub.token_for_code(code, code_verifier=verifier, sync=False)
+        response = RedirectResponse(safe_next(self.prefix, next_url), status_code=302)
+        response.delete_cookie(STATE_COOKIE, path=self.prefix + "/")
+        set_session_cookie(response, token, self.prefix, self.cookie_secure)
+        return response
+
+    def xsrf_secret(self) -> bytes:
+        return hashlib.sha256(b"enclave-web-xsrf:" + self._hub.api_token.encode()).digest()
+
+    async def running_servers(self) -> int | None:
+        # Needs the service's own scopes list:users and read:servers (see docs/web.md).
+        import httpx
+
+        try:
+            async with httpx.AsyncClient(timeout=5) as client:
+                reply = await client.get(self._hub.api_url.rstrip("/") + "/users", params={"state": "active"},
+                                         headers={"Authorization": f"token {self._hub.api_token}"})
+            reply.raise_for_status()
+            return sum(len(user.get("servers") or {}) for user in reply.json())
+        except (httpx.HTTPError, ValueError, TypeError, AttributeError):
+            return None
+
+
+def set_session_cookie(response: Response, token: str, prefix: str, secure: bool) -> None:
+    response.set_cookie(SESSION_COOKIE, token, path=prefix + "/", httponly=True, secure=secure, samesite="lax")

@@ -1,0 +1,9 @@
+"""HTML pages: the public register, and the researcher, admin and reviewer consoles."""
+
+from fastapi import APIRouter
+
+from enclave.web.pages import admin, public, researcher
+
+router = APIRouter(include_in_schema=False)
+for _module in (public, researcher, admin):
+    router.include_router(_module.router)

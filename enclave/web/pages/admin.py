@@ -1,0 +1,116 @@
+"""The admin console: dashboard, application queue, projects and members, audit log."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse, Response
+
+from enclave.audit import read_events, verify_chain
+from enclave.errors import InvalidInput
+from enclave.permissions import check_admin
+from enclave.projects import service
+from enclave.projects.lifecycle import ProjectAction
+from enclave.users import list_users
+from enclave.web import readmodels
+from enclave.web.api.audit import AuditFilters, to_csv
+from enclave.web.auth import Identity
+from enclave.web.context import acting, check_console, render, signed_in, web
+from enclave.web.pages.forms import done_message, form_fields
+from enclave.web.schemas import AuditEventOut
+
+router = APIRouter(prefix="/admin")
+
+
+def admin(ident: Identity = Depends(signed_in)) -> Identity:
+    check_console(ident, "admin")
+    return ident
+
+
+@router.get("")
+async def dashboard(request: Request, ident: Identity = Depends(admin)):
+    running = await web(request).auth.running_servers()
+    with acting(request, ident) as (session, actor):
+        board = readmodels.dashboard(session, actor, running)
+        queue = readmodels.application_queue(session, actor)
+    return render(request, "admin/dashboard.html", board=board, queue_size=len(queue))
+
+
+@router.get("/applications")
+def applications(request: Request, ident: Identity = Depends(admin)):
+    hub = web(request).hub_prefix
+    with acting(request, ident) as (session, actor):
+        queue = [readmodels.project_detail(session, actor, p.slug, hub)
+                 for p in readmodels.application_queue(session, actor)]
+    return render(request, "admin/applications.html", queue=queue, done=done_message(request))
+
+
+@router.get("/projects")
+def projects(request: Request, ident: Identity = Depends(admin)):
+    with acting(request, ident) as (session, actor):
+        rows = service.list_projects(session, actor)
+        projects = [readmodels.project_detail(session, actor, p.slug) for p in rows]
+    return render(request, "admin/projects.html", projects=projects, done=done_message(request))
+
+
+@router.get("/projects/{slug}")
+def project(request: Request, slug: str, ident: Identity = Depends(admin)):
+    with acting(request, ident) as (session, actor):
+        detail = readmodels.project_detail(session, actor, slug)
+        researchers = [u.name for u in list_users(session) if "researcher" in u.roles and u.name not in detail.members]
+    return render(request, "admin/project.html", project=detail, researchers=researchers,
+                  done=done_message(request))
+
+
+@router.post("/projects/{slug}/transition")
+async def transition(request: Request, slug: str, ident: Identity = Depends(admin)):
+    data = await form_fields(request)
+    try:
+        action = ProjectAction(data.get("action", ""))
+    except ValueError:
+        raise InvalidInput("choose one of approve, reject, activate, suspend or close") from None
+    with acting(request, ident) as (session, actor):
+        service.transition_project(session, actor, slug, action, data.get("reason") or None)
+    back = "applications" if data.get("back") == "applications" else f"projects/{slug}"
+    return RedirectResponse(f"{web(request).prefix}/admin/{back}?done={action.value}", status_code=303)
+
+
+@router.post("/projects/{slug}/members")
+async def add_member(request: Request, slug: str, ident: Identity = Depends(admin)):
+    data = await form_fields(request)
+    with acting(request, ident) as (session, actor):
+        service.add_member(session, actor, slug, data.get("user", "").strip())
+    return RedirectResponse(f"{web(request).prefix}/admin/projects/{slug}?done=member_added", status_code=303)
+
+
+@router.post("/projects/{slug}/members/{user}/remove")
+def remove_member(request: Request, slug: str, user: str, ident: Identity = Depends(admin)):
+    with acting(request, ident) as (session, actor):
+        service.remove_member(session, actor, slug, user)
+    return RedirectResponse(f"{web(request).prefix}/admin/projects/{slug}?done=member_removed", status_code=303)
+
+
+@router.get("/audit")
+def audit(request: Request, filters: AuditFilters = Depends(), ident: Identity = Depends(admin)):
+    shown = dict(filters.values)
+    shown["limit"] = shown["limit"] or 500
+    with acting(request, ident) as (session, actor):
+        events = [AuditEventOut.of(e) for e in read_events(session, actor, **shown)]
+    query = request.url.query
+    return render(request, "admin/audit.html", events=list(reversed(events)), filters=filters.values,
+                  csv_url=f"{web(request).prefix}/admin/audit.csv" + (f"?{query}" if query else ""))
+
+
+@router.get("/audit.csv")
+def audit_csv(request: Request, filters: AuditFilters = Depends(), ident: Identity = Depends(admin)):
+    with acting(request, ident) as (session, actor):
+        events = [AuditEventOut.of(e) for e in read_events(session, actor, **filters.values)]
+    return Response(to_csv(events), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": 'attachment; filename="enclave-audit.csv"'})
+
+
+@router.post("/audit/verify")
+def verify(request: Request, ident: Identity = Depends(admin)):
+    with acting(request, ident) as (session, actor):
+        check_admin(actor, "verify the audit log")
+        report = verify_chain(session)
+    return render(request, "admin/verify.html", report=report)
