@@ -17,7 +17,7 @@ from enclave.config import Settings
 from enclave.db.models import Project, User
 from enclave.db.session import unit_of_work, upgrade
 from enclave.enums import Role
-from enclave.policy import load_policies
+from enclave.projects.tiers import load_tiers
 from enclave.projects import service as projects
 from enclave.projects.lifecycle import ProjectAction
 from enclave.users import add_user, get_user
@@ -73,7 +73,7 @@ class Factory:
 
     def project(self, slug: str, pi: str, status: str = "proposed", members: tuple[str, ...] = ()) -> Project:
         """A project in ``status`` reached by the real transitions, with extra members."""
-        tiers = load_policies(self.settings.policies_dir).tiers
+        tiers = load_tiers(self.settings.policies_dir)
         if self.session.query(User).filter(User.name == pi).one_or_none() is None:
             self.user(pi)
         project = projects.create_project(

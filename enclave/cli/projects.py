@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from enclave.cli.common import JSON_OPTION, acting, ok, parse_date, print_json, print_table, settings
-from enclave.policy import load_policies
+from enclave.projects.tiers import load_tiers
 from enclave.projects import service
 from enclave.projects.lifecycle import ProjectAction
 from enclave.schemas import ProjectOut
@@ -32,7 +32,7 @@ def create(
     """Propose a project; it starts as 'proposed' with the PI as its first member."""
     end = parse_date(end_date, "--end-date")
     start = parse_date(start_date, "--start-date")
-    tiers = load_policies(settings().policies_dir).tiers
+    tiers = load_tiers(settings().policies_dir)
     with acting(ctx) as (session, actor):
         project = service.create_project(
             session, actor, tiers, slug=slug, title=title, pi=pi, lay_summary=lay_summary, end_date=end,

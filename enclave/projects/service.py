@@ -54,11 +54,11 @@ def create_project(
         raise InvalidInput("give the project a title with --title")
     if not lay_summary.strip():
         raise InvalidInput("give a lay summary with --lay-summary: the public register shows it")
+    if end_date <= today():
+        raise InvalidInput(f"the end date {end_date} is in the past: give a future date")
     start = start_date or today()
     if end_date <= start:
         raise InvalidInput(f"the end date {end_date} must be after the start date {start}")
-    if end_date <= today():
-        raise InvalidInput(f"the end date {end_date} is in the past: give a future date")
     tier = tier or tiers.default_tier
     if tier not in tiers.tiers:
         raise InvalidInput(f"unknown tier {tier!r}: choose one of {', '.join(sorted(tiers.tiers))}")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from enclave.policy import StrictModel
+from pathlib import Path
+
+from enclave.policy import StrictModel, load_policy_file
 
 
 class Tier(StrictModel):
@@ -31,3 +33,8 @@ class TierPolicy(StrictModel):
         if project_tier not in self.tiers or dataset_tier not in self.tiers:
             return False
         return self.level(project_tier) >= self.level(dataset_tier)
+
+
+def load_tiers(policies_dir: Path) -> TierPolicy:
+    """Read ``tiers.yaml`` from the policy directory."""
+    return load_policy_file(Path(policies_dir) / "tiers.yaml", TierPolicy)
