@@ -71,6 +71,9 @@ def policy_digest(path: Path) -> str:
 # only disclosure.yaml) needs none of the others.
 POLICY_FILES: dict[str, str] = {
     "tiers.yaml": "enclave.projects.tiers:TierPolicy",
+    "disclosure.yaml": "enclave.disclosure.policy:DisclosurePolicy",
+    "containers.yaml": "enclave.sandbox:ContainerPolicy",
+    "egress.yaml": "enclave.egress.policy:EgressPolicy",
 }
 
 

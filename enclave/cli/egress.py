@@ -1,0 +1,222 @@
+"""``enclave egress``: output checks and egress requests (quarantine, review, signed release)."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(help="Check outputs and take them out of the enclave through reviewed, signed requests.",
+                  no_args_is_help=True)
+
+
+# --- Egress requests (issue 5): create, add, submit, withdraw, review, release, list, show,
+# download, verify. Thin: each parses, calls one enclave.egress service function, prints.
+
+from pathlib import Path as _Path  # noqa: E402
+from typing import List as _List, Optional as _Optional  # noqa: E402
+
+from enclave.cli.common import JSON_OPTION as _JSON, acting as _acting, print_json as _print_json  # noqa: E402
+from enclave.cli.common import print_table as _print_table, settings as _settings  # noqa: E402
+from enclave.enums import EgressStatus as _EgressStatus, ReviewDecision as _ReviewDecision  # noqa: E402
+from enclave.errors import EnclaveError as _EnclaveError, InvalidInput as _InvalidInput  # noqa: E402
+
+
+def _egress_env():  # type: ignore[no-untyped-def]
+    from enclave.egress.policy import EgressEnv
+
+    return EgressEnv.load(_settings())
+
+
+@app.command("create")
+def egress_create(
+    ctx: typer.Context,
+    project: str = typer.Argument(..., help="The project's slug."),
+    title: str = typer.Option("", "--title", help="A short description of the outputs."),
+    cite_run: _List[int] = typer.Option([], "--cite-run", help="A job run that produced the outputs (repeatable)."),
+) -> None:
+    """Open a draft egress request for a project you are a member of."""
+    from enclave.egress import service
+
+    env = _egress_env()
+    with _acting(ctx) as (session, actor):
+        request = service.create_request(session, actor, env, project, title, cited_runs=list(cite_run))
+        rid = request.id
+    typer.echo(f"created egress request {rid} (draft): add files with 'enclave egress add {rid} PATH --group NAME'")
+
+
+@app.command("add")
+def egress_add(
+    ctx: typer.Context,
+    request_id: int = typer.Argument(..., help="The request's number."),
+    paths: _List[str] = typer.Argument(None, help="Files inside the project's outbox/ (relative to it)."),
+    group: str = typer.Option(..., "--group", help="The group these files belong to (created if new)."),
+    context: _Optional[str] = typer.Option(None, "--context", help="What the output is and which population."),
+    controls: _Optional[str] = typer.Option(None, "--controls", help="Suppression, rounding, thresholds applied."),
+) -> None:
+    """Add outbox files to a group of a request, and/or set the group's context and controls."""
+    from enclave.egress import service
+
+    env = _egress_env()
+    with _acting(ctx) as (session, actor):
+        if paths:
+            files = service.add_files(session, actor, env, request_id, list(paths), group, context, controls)
+            message = f"request {request_id}: {len(files)} file(s) in group {group}"
+        elif context is None and controls is None:
+            raise _InvalidInput("name files to add, or give --context/--controls to describe the group")
+        else:
+            service.set_group(session, actor, env, request_id, group, context, controls)
+            message = f"request {request_id}: group {group} updated"
+    typer.echo(message)
+
+
+@app.command("remove")
+def egress_remove(ctx: typer.Context, request_id: int, path: str) -> None:
+    """Take a file out of a draft or returned request."""
+    from enclave.egress import service
+
+    env = _egress_env()
+    with _acting(ctx) as (session, actor):
+        service.remove_file(session, actor, env, request_id, path)
+    typer.echo(f"request {request_id}: removed {path}")
+
+
+@app.command("submit")
+def egress_submit(
+    ctx: typer.Context,
+    request_id: int,
+    exception: _Optional[str] = typer.Option(
+        None, "--exception", help="If the automated checks fail: why the outputs are safe (reviewers see it)."),
+) -> None:
+    """Quarantine and check the files, then send the request to review."""
+    from enclave.egress import service
+
+    env = _egress_env()
+    with _acting(ctx) as (session, actor):
+        request = service.submit_request(session, actor, env, request_id, exception)
+        status = request.status
+        failed = [f.relpath for f in request.files if f.check_status == "fail"]
+    if status is _EgressStatus.CHANGES_REQUESTED:
+        # Raised after the unit of work committed: the return to the researcher stands.
+        raise _EnclaveError(f"request {request_id} failed the automated checks ({', '.join(failed)}) and is back "
+                            f"with you: see 'enclave egress show {request_id}', fix the outputs or resubmit with --exception TEXT")
+    typer.echo(f"request {request_id} submitted: files quarantined and checked; now {status.value}")
+
+
+@app.command("withdraw")
+def egress_withdraw(ctx: typer.Context, request_id: int) -> None:
+    """Withdraw a draft or returned request."""
+    from enclave.egress import service
+
+    env = _egress_env()
+    with _acting(ctx) as (session, actor):
+        service.withdraw_request(session, actor, env, request_id)
+    typer.echo(f"request {request_id} withdrawn")
+
+
+@app.command("review")
+def egress_review(
+    ctx: typer.Context,
+    request_id: int,
+    path: str = typer.Argument(..., help="The file voted on (its path in the outbox)."),
+    decision: _ReviewDecision = typer.Option(..., "--decision", help="approve, request_changes or reject."),
+    comment: str = typer.Option("", "--comment", help="Why (required to overrule the checker or to ask for changes)."),
+) -> None:
+    """Vote on one file of a request in review (independent reviewers only)."""
+    from enclave.egress import review
+
+    env = _egress_env()
+    with _acting(ctx) as (session, actor):
+        review.vote(session, actor, env, request_id, path, decision, comment)
+        status = review.get_request(session, request_id).status
+    typer.echo(f"request {request_id}: vote recorded on {path}; request is {status.value}")
+
+
+@app.command("release")
+def egress_release(ctx: typer.Context, request_id: int) -> None:
+    """Copy an approved request's files to the export store with a signed release record."""
+    from enclave.egress import release
+
+    env = _egress_env()
+    with _acting(ctx) as (session, actor):
+        request = release.release_request(session, actor, env, request_id)
+        record = request.release_record_path
+    typer.echo(f"request {request_id} released; record: {record}")
+
+
+@app.command("list")
+def egress_list(
+    ctx: typer.Context,
+    project: _Optional[str] = typer.Option(None, "--project"),
+    status: _Optional[_EgressStatus] = typer.Option(None, "--status"),
+    as_json: bool = _JSON,
+) -> None:
+    """List the egress requests you may see."""
+    from enclave.egress import service
+    from enclave.egress.schemas import EgressRequestOut
+
+    with _acting(ctx) as (session, actor):
+        rows = [EgressRequestOut.of(r) for r in service.list_requests(session, actor, project=project, status=status)]
+    if as_json:
+        _print_json(rows)
+        return
+    _print_table("Egress requests", ["id", "project", "author", "status", "owner", "files", "title"],
+                 [(r.id, r.project, r.author, r.status.value, r.owner or "", r.files, r.title) for r in rows])
+
+
+@app.command("show")
+def egress_show(ctx: typer.Context, request_id: int, as_json: bool = _JSON) -> None:
+    """Show a request: groups, files, check results and the votes you may see."""
+    from enclave.egress.schemas import request_detail
+
+    env = _egress_env()
+    with _acting(ctx) as (session, actor):
+        detail = request_detail(session, actor, env, request_id)
+    if as_json:
+        _print_json(detail)
+        return
+    typer.echo(f"request {detail.id} ({detail.project}) by {detail.author}: {detail.status.value}"
+               f" (round {detail.round}, {detail.reviews_required} reviews needed) {detail.title}")
+    if detail.exception_justification:
+        typer.echo(f"exception asked: {detail.exception_justification}")
+    for g in detail.groups:
+        typer.echo(f"group {g.name}: context: {g.context or '(missing)'}; controls: {g.controls or '(missing)'}")
+    _print_table("Files", ["path", "group", "size", "check", "findings", "votes", "outcome"], [
+        (f.path, f.group, f.size, f.check_status or "", "; ".join(x.get("message", "") for x in f.findings),
+         "; ".join(f"{v.reviewer}: {v.decision.value} {v.comment}".strip() for v in f.votes)
+         + (f" (+{f.hidden_votes} hidden until you vote)" if f.hidden_votes else ""),
+         f.outcome.value if f.outcome else "") for f in detail.file_list])
+    if detail.project_history:
+        _print_table("Earlier requests of this project", ["id", "status", "files"], [
+            (h.id, h.status.value, ", ".join(f"{x['path']} ({(x['sha256'] or '')[:12]})" for x in h.files))
+            for h in detail.project_history])
+
+
+@app.command("download")
+def egress_download(
+    ctx: typer.Context, request_id: int,
+    to: _Path = typer.Option(..., "--to", help="An empty folder to receive files/ and release.json."),
+) -> None:
+    """Download a released request's files and its signed record (author and project members)."""
+    from enclave.egress import release
+
+    env = _egress_env()
+    with _acting(ctx) as (session, actor):
+        written = release.download_release(session, actor, env, request_id, to)
+    typer.echo(f"downloaded {len(written) - 1} file(s) and release.json to {to}")
+
+
+@app.command("verify")
+def egress_verify(
+    record: _Path = typer.Argument(..., help="A release.json (files/ beside it are checked too)."),
+    public_key: _Optional[_Path] = typer.Option(None, "--public-key", help="The enclave's egress-signing.pub."),
+) -> None:
+    """Verify a release record's signature (and the released files beside it); exit 1 if it fails."""
+    from enclave.egress.release import verify_release
+    from enclave.egress.signing import PUBLIC_NAME
+
+    key = public_key or (_settings().keys_dir / PUBLIC_NAME)
+    report = verify_release(record, key)
+    if not report.ok:
+        raise _InvalidInput(f"release record NOT verified: {'; '.join(report.problems)}")
+    rec = report.record
+    typer.echo(f"release record verified: request {rec['request']['id']} of project {rec['project']['slug']}, "
+               f"{len(rec['files'])} file(s), {report.files_checked} checked against their sha256")

@@ -1,0 +1,100 @@
+"""The egress policy (``policies/egress.yaml``) and the bundle of settings services need."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from enclave.config import Settings
+from enclave.disclosure.policy import DisclosurePolicy
+from enclave.policy import StrictModel, load_policy_file, policy_digest
+
+
+class Reviews(StrictModel):
+    """How many independent reviewers must agree on every file, per project tier."""
+
+    default: int = Field(2, ge=1, le=9)
+    per_tier: dict[str, int] = Field(default_factory=dict)
+
+    def required_for(self, tier: str) -> int:
+        """Reviews needed for a project of ``tier`` (the default for a tier not listed)."""
+        return max(1, self.per_tier.get(tier, self.default))
+
+
+class Limits(StrictModel):
+    """What one request may carry."""
+
+    max_file_bytes: int = Field(50 * 1024 * 1024, ge=1)
+    max_files: int = Field(100, ge=1)
+
+
+class LogNotifier(StrictModel):
+    """Append one JSON line per state change to a file (relative paths are under ENCLAVE_HOME)."""
+
+    kind: Literal["log"]
+    path: str = "egress-notifications.log"
+
+
+class SmtpNotifier(StrictModel):
+    """Send a plain e-mail per state change."""
+
+    kind: Literal["smtp"]
+    host: str
+    port: int = Field(25, ge=1, le=65535)
+    sender: str
+    # Fixed recipients (e.g. the output checkers' list) ...
+    to: tuple[str, ...] = ()
+    # ... and, when set, the people concerned as <user name>@<user_domain>.
+    user_domain: str | None = None
+    timeout_seconds: float = Field(10, gt=0, le=120)
+
+
+class WebhookNotifier(StrictModel):
+    """POST the event as JSON to a URL inside the site's network."""
+
+    kind: Literal["webhook"]
+    url: str = Field(pattern=r"^https?://")
+    timeout_seconds: float = Field(10, gt=0, le=120)
+
+
+Notifier = Annotated[LogNotifier | SmtpNotifier | WebhookNotifier, Field(discriminator="kind")]
+
+
+class EgressPolicy(StrictModel):
+    """Reviews per tier, limits on requests, and who hears about state changes."""
+
+    version: str = Field("2026.1", min_length=1)
+    reviews: Reviews = Reviews()
+    limits: Limits = Limits()
+    notifiers: tuple[Notifier, ...] = ()
+
+
+@dataclass(frozen=True)
+class EgressEnv:
+    """Everything the egress services need besides the session: paths and policies."""
+
+    settings: Settings
+    policy: EgressPolicy
+    disclosure: DisclosurePolicy
+    # sha256 of the disclosure policy file applied (None when the built-in defaults were used).
+    disclosure_digest: str | None
+
+    @classmethod
+    def load(cls, settings: Settings) -> EgressEnv:
+        """Read ``egress.yaml`` and ``disclosure.yaml`` from the settings' policy directory."""
+        egress_file = settings.policies_dir / "egress.yaml"
+        policy = load_policy_file(egress_file, EgressPolicy) if egress_file.exists() else EgressPolicy()
+        disclosure_file = settings.policies_dir / "disclosure.yaml"
+        if disclosure_file.exists():
+            disclosure = load_policy_file(disclosure_file, DisclosurePolicy)
+            digest: str | None = policy_digest(disclosure_file)
+        else:
+            disclosure, digest = DisclosurePolicy(), None
+        return cls(settings=settings, policy=policy, disclosure=disclosure, disclosure_digest=digest)
+
+    def log_path(self, notifier: LogNotifier) -> Path:
+        path = Path(notifier.path)
+        return path if path.is_absolute() else self.settings.home / path

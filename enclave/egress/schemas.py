@@ -1,0 +1,106 @@
+"""Read models of egress requests: what ``--json`` and the web API show, per viewer."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy.orm import Session
+
+from enclave.db.models import EgressRequest, User
+from enclave.egress.policy import EgressEnv
+from enclave.egress.review import project_history, required_reviews, review_state
+from enclave.egress.service import current_round, is_reviewer_for, view_request
+from enclave.egress.workflow import OWNERS
+from enclave.enums import EgressStatus, ReviewDecision
+
+
+class EgressRequestOut(BaseModel):
+    id: int
+    project: str
+    author: str
+    title: str
+    status: EgressStatus
+    owner: str | None
+    files: int
+    created_at: dt.datetime
+    submitted_at: dt.datetime | None
+    released_at: dt.datetime | None
+
+    @classmethod
+    def of(cls, request: EgressRequest) -> EgressRequestOut:
+        owner = OWNERS[request.status]
+        return cls(id=request.id, project=request.project.slug, author=request.author.name, title=request.title,
+                   status=request.status, owner=owner.value if owner else None, files=len(request.files),
+                   created_at=request.created_at, submitted_at=request.submitted_at, released_at=request.released_at)
+
+
+class VoteOut(BaseModel):
+    reviewer: str
+    decision: ReviewDecision
+    comment: str
+    round: int
+    at: dt.datetime
+
+
+class FileOut(BaseModel):
+    path: str
+    group: str | None
+    sha256: str | None
+    size: int | None
+    check_status: str | None
+    findings: list[dict[str, Any]]
+    votes: list[VoteOut]
+    hidden_votes: int
+    outcome: ReviewDecision | None
+
+
+class GroupOut(BaseModel):
+    name: str
+    context: str
+    controls: str
+
+
+class HistoryOut(BaseModel):
+    id: int
+    status: EgressStatus
+    title: str
+    files: list[dict[str, Any]]
+
+
+class EgressRequestDetail(EgressRequestOut):
+    round: int
+    reviews_required: int
+    exception_justification: str | None
+    cited_runs: list[Any]
+    groups: list[GroupOut]
+    file_list: list[FileOut]
+    release_record: str | None
+    may_review: bool
+    project_history: list[HistoryOut]
+
+
+def request_detail(session: Session, actor: User, env: EgressEnv, request_id: int) -> EgressRequestDetail:
+    """Everything about one request that ``actor`` may see (votes follow the independence rule)."""
+    request = view_request(session, actor, request_id)
+    groups = {g.id: g.name for g in request.groups}
+    files = [FileOut(
+        path=d.file.relpath, group=groups.get(d.file.group_id) if d.file.group_id else None, sha256=d.file.sha256,
+        size=d.file.size, check_status=d.file.check_status, findings=list((d.file.check_json or {}).get("findings", [])),
+        votes=[VoteOut(reviewer=v.reviewer.name, decision=v.decision, comment=v.comment, round=v.round, at=v.created_at)
+               for v in d.votes],
+        hidden_votes=d.hidden_votes, outcome=d.outcome,
+    ) for d in review_state(session, env, actor, request)]
+    history = [HistoryOut(id=r.id, status=r.status, title=r.title, files=[
+        {"path": f.relpath, "sha256": f.sha256, "size": f.size} for f in r.files])
+        for r in project_history(session, actor, request)]
+    base = EgressRequestOut.of(request).model_dump()
+    return EgressRequestDetail(
+        **base, round=current_round(request), reviews_required=required_reviews(env, request),
+        exception_justification=request.exception_justification,
+        cited_runs=list(request.details_json.get("cited_runs", [])),
+        groups=[GroupOut(name=g.name, context=g.context, controls=g.controls) for g in request.groups],
+        file_list=files, release_record=request.release_record_path, may_review=is_reviewer_for(actor, request),
+        project_history=history,
+    )

@@ -1,0 +1,338 @@
+"""Egress requests: create, add files in groups, submit (quarantine + checks), withdraw, list.
+
+Every function takes the session and the acting user, raises ``enclave.errors`` with one
+line saying what to do, appends an audit event in the caller's transaction, and never
+commits (the caller's unit of work does). Notifications go out after commit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from enclave.audit import append_event
+from enclave.db.models import EgressFile, EgressFileGroup, EgressRequest, EgressReview, User, utcnow
+from enclave.disclosure.verdict import Verdict, worst
+from enclave.egress import notify
+from enclave.egress.checks import check_objects
+from enclave.egress.policy import EgressEnv
+from enclave.egress.quarantine import inspect_outbox_file, normalise_relpath, quarantine_file
+from enclave.egress.workflow import EDITABLE, FINAL, Owner, transition
+from enclave.enums import EgressStatus, ReviewDecision, Role
+from enclave.errors import InvalidInput, InvalidTransition, NotFound, PermissionDenied
+from enclave.permissions import check_member, check_role, is_member
+from enclave.projects.lifecycle import WORKING
+from enclave.projects.service import get_project
+
+
+class EgressAudit:
+    """Audit actions written by the egress capability."""
+
+    CREATE = "egress.create"
+    ADD_FILES = "egress.add_files"
+    REMOVE_FILE = "egress.remove_file"
+    SET_GROUP = "egress.set_group"
+    SUBMIT = "egress.submit"
+    TRANSITION = "egress.transition"
+    VOTE = "egress.vote"
+    RELEASE = "egress.release"
+    DOWNLOAD = "egress.download"
+
+
+def target_of(request: EgressRequest) -> str:
+    return f"egress:{request.id}"
+
+
+# --- reading -------------------------------------------------------------------------------
+
+def get_request(session: Session, request_id: int, *, for_update: bool = False) -> EgressRequest:
+    """The request, locked against concurrent changes when ``for_update``."""
+    request = session.get(EgressRequest, request_id, with_for_update=for_update, populate_existing=for_update)
+    if request is None:
+        raise NotFound(f"no egress request {request_id}: see 'enclave egress list'")
+    return request
+
+
+def is_reviewer_for(actor: User, request: EgressRequest) -> bool:
+    """A reviewer who is neither the author nor a member of the request's project."""
+    return Role.REVIEWER in actor.roles and actor.id != request.author_id and not is_member(actor, request.project)
+
+
+def check_can_view(actor: User, request: EgressRequest) -> None:
+    """The author, project members, independent reviewers and admins may see a request."""
+    if actor.id == request.author_id or is_member(actor, request.project):
+        return
+    if actor.roles & {Role.ADMIN, Role.REVIEWER}:
+        return
+    raise PermissionDenied(f"{actor.name} may not see egress request {request.id}: they are not in project {request.project.slug}")
+
+
+def view_request(session: Session, actor: User, request_id: int) -> EgressRequest:
+    request = get_request(session, request_id)
+    check_can_view(actor, request)
+    return request
+
+
+def list_requests(
+    session: Session, actor: User, *, project: str | None = None, status: EgressStatus | None = None
+) -> list[EgressRequest]:
+    """Requests the actor may see: their projects' requests; all of them for reviewers and admins."""
+    query = select(EgressRequest).order_by(EgressRequest.id)
+    if project:
+        query = query.where(EgressRequest.project_id == get_project(session, project).id)
+    if status:
+        query = query.where(EgressRequest.status == status)
+    rows = list(session.scalars(query))
+    if actor.roles & {Role.ADMIN, Role.REVIEWER}:
+        return rows
+    return [r for r in rows if r.author_id == actor.id or is_member(actor, r.project)]
+
+
+def current_round(request: EgressRequest) -> int:
+    """The submission round (1 for the first submit; 0 while a draft)."""
+    return int(request.details_json.get("round", 0))
+
+
+def file_round(file: EgressFile) -> int:
+    """The round in which the file's current content (or last reset) was submitted."""
+    return int((file.check_json or {}).get("round", 0))
+
+
+def current_votes(request: EgressRequest, file: EgressFile, session: Session) -> list[EgressReview]:
+    """Votes that count for ``file``: those cast since its content was last submitted or reset."""
+    return list(session.scalars(
+        select(EgressReview).where(EgressReview.file_id == file.id, EgressReview.round >= file_round(file))
+        .order_by(EgressReview.id)
+    ))
+
+
+# --- changing --------------------------------------------------------------------------------
+
+def _note(request: EgressRequest, actor: User | str, old: EgressStatus, new: EgressStatus) -> dict[str, Any]:
+    return {"request": request.id, "project": request.project.slug, "title": request.title,
+            "from": str(old), "to": str(new), "actor": actor.name if isinstance(actor, User) else actor,
+            "at": utcnow().isoformat(), "people": [request.author.name]}
+
+
+def move(
+    session: Session, env: EgressEnv, actor: User, request: EgressRequest, target: EgressStatus, by: Owner,
+    **details: Any,
+) -> None:
+    """Make one transition of the table, audit it, and queue its notification."""
+    step = transition(request.status, target, by)
+    old = request.status
+    request.status = target
+    request.updated_at = utcnow()
+    append_event(session, actor, EgressAudit.TRANSITION, project=request.project, target=target_of(request),
+                 details={"action": step.action, "from": old, "to": target, "by": by, **details})
+    notify.queue(session, env, _note(request, actor, old, target))
+
+
+def _check_author(actor: User, request: EgressRequest, doing: str) -> None:
+    if actor.id != request.author_id:
+        raise PermissionDenied(f"{actor.name} may not {doing} egress request {request.id}: only its author {request.author.name} may")
+
+
+def _check_editable(request: EgressRequest) -> None:
+    if request.status not in EDITABLE:
+        raise InvalidTransition(
+            f"egress request {request.id} is {request.status.value}: files and groups change only while it is "
+            "a draft or returned for changes"
+        )
+
+
+def _check_project_working(request_or_project: Any) -> None:
+    project = getattr(request_or_project, "project", request_or_project)
+    if project.status not in WORKING:
+        raise InvalidTransition(f"project {project.slug} is {project.status.value}: egress needs an active project")
+
+
+def create_request(
+    session: Session, actor: User, env: EgressEnv, slug: str, title: str = "",
+    cited_runs: list[int] | None = None,
+) -> EgressRequest:
+    """A researcher member of an active project opens a draft request."""
+    check_role(actor, {Role.RESEARCHER}, "request egress")
+    project = get_project(session, slug)
+    check_member(actor, project, "request egress")
+    _check_project_working(project)
+    request = EgressRequest(project=project, author=actor, title=title.strip(), status=EgressStatus.DRAFT,
+                            details_json={"round": 0, "cited_runs": list(cited_runs or [])})
+    session.add(request)
+    session.flush()
+    append_event(session, actor, EgressAudit.CREATE, project=project, target=target_of(request),
+                 details={"title": request.title})
+    return request
+
+
+def _group(session: Session, request: EgressRequest, name: str) -> EgressFileGroup | None:
+    return next((g for g in request.groups if g.name == name), None)
+
+
+def set_group(
+    session: Session, actor: User, env: EgressEnv, request_id: int, name: str,
+    context: str | None = None, controls: str | None = None,
+) -> EgressFileGroup:
+    """Create a group or change its context (what, which population) and controls applied."""
+    request = get_request(session, request_id, for_update=True)
+    _check_author(actor, request, "change")
+    _check_editable(request)
+    name = (name or "").strip()
+    if not name or len(name) > 100:
+        raise InvalidInput("give the group a name of 1-100 characters with --group, e.g. --group table1")
+    group = _group(session, request, name)
+    if group is None:
+        group = EgressFileGroup(name=name, context="", controls="")
+        request.groups.append(group)
+    if context is not None:
+        group.context = context.strip()
+    if controls is not None:
+        group.controls = controls.strip()
+    request.updated_at = utcnow()
+    session.flush()
+    append_event(session, actor, EgressAudit.SET_GROUP, project=request.project, target=target_of(request),
+                 details={"group": name, "context": group.context, "controls": group.controls})
+    return group
+
+
+def add_files(
+    session: Session, actor: User, env: EgressEnv, request_id: int, relpaths: list[str], group: str,
+    context: str | None = None, controls: str | None = None,
+) -> list[EgressFile]:
+    """Add outbox files to a group of the request (checked now, copied at submit)."""
+    request = get_request(session, request_id, for_update=True)
+    _check_author(actor, request, "change")
+    _check_editable(request)
+    _check_project_working(request)
+    if not relpaths:
+        raise InvalidInput("name at least one file of the outbox to add, e.g. tables/counts.csv")
+    cleaned = [normalise_relpath(p) for p in relpaths]
+    for relpath in cleaned:
+        inspect_outbox_file(env.settings, request.project.slug, relpath, env.policy.limits.max_file_bytes)
+    known = {f.relpath: f for f in request.files}
+    new_count = len(set(cleaned) - set(known))
+    if len(known) + new_count > env.policy.limits.max_files:
+        raise InvalidInput(
+            f"a request may hold at most {env.policy.limits.max_files} files (this would make {len(known) + new_count}): "
+            "split the outputs over several requests"
+        )
+    target_group = set_group(session, actor, env, request_id, group, context, controls)
+    added: list[EgressFile] = []
+    for relpath in cleaned:
+        file = known.get(relpath)
+        if file is None:
+            file = EgressFile(relpath=relpath, group_id=target_group.id)
+            request.files.append(file)
+        else:
+            file.group_id = target_group.id
+        added.append(file)
+    session.flush()
+    append_event(session, actor, EgressAudit.ADD_FILES, project=request.project, target=target_of(request),
+                 details={"group": target_group.name, "files": cleaned})
+    return added
+
+
+def remove_file(session: Session, actor: User, env: EgressEnv, request_id: int, relpath: str) -> None:
+    """Take a file out of a draft or returned request."""
+    request = get_request(session, request_id, for_update=True)
+    _check_author(actor, request, "change")
+    _check_editable(request)
+    relpath = normalise_relpath(relpath)
+    file = next((f for f in request.files if f.relpath == relpath), None)
+    if file is None:
+        raise NotFound(f"egress request {request.id} has no file {relpath}: see 'enclave egress show {request.id}'")
+    request.files.remove(file)
+    request.updated_at = utcnow()
+    session.flush()
+    append_event(session, actor, EgressAudit.REMOVE_FILE, project=request.project, target=target_of(request),
+                 details={"file": relpath})
+
+
+def _last_outcome_was_approve(session: Session, env: EgressEnv, request: EgressRequest, file: EgressFile) -> bool:
+    from enclave.egress.review import file_outcome, required_reviews
+
+    votes = [v.decision for v in current_votes(request, file, session)]
+    return file_outcome(votes, required_reviews(env, request)) is ReviewDecision.APPROVE
+
+
+def submit_request(
+    session: Session, actor: User, env: EgressEnv, request_id: int, exception: str | None = None
+) -> EgressRequest:
+    """Quarantine and check every file, then send the request to review (or back, on a hard fail).
+
+    A hard fail returns the request to its author with the findings unless ``exception``
+    (a written justification, which reviewers see) is given. Files whose content changed,
+    and files not approved last time, get their reviews reset.
+    """
+    request = get_request(session, request_id, for_update=True)
+    _check_author(actor, request, "submit")
+    _check_project_working(request)
+    transition(request.status, EgressStatus.SUBMITTED, Owner.RESEARCHER)
+    files = list(request.files)
+    if not files:
+        raise InvalidInput(f"egress request {request.id} has no files: add some with 'enclave egress add {request.id} PATH --group NAME'")
+    limits = env.policy.limits
+    if len(files) > limits.max_files:
+        raise InvalidInput(f"a request may hold at most {limits.max_files} files (it has {len(files)}): remove some or split the request")
+    groups = {g.id: g for g in request.groups}
+    for file in files:
+        group = groups.get(file.group_id) if file.group_id is not None else None
+        if group is None:
+            raise InvalidInput(f"outbox/{file.relpath} is in no group: add it again with --group NAME")
+    for group in request.groups:
+        if any(f.group_id == group.id for f in files):
+            missing = [w for w, text in (("context", group.context), ("controls", group.controls)) if not text.strip()]
+            if missing:
+                raise InvalidInput(
+                    f"group {group.name} has no {' and no '.join(missing)}: describe it with "
+                    f"'enclave egress add {request.id} --group {group.name} --context TEXT --controls TEXT' "
+                    "(context: what the output is and which population; controls: suppression, rounding, thresholds applied)"
+                )
+    justification = (exception or "").strip() or None
+    new_round = current_round(request) + 1
+    previous = {f.id: (f.sha256, _last_outcome_was_approve(session, env, request, f) if f.sha256 else False) for f in files}
+    stored = {f.relpath: quarantine_file(env.settings, request.project.slug, f.relpath, limits.max_file_bytes) for f in files}
+    results = check_objects(env.settings, env.disclosure, {p: s.path for p, s in stored.items()})
+    reset: list[str] = []
+    for file in files:
+        copy = stored[file.relpath]
+        old_sha, was_approved = previous[file.id]
+        keep_round = old_sha == copy.sha256 and was_approved
+        if not keep_round:
+            reset.append(file.relpath)
+        result = results[file.relpath]
+        file.sha256, file.size = copy.sha256, copy.size
+        file.check_status = result["status"]
+        file.check_json = {"round": file_round(file) if keep_round else new_round, **result}
+    request.details_json = {**request.details_json, "round": new_round}
+    request.exception_justification = justification
+    request.submitted_at = utcnow()
+    session.flush()
+    overall = worst(Verdict(f.check_status) for f in files)
+    append_event(session, actor, EgressAudit.SUBMIT, project=request.project, target=target_of(request), details={
+        "round": new_round, "check_status": overall, "exception": justification, "reviews_reset": reset,
+        "files": [{"path": f.relpath, "sha256": f.sha256, "size": f.size, "check": f.check_status} for f in files],
+    })
+    move(session, env, actor, request, EgressStatus.SUBMITTED, Owner.RESEARCHER, round=new_round)
+    if overall is Verdict.FAIL and justification is None:
+        failed = [f.relpath for f in files if f.check_status == Verdict.FAIL]
+        move(session, env, actor, request, EgressStatus.CHANGES_REQUESTED, Owner.SYSTEM,
+             reason="automated checks failed", failed=failed)
+    else:
+        move(session, env, actor, request, EgressStatus.IN_REVIEW, Owner.SYSTEM, check_status=overall)
+    return request
+
+
+def withdraw_request(session: Session, actor: User, env: EgressEnv, request_id: int) -> EgressRequest:
+    """The author withdraws a draft or returned request."""
+    request = get_request(session, request_id, for_update=True)
+    _check_author(actor, request, "withdraw")
+    move(session, env, actor, request, EgressStatus.WITHDRAWN, Owner.RESEARCHER)
+    return request
+
+
+def check_not_final(request: EgressRequest) -> None:
+    if request.status in FINAL:
+        raise InvalidTransition(f"egress request {request.id} is {request.status.value}: it can no longer change")
