@@ -1,0 +1,134 @@
+"""Who may open which project server, and what it sees: the service layer behind
+EnclaveSpawner (no JupyterHub or Docker imports here, so it is tested without either).
+
+A project server is one named JupyterHub server per (user, project); its name is the
+project's slug. It may start only while the project is active, the user is a member
+and the user's training is current; it mounts the project's live views read-only at
+``/data/<dataset>`` and the project's shared workspace read-write at
+``/home/jovyan/project``, and nothing else of the enclave's state.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from enclave.config import Settings
+from enclave.db.models import Project, User
+from enclave.enums import ProjectStatus
+from enclave.errors import PermissionDenied, PolicyError
+from enclave.permissions import is_member
+from enclave.projects.service import projects_of
+from enclave.users import find_user
+
+WORKSPACE_TARGET = "/home/jovyan/project"
+DATA_TARGET = "/data"
+NOTEBOOK_UID = 1000
+NOTEBOOK_GID = 100
+# What may appear as a directory name under /data (dataset names are validated on
+# ingest; this is the spawner's own guard against a path escaping /data).
+DATASET_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+# (dataset name, host path of the project's read-only view) for each live grant.
+ViewsProvider = Callable[[Session, Project], list[tuple[str, Path]]]
+
+
+class ServerAction(StrEnum):
+    SPAWN = "hub.server_start"
+    STOP = "hub.server_stop"
+    REFUSE = "hub.server_refused"
+    ENFORCE_STOP = "hub.server_enforced_stop"
+
+
+@dataclass(frozen=True)
+class ProjectMount:
+    """One bind mount of a project server (host path -> container path)."""
+
+    source: Path
+    target: str
+    read_only: bool
+
+
+def spawnable_projects(session: Session, user: User) -> list[Project]:
+    """The projects whose server ``user`` may open now: member, and the project active."""
+    return projects_of(session, user, ProjectStatus.ACTIVE)
+
+
+def check_can_spawn(session: Session, user_name: str, slug: str, today: dt.date) -> tuple[User, Project]:
+    """Return (user, project) if ``user_name`` may open project ``slug`` now; else raise
+    PermissionDenied (or NotFound) with one line saying why and what to do."""
+    user = find_user(session, user_name)
+    if user is None:
+        raise PermissionDenied(f"{user_name} is not an enclave user: ask an admin to add you")
+    if not slug:
+        names = ", ".join(p.slug for p in spawnable_projects(session, user)) or "none yet"
+        raise PermissionDenied(
+            f"open a project server by its project name (/hub/spawn/{user_name}/<project>); your active projects: {names}"
+        )
+    project = session.scalars(select(Project).where(Project.slug == slug)).one_or_none()
+    if project is None or not is_member(user, project):
+        # Same answer for "no such project" and "not yours": project names are not disclosed.
+        raise PermissionDenied(f"{user_name} is not a member of a project named {slug!r}: ask its PI to add you")
+    if project.status is not ProjectStatus.ACTIVE:
+        raise PermissionDenied(
+            f"project {slug} is {project.status.value}, not active: servers open only while a project is active"
+        )
+    if not user.training_valid_on(today):
+        when = f"expired on {user.training_expires}" if user.training_expires else "is not recorded"
+        raise PermissionDenied(f"{user_name}'s training {when}: renew it and ask an admin to record it")
+    return user, project
+
+
+def default_views(session: Session, project: Project) -> list[tuple[str, Path]]:
+    """The catalogue's live views of ``project``; none while the catalogue service is absent."""
+    try:
+        from enclave.catalog.service import active_views
+    except ImportError:
+        return []
+    return [(name, Path(path)) for name, path in active_views(session, project)]
+
+
+def workspace_dir(settings: Settings, slug: str) -> Path:
+    return settings.workspaces_dir / slug
+
+
+def project_mounts(
+    settings: Settings, session: Session, project: Project, views: ViewsProvider = default_views
+) -> list[ProjectMount]:
+    """The bind mounts of a ``project`` server: its workspace (read-write) and each live
+    view (read-only). Refuses (PolicyError) a view outside ``settings.views_dir`` or with
+    a dataset name that is not a plain directory name: fail closed, mount nothing."""
+    mounts = [ProjectMount(workspace_dir(settings, project.slug), WORKSPACE_TARGET, read_only=False)]
+    views_root = settings.views_dir.resolve()
+    seen: set[str] = set()
+    for name, path in sorted(views(session, project)):
+        if not DATASET_NAME_RE.match(name) or name in seen:
+            raise PolicyError(f"dataset name {name!r} cannot be mounted under {DATA_TARGET}: fix the grant's dataset name")
+        resolved = Path(path).resolve()
+        if not resolved.is_relative_to(views_root):
+            raise PolicyError(f"view {path} of {name} is outside {views_root}: only materialised views are mounted")
+        seen.add(name)
+        mounts.append(ProjectMount(resolved, f"{DATA_TARGET}/{name}", read_only=True))
+    return mounts
+
+
+def prepare_workspace(settings: Settings, slug: str) -> Path:
+    """Create the project's workspace and its ``outbox/`` on the host, owned by the
+    notebook user (uid 1000) so the non-root container can write there."""
+    root = workspace_dir(settings, slug)
+    outbox = root / "outbox"
+    outbox.mkdir(parents=True, exist_ok=True)
+    for path in (root, outbox):
+        if os.geteuid() == 0:
+            os.chown(path, NOTEBOOK_UID, NOTEBOOK_GID)
+        path.chmod(0o770)
+    return root
+

@@ -1,0 +1,114 @@
+"""EnclaveAuthenticator: JupyterHub sign-in against the enclave's own users.
+
+A password (bcrypt hash) and a TOTP code from an authenticator app are both required;
+the checks, the lockout and the audit events live in ``enclave.hub.signin``. The hub's
+roles follow the enclave's: an enclave admin is a hub admin, and every user holds the
+managed roles ``enclave-<role>`` for their enclave roles, which services such as the
+web app read from the hub's user model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+from typing import Any
+
+from jupyterhub.auth import Authenticator
+from tornado import web
+from traitlets import Integer, Unicode, default
+
+from enclave.clock import utcnow
+from enclave.config import Settings
+from enclave.db.models import User
+from enclave.db.session import unit_of_work
+from enclave.enums import Role
+from enclave.hub.signin import Lockout, SignInRefused, verify_sign_in
+from enclave.users import find_user
+
+ROLE_PREFIX = "enclave-"
+
+
+def hub_roles(user: User) -> list[str]:
+    """The hub role names that mirror ``user``'s enclave roles."""
+    return sorted(f"{ROLE_PREFIX}{role.value}" for role in user.roles)
+
+
+class EnclaveAuthenticator(Authenticator):
+    """Password + TOTP sign-in for the people in the enclave database."""
+
+    enclave_home = Unicode(
+        "",
+        help="""ENCLAVE_HOME of the enclave whose users may sign in (empty: from the
+        environment, as Settings.from_env() reads it).""",
+    ).tag(config=True)
+
+    lockout_failures = Integer(
+        5,
+        help="""Failed sign-ins within lockout_minutes that lock an account until the
+        window passes without further failures. Every attempt is audited.""",
+    ).tag(config=True)
+
+    lockout_minutes = Integer(15, help="The lockout window in minutes (see lockout_failures).").tag(config=True)
+
+    @default("request_otp")
+    def _default_request_otp(self) -> bool:
+        return True
+
+    @default("otp_prompt")
+    def _default_otp_prompt(self) -> str:
+        return "Authenticator code:"
+
+    @default("manage_roles")
+    def _default_manage_roles(self) -> bool:
+        return True
+
+    @default("allow_all")
+    def _default_allow_all(self) -> bool:
+        # Who may sign in is decided by the enclave database, not by hub allow lists.
+        return True
+
+    def settings(self) -> Settings:
+        if not self.enclave_home:
+            return Settings.from_env()
+        return Settings.from_env({**os.environ, "ENCLAVE_HOME": self.enclave_home})
+
+    async def authenticate(self, handler: Any, data: dict[str, str]) -> dict[str, Any]:
+        """Check name, password and code; refuse with a 403 and one line saying why."""
+        lockout = Lockout(self.lockout_failures, dt.timedelta(minutes=self.lockout_minutes))
+        try:
+            return await asyncio.to_thread(
+                self._check, data.get("username", ""), data.get("password", ""), data.get("otp", ""), lockout
+            )
+        except SignInRefused as exc:
+            raise web.HTTPError(403, str(exc)) from None
+
+    def _check(self, name: str, password: str, otp: str, lockout: Lockout) -> dict[str, Any]:
+        with unit_of_work(self.settings()) as session:
+            try:
+                user = verify_sign_in(session, name, password, otp, utcnow(), lockout)
+            except SignInRefused:
+                session.commit()  # keep the audit event of the refusal
+                raise
+            return {"name": user.name, "admin": user.has_role(Role.ADMIN), "roles": hub_roles(user)}
+
+    async def refresh_user(self, user: Any, handler: Any = None, **kwargs: Any) -> bool | dict[str, Any]:
+        """Keep the hub's admin flag and roles in step with the enclave database; a
+        person removed from it loses their hub session."""
+        def lookup() -> User | None:
+            with unit_of_work(self.settings()) as session:
+                return find_user(session, user.name)
+
+        found = await asyncio.to_thread(lookup)
+        if found is None:
+            return False
+        return {"name": found.name, "admin": found.has_role(Role.ADMIN), "roles": hub_roles(found)}
+
+    async def load_managed_roles(self) -> list[dict[str, Any]]:
+        """The hub roles mirroring enclave roles. They grant no extra hub scopes: services
+        read them to decide what a person may do in the enclave's own pages."""
+        return [
+            {"name": f"{ROLE_PREFIX}{role.value}", "description": f"enclave {role.value} (managed by the enclave)",
+             "scopes": []}
+            for role in Role
+        ]

@@ -1,0 +1,106 @@
+"""What jupyterhub_config.py reads: where the hub keeps its state, its ports, and the
+hub-managed services with their roles.
+
+Capabilities that run as hub-managed services (the web app ...) add their entry to
+:func:`extra_services` (and the scopes it needs to :func:`extra_service_roles`); the
+config file passes them to JupyterHub with the built-in idle culler and enforcer.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from enclave.config import Settings
+from enclave.sandbox import ContainerPolicy
+
+CULLER = "idle-culler"
+ENFORCER = "enclave-enforcer"
+
+
+@dataclass(frozen=True)
+class HubPorts:
+    """Where the hub listens. The proxy's public port is on loopback only (a site puts
+    its TLS front end before it); the hub API port is what containers may reach on the
+    internal network's gateway."""
+
+    public: int = 8000
+    hub_api: int = 8081
+    proxy_api: int = 8001
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> HubPorts:
+        env = os.environ if environ is None else environ
+        return cls(
+            public=int(env.get("ENCLAVE_HUB_PORT") or 8000),
+            hub_api=int(env.get("ENCLAVE_HUB_API_PORT") or 8081),
+            proxy_api=int(env.get("ENCLAVE_PROXY_API_PORT") or 8001),
+        )
+
+
+def hub_dir(settings: Settings) -> Path:
+    """The hub's own state (its database, cookie secret, log, pid files): 0700."""
+    path = settings.home / "hub"
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
+def enclave_environment(settings: Settings) -> dict[str, str]:
+    """What a hub-managed enclave service needs to find the same enclave."""
+    return {
+        "ENCLAVE_HOME": str(settings.home),
+        "ENCLAVE_DB_URL": settings.db_url,
+        "ENCLAVE_POLICIES": str(settings.policies_dir),
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def builtin_services(settings: Settings, policy: ContainerPolicy, enforce_interval: int = 20) -> list[dict[str, Any]]:
+    """The idle culler (timeout from policies/containers.yaml) and the enforcer."""
+    return [
+        {
+            "name": CULLER,
+            "command": [sys.executable, "-m", "jupyterhub_idle_culler",
+                        f"--timeout={policy.idle_cull_seconds}", "--cull-every=60"],
+        },
+        {
+            "name": ENFORCER,
+            "command": [sys.executable, "-m", "enclave.cli.main", "hub", "enforce",
+                        f"--interval={enforce_interval}"],
+            "environment": enclave_environment(settings),
+        },
+    ]
+
+
+def builtin_service_roles() -> list[dict[str, Any]]:
+    server_scopes = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+    return [
+        {"name": "enclave-culler", "scopes": server_scopes, "services": [CULLER]},
+        {"name": "enclave-enforcer-role", "scopes": server_scopes, "services": [ENFORCER]},
+    ]
+
+
+def extra_services(settings: Settings) -> list[dict[str, Any]]:
+    """Further hub-managed services of the enclave (JupyterHub service dicts)."""
+    try:
+        from enclave.web.service import hub_service
+    except ModuleNotFoundError as exc:  # a build without the web app
+        if exc.name != "enclave.web.service":
+            raise
+        return []
+    return [hub_service(settings, enclave_environment(settings))]
+
+
+def extra_service_roles(settings: Settings) -> list[dict[str, Any]]:
+    """Roles (scopes) for :func:`extra_services`, as JupyterHub role dicts with ``services``."""
+    try:
+        from enclave.web.service import hub_service_role
+    except ModuleNotFoundError as exc:
+        if exc.name != "enclave.web.service":
+            raise
+        return []
+    return [hub_service_role()]

@@ -1,0 +1,149 @@
+"""Enforcement: stop project servers that should no longer run.
+
+A server must stop when its project is no longer active (suspended, closed ...), its
+user is no longer a member or their training has expired, or a grant of the project
+was revoked or expired after the server started (the server still mounts that view).
+:func:`servers_to_stop` decides from the database alone; :func:`enforce_once` asks the
+hub which servers run, stops those named, and audits each stop. ``enclave hub
+enforce`` runs it in a loop as a hub-managed service (see jupyterhub_config.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from enclave.audit import append_event
+from enclave.clock import utcnow
+from enclave.config import Settings
+from enclave.db.models import Grant, Project, User
+from enclave.db.session import unit_of_work
+from enclave.enums import ProjectStatus
+from enclave.hub.access import ServerAction
+from enclave.permissions import is_member
+
+log = logging.getLogger("enclave.hub.enforce")
+ENFORCER = "enclave-enforcer"
+
+
+class RunningServer(NamedTuple):
+    """A running named server as the hub reports it; ``started`` None means unknown
+    (then every ended grant of the project counts: fail closed)."""
+
+    user: str
+    server: str
+    started: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class StopOrder:
+    user: str
+    server: str
+    reason: str
+
+
+def servers_to_stop(
+    session: Session, running: Sequence[RunningServer | tuple[str, str]], now: dt.datetime
+) -> list[StopOrder]:
+    """The running servers that must stop at ``now``, each with the reason why."""
+    orders: list[StopOrder] = []
+    for item in running:
+        server = RunningServer(*item)
+        reason = _why_stop(session, server, now)
+        if reason is not None:
+            orders.append(StopOrder(server.user, server.server, reason))
+    return orders
+
+
+def _why_stop(session: Session, server: RunningServer, now: dt.datetime) -> str | None:
+    user = session.scalars(select(User).where(User.name == server.user)).one_or_none()
+    if user is None:
+        return "not an enclave user"
+    if not server.server:
+        return "not a project server"
+    project = session.scalars(select(Project).where(Project.slug == server.server)).one_or_none()
+    if project is None:
+        return f"no project named {server.server}"
+    if project.status is not ProjectStatus.ACTIVE:
+        return f"project {project.slug} is {project.status.value}"
+    if not is_member(user, project):
+        return f"{user.name} is no longer a member of {project.slug}"
+    if not user.training_valid_on(now.date()):
+        return f"{user.name}'s training expired on {user.training_expires}" if user.training_expires \
+            else f"{user.name}'s training is not recorded"
+    grants = session.scalars(select(Grant).where(Grant.project_id == project.id)).all()
+    for grant in grants:
+        ended = grant.revoked_at if grant.revoked_at is not None else (grant.expires_at if grant.expires_at <= now else None)
+        if ended is None or ended > now:
+            continue
+        if server.started is None or ended >= server.started:
+            what = "revoked" if grant.revoked_at is not None else "expired"
+            return f"the grant of {grant.dataset_version.dataset.name} to {project.slug} was {what}"
+    return None
+
+
+def _parse_time(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+async def running_servers(client: httpx.AsyncClient) -> list[RunningServer]:
+    """Every running (or starting) named and default server the hub knows of."""
+    response = await client.get("users", params={"state": "active"})
+    response.raise_for_status()
+    found = []
+    for user in response.json():
+        for name, server in (user.get("servers") or {}).items():
+            found.append(RunningServer(user["name"], name, _parse_time(server.get("started"))))
+    return found
+
+
+async def stop_server(client: httpx.AsyncClient, user: str, server: str) -> None:
+    path = f"users/{user}/servers/{server}" if server else f"users/{user}/server"
+    response = await client.delete(path)
+    if response.status_code not in (202, 204, 404):
+        response.raise_for_status()
+
+
+async def enforce_once(settings: Settings, client: httpx.AsyncClient, now: dt.datetime | None = None) -> list[StopOrder]:
+    """List the hub's running servers, stop those that must stop, audit each stop."""
+    running = await running_servers(client)
+    if not running:
+        return []
+    now = now or utcnow()
+    with unit_of_work(settings) as session:
+        orders = servers_to_stop(session, running, now)
+    for order in orders:
+        await stop_server(client, order.user, order.server)
+        with unit_of_work(settings) as session:
+            append_event(session, ENFORCER, ServerAction.ENFORCE_STOP, project=order.server[:40] or None,
+                         target=f"server:{order.user}/{order.server}", details={"reason": order.reason})
+        log.warning("stopped %s/%s: %s", order.user, order.server, order.reason)
+    return orders
+
+
+def hub_client(api_url: str, token: str) -> httpx.AsyncClient:
+    """A client of the hub's REST API (``api_url`` like http://127.0.0.1:8000/hub/api)."""
+    return httpx.AsyncClient(base_url=api_url.rstrip("/") + "/", headers={"Authorization": f"token {token}"},
+                             timeout=30, trust_env=False)
+
+
+async def enforce_forever(settings: Settings, api_url: str, token: str, interval: float) -> None:
+    """Run :func:`enforce_once` every ``interval`` seconds; a failed round is logged and retried."""
+    async with hub_client(api_url, token) as client:
+        while True:
+            try:
+                await enforce_once(settings, client)
+            except Exception as exc:  # noqa: BLE001 - keep enforcing; the next round retries
+                log.error("enforcement round failed: %s", exc)
+            await asyncio.sleep(interval)

@@ -1,0 +1,197 @@
+"""EnclaveSpawner: one isolated notebook server per (user, project).
+
+The server's name is the project's slug (JupyterHub named servers). Who may open which
+project, and what the server mounts, is decided by ``enclave.hub.access``; the container's
+isolation (user, capabilities, read-only root, limits, internal network, mounts) comes
+only from ``enclave.sandbox``: this class builds no isolation of its own. Every start,
+stop and refusal is audited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import os
+from typing import Any
+
+from dockerspawner import DockerSpawner
+from tornado import web
+from traitlets import Unicode, default
+
+from enclave import sandbox
+from enclave.audit import append_event
+from enclave.clock import today
+from enclave.config import Settings
+from enclave.db.session import unit_of_work
+from enclave.errors import EnclaveError
+from enclave.hub.access import (
+    ServerAction,
+    check_can_spawn,
+    prepare_workspace,
+    project_mounts,
+    spawnable_projects,
+)
+from enclave.users import find_user
+
+ALLOWED_OPTIONS = frozenset({"project"})
+PROJECT_LABEL = "org.enclave.project"
+USER_LABEL = "org.enclave.user"
+
+
+class EnclaveSpawner(DockerSpawner):
+    """A DockerSpawner whose servers are project workspaces inside the enclave's sandbox."""
+
+    enclave_home = Unicode(
+        "",
+        help="""ENCLAVE_HOME of the enclave whose projects this hub serves (empty: from
+        the environment, as Settings.from_env() reads it). Workspaces and views are found
+        below it.""",
+    ).tag(config=True)
+
+    container_policy_file = Unicode(
+        "",
+        help="""The containers policy (image, network, limits) as a YAML file (empty:
+        containers.yaml in the enclave's policy directory). See policies/containers.yaml.""",
+    ).tag(config=True)
+
+    @default("prefix")
+    def _default_prefix(self) -> str:
+        return "enclave-nb"
+
+    @default("remove")
+    def _default_remove(self) -> bool:
+        # Nothing worth keeping lives outside the mounted workspace (the root is read-only).
+        return True
+
+    @default("use_internal_ip")
+    def _default_use_internal_ip(self) -> bool:
+        return True
+
+    @default("pull_policy")
+    def _default_pull_policy(self) -> str:
+        # No registry to pull from: the image is built locally by scripts/build-images.sh.
+        return "never"
+
+    @default("image")
+    def _default_image(self) -> str:
+        return self.container_policy().image
+
+    @default("network_name")
+    def _default_network_name(self) -> str:
+        return self.container_policy().network
+
+    @default("options_form")
+    def _default_options_form(self) -> Any:
+        return EnclaveSpawner._render_options_form
+
+    def enclave_settings(self) -> Settings:
+        if not self.enclave_home:
+            return Settings.from_env()
+        return Settings.from_env({**os.environ, "ENCLAVE_HOME": self.enclave_home})
+
+    def container_policy(self) -> sandbox.ContainerPolicy:
+        path = self.container_policy_file or str(self.enclave_settings().policies_dir / "containers.yaml")
+        return sandbox.load_container_policy(path)
+
+    # --- the options form: the user's active projects ------------------------------------
+
+    def _render_options_form(self) -> str:
+        with unit_of_work(self.enclave_settings()) as session:
+            user = find_user(session, self.user.name)
+            slugs = [(p.slug, p.title) for p in spawnable_projects(session, user)] if user else []
+        return render_options_form(slugs, selected=self.name)
+
+    def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, str]:
+        return {"project": (formdata.get("project") or [""])[0]}
+
+    # --- start / stop ----------------------------------------------------------------------
+
+    def _requested_project(self) -> str:
+        """The project this server is for: its name, which a form choice must match."""
+        unknown = sorted(set(self.user_options or {}) - ALLOWED_OPTIONS)
+        if unknown:
+            raise web.HTTPError(400, f"unknown server option {unknown[0]!r}: only 'project' may be given")
+        chosen = (self.user_options or {}).get("project")
+        if chosen and self.name and chosen != self.name:
+            raise web.HTTPError(
+                403, f"this server is for project {self.name}, not {chosen}: open /hub/spawn/{self.user.name}/{chosen}"
+            )
+        return self.name
+
+    def _check_and_prepare(self, slug: str) -> tuple[sandbox.ContainerPolicy, list[sandbox.Mount]]:
+        """Re-check access now, compute the mounts, create the workspace, audit the start;
+        on refusal audit it and raise HTTPError 403 with the reason."""
+        settings = self.enclave_settings()
+        policy = self.container_policy()
+        refused: str | None = None
+        with unit_of_work(settings) as session:
+            try:
+                user, project = check_can_spawn(session, self.user.name, slug, today())
+                mounts = project_mounts(settings, session, project)
+            except EnclaveError as exc:
+                refused = str(exc)
+                append_event(session, self.user.name, ServerAction.REFUSE, project=slug[:40] or None,
+                             target=f"server:{self.user.name}/{slug}", details={"reason": refused})
+            else:
+                prepare_workspace(settings, project.slug)
+                append_event(session, user, ServerAction.SPAWN, project=project,
+                             target=f"server:{user.name}/{slug}",
+                             details={"image": policy.image, "mounts": [m.target for m in mounts]})
+        if refused is not None:
+            raise web.HTTPError(403, refused)
+        return policy, [
+            sandbox.Mount(source=str(m.source), target=m.target, read_only=m.read_only) for m in mounts
+        ]
+
+    async def start(self) -> tuple[str, int]:
+        for trait in ("volumes", "extra_host_config", "extra_create_kwargs"):
+            if getattr(self, trait):
+                raise web.HTTPError(
+                    500, f"EnclaveSpawner takes isolation only from enclave.sandbox: remove c.DockerSpawner.{trait}"
+                )
+        slug = self._requested_project()
+        self._enclave_policy, self._enclave_mounts = await asyncio.to_thread(self._check_and_prepare, slug)
+        return await super().start()
+
+    async def create_object(self) -> dict[str, Any]:
+        """Create the container with exactly the sandbox's host config and create arguments."""
+        extra = sandbox.create_kwargs(self._enclave_policy)
+        labels = {**extra.pop("labels", {}), PROJECT_LABEL: self.name, USER_LABEL: self.user.name}
+        host_config = sandbox.host_config(self._enclave_policy, self._enclave_mounts)
+        return await self.docker(
+            "create_container",
+            image=self.image,
+            name=self.container_name,
+            command=await self.get_command(),
+            environment=self.get_env(),
+            ports={f"{self.port}/tcp": None},
+            labels=labels,
+            host_config=self.client.create_host_config(**host_config),
+            **extra,
+        )
+
+    async def stop(self, now: bool = False) -> None:
+        await super().stop(now=now)
+        await asyncio.to_thread(self._audit_stop)
+
+    def _audit_stop(self) -> None:
+        with unit_of_work(self.enclave_settings()) as session:
+            append_event(session, self.user.name, ServerAction.STOP, project=self.name[:40] or None,
+                         target=f"server:{self.user.name}/{self.name}")
+
+
+def render_options_form(projects: list[tuple[str, str]], selected: str = "") -> str:
+    """The spawn form: a choice among ``projects`` ((slug, title) pairs), or a note that
+    there is none."""
+    if not projects:
+        return ("<p>You have no active project: a server opens only for an active project "
+                "you are a member of. Ask the project's PI or an admin.</p>")
+    options = "".join(
+        f'<option value="{html.escape(slug)}"{" selected" if slug == selected else ""}>'
+        f"{html.escape(slug)}: {html.escape(title)}</option>"
+        for slug, title in projects
+    )
+    return (
+        '<label for="project">Project</label>'
+        f'<select class="form-control" name="project" id="project">{options}</select>'
+    )

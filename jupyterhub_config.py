@@ -1,0 +1,48 @@
+"""JupyterHub configuration of the enclave: start with scripts/start-hub.sh.
+
+Thin on purpose: the settings come from the environment (ENCLAVE_HOME, ENCLAVE_DB_URL,
+ENCLAVE_POLICIES; ENCLAVE_HUB_PORT and friends for the ports), the container limits from
+policies/containers.yaml, and all behaviour from enclave.hub (see docs/hub.md).
+"""
+
+import docker
+
+from enclave import sandbox
+from enclave.config import Settings
+from enclave.hub import config as hubconf
+from enclave.hub.auth import EnclaveAuthenticator
+from enclave.hub.spawner import EnclaveSpawner
+
+c = get_config()  # noqa: F821 - provided by JupyterHub when it loads this file
+
+settings = Settings.from_env()
+policy = sandbox.load_container_policy(settings.policies_dir / "containers.yaml")
+ports = hubconf.HubPorts.from_env()
+state = hubconf.hub_dir(settings)
+
+# The hub listens for its containers on the internal network's gateway, and that is
+# the only host port they may reach.
+engine = docker.from_env()
+gateway = sandbox.ensure_internal_network(engine, policy.network)
+sandbox.restrict_host_access(engine, policy.network, [ports.hub_api])
+
+c.JupyterHub.bind_url = f"http://127.0.0.1:{ports.public}"
+c.JupyterHub.hub_ip = gateway
+c.JupyterHub.hub_port = ports.hub_api
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{ports.proxy_api}"
+c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
+c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
+c.JupyterHub.cookie_secret_file = str(state / "cookie_secret")
+
+c.JupyterHub.authenticator_class = EnclaveAuthenticator
+c.EnclaveAuthenticator.enclave_home = str(settings.home)
+
+c.JupyterHub.spawner_class = EnclaveSpawner
+c.JupyterHub.allow_named_servers = True
+c.JupyterHub.named_server_limit_per_user = 0  # one per project; membership is the limit
+c.EnclaveSpawner.enclave_home = str(settings.home)
+c.EnclaveSpawner.start_timeout = 120
+c.EnclaveSpawner.http_timeout = 60
+
+c.JupyterHub.services = hubconf.builtin_services(settings, policy) + hubconf.extra_services(settings)
+c.JupyterHub.load_roles = hubconf.builtin_service_roles() + hubconf.extra_service_roles(settings)
