@@ -1,0 +1,54 @@
+"""``enclave demo``: deterministic synthetic health data for demonstrations and tests."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import typer
+
+from enclave.catalog.progress import progress_bar
+from enclave.cli.common import ok
+from enclave.demo.synthetic import generate as make_data
+from enclave.demo.synthetic import write_csv, write_fhir
+from enclave.errors import InvalidInput
+
+app = typer.Typer(help="Generate synthetic (never real) health data.", no_args_is_help=True)
+
+
+@app.command("generate")
+def generate(
+    outdir: Path = typer.Argument(..., help="Directory to write csv/ (with dictionary.yaml) and fhir/ into."),
+    patients: int = typer.Option(1000, "--patients", help="Number of patients (records scale with it)."),
+    seed: int = typer.Option(0, "--seed", help="Same seed and size give identical files."),
+    fmt: str = typer.Option("both", "--format", help="csv, fhir or both."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
+) -> None:
+    """Write patients, admissions, diagnoses, prescriptions and lab results."""
+    if fmt not in {"csv", "fhir", "both"}:
+        raise InvalidInput(f"--format {fmt!r} is not one of csv, fhir, both")
+    if patients < 1:
+        raise InvalidInput("--patients must be at least 1")
+    if outdir.exists() and any(outdir.iterdir()):
+        raise InvalidInput(f"{outdir} is not empty: give a new or empty directory")
+    data = make_data(patients, seed)
+    outdir = outdir.absolute()
+    outdir.parent.mkdir(parents=True, exist_ok=True)
+    # Written beside OUTDIR and renamed into place: never a half-written demo directory.
+    stage = Path(tempfile.mkdtemp(prefix=f".{outdir.name}-", dir=outdir.parent))
+    try:
+        with progress_bar(quiet) as progress:
+            if fmt in {"csv", "both"}:
+                write_csv(data, stage / "csv", progress)
+            if fmt in {"fhir", "both"}:
+                write_fhir(data, stage / "fhir", progress)
+        stage.chmod(0o755)
+        if outdir.exists():
+            outdir.rmdir()
+        stage.rename(outdir)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    counts = ", ".join(f"{t} {n}" for t, n in data.rows.items())
+    ok(f"wrote synthetic data for {patients} patients (seed {seed}) to {outdir}: {counts}")
