@@ -1,0 +1,1 @@
+"""Synthetic (never real) health data for demonstrations and tests."""
