@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from enclave.config import Settings
-from enclave.db.models import Project, User
+from enclave.db.models import Grant, Project, User
 from enclave.enums import ProjectStatus
 from enclave.errors import PermissionDenied, PolicyError
 from enclave.permissions import is_member
@@ -62,9 +62,13 @@ def spawnable_projects(session: Session, user: User) -> list[Project]:
     return projects_of(session, user, ProjectStatus.ACTIVE)
 
 
-def check_can_spawn(session: Session, user_name: str, slug: str, today: dt.date) -> tuple[User, Project]:
-    """Return (user, project) if ``user_name`` may open project ``slug`` now; else raise
-    PermissionDenied (or NotFound) with one line saying why and what to do."""
+def check_can_spawn(session: Session, user_name: str, slug: str, now: dt.datetime) -> tuple[User, Project]:
+    """Return (user, project) if ``user_name`` may open project ``slug`` at ``now``; else
+    raise PermissionDenied with one line saying why and what to do.
+
+    A project that had data grants and has none live any more (all expired or revoked)
+    is refused too: its approval to use data has lapsed. A project that never had a
+    grant may open (to prepare code in its workspace)."""
     user = find_user(session, user_name)
     if user is None:
         raise PermissionDenied(f"{user_name} is not an enclave user: ask an admin to add you")
@@ -81,9 +85,14 @@ def check_can_spawn(session: Session, user_name: str, slug: str, today: dt.date)
         raise PermissionDenied(
             f"project {slug} is {project.status.value}, not active: servers open only while a project is active"
         )
-    if not user.training_valid_on(today):
+    if not user.training_valid_on(now.date()):
         when = f"expired on {user.training_expires}" if user.training_expires else "is not recorded"
         raise PermissionDenied(f"{user_name}'s training {when}: renew it and ask an admin to record it")
+    grants = session.scalars(select(Grant).where(Grant.project_id == project.id)).all()
+    if grants and not any(g.is_live(now) for g in grants):
+        raise PermissionDenied(
+            f"every data grant of project {slug} has expired or been revoked: ask an admin to renew the grant"
+        )
     return user, project
 
 

@@ -85,8 +85,8 @@ def _why_stop(session: Session, server: RunningServer, now: dt.datetime) -> str 
         if ended is None or ended > now:
             continue
         if server.started is None or ended >= server.started:
-            what = "revoked" if grant.revoked_at is not None else "expired"
-            return f"the grant of {grant.dataset_version.dataset.name} to {project.slug} was {what}"
+            what = "was revoked" if grant.revoked_at is not None else "has expired"
+            return f"the grant of {grant.dataset_version.dataset.name} to {project.slug} {what}"
     return None
 
 

@@ -20,7 +20,7 @@ from traitlets import Unicode, default
 
 from enclave import sandbox
 from enclave.audit import append_event
-from enclave.clock import today
+from enclave.clock import utcnow
 from enclave.config import Settings
 from enclave.db.session import unit_of_work
 from enclave.errors import EnclaveError
@@ -126,7 +126,7 @@ class EnclaveSpawner(DockerSpawner):
         refused: str | None = None
         with unit_of_work(settings) as session:
             try:
-                user, project = check_can_spawn(session, self.user.name, slug, today())
+                user, project = check_can_spawn(session, self.user.name, slug, utcnow())
                 mounts = project_mounts(settings, session, project)
             except EnclaveError as exc:
                 refused = str(exc)

@@ -1,0 +1,106 @@
+"""Who may open which project server, and what it mounts (no hub, no Docker)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from enclave.clock import today, utcnow
+from enclave.errors import PermissionDenied, PolicyError
+from enclave.hub.access import (
+    WORKSPACE_TARGET,
+    check_can_spawn,
+    prepare_workspace,
+    project_mounts,
+    spawnable_projects,
+)
+from enclave.hub.spawner import render_options_form
+from enclave.projects.lifecycle import ProjectAction
+from enclave.projects.service import transition_project
+from enclave.users import set_training
+from tests.hub_support import grant, ingest
+
+
+def test_spawnable_projects_lists_only_active_projects_of_the_member(factory):
+    factory.project("alpha", "alice", "active")
+    factory.project("beta", "bob", "active")
+    factory.project("gamma", "alice", "suspended")
+    factory.project("delta", "alice", "approved")
+    assert [p.slug for p in spawnable_projects(factory.session, factory.get("alice"))] == ["alpha"]
+
+
+def test_options_form_offers_only_the_given_projects_escaped():
+    form = render_options_form([("alpha", "A <b>study</b>")], selected="alpha")
+    assert 'value="alpha" selected' in form
+    assert "<b>" not in form and "&lt;b&gt;" in form
+    assert "no active project" in render_options_form([])
+
+
+def test_check_can_spawn_accepts_a_member_of_an_active_project(factory):
+    factory.project("alpha", "alice", "active")
+    user, project = check_can_spawn(factory.session, "alice", "alpha", utcnow())
+    assert (user.name, project.slug) == ("alice", "alpha")
+
+
+@pytest.mark.parametrize(
+    ("setup", "user", "slug", "says"),
+    [
+        ("nonmember", "mallory", "alpha", "not a member"),
+        ("missing", "alice", "nosuch", "not a member"),
+        ("suspended", "alice", "alpha", "suspended, not active"),
+        ("training", "alice", "alpha", "training expired"),
+        ("unnamed", "alice", "", "open a project server by its project name"),
+        ("stranger", "nobody", "alpha", "not an enclave user"),
+    ],
+)
+def test_check_can_spawn_refuses_with_the_reason(factory, setup, user, slug, says):
+    factory.project("alpha", "alice", "active")
+    factory.user("mallory")
+    if setup == "suspended":
+        transition_project(factory.session, factory.admin, "alpha", ProjectAction.SUSPEND, reason="audit")
+    if setup == "training":
+        set_training(factory.session, factory.admin, "alice", today() - dt.timedelta(days=1))
+    with pytest.raises(PermissionDenied, match=says):
+        check_can_spawn(factory.session, user, slug, utcnow())
+
+
+def test_check_can_spawn_refuses_when_every_grant_has_ended(factory, settings, tmp_path):
+    factory.project("alpha", "alice", "active")
+    ingest(factory.session, factory.admin, settings, tmp_path, "tiny")
+    grant(factory.session, factory.admin, settings, "alpha", "tiny", days=5)
+    check_can_spawn(factory.session, "alice", "alpha", utcnow())
+    with pytest.raises(PermissionDenied, match="expired or been revoked"):
+        check_can_spawn(factory.session, "alice", "alpha", utcnow() + dt.timedelta(days=7))
+
+
+def test_project_mounts_are_the_workspace_and_live_views_only(factory, settings, tmp_path):
+    factory.project("alpha", "alice", "active")
+    factory.project("beta", "bob", "active")
+    ingest(factory.session, factory.admin, settings, tmp_path, "tiny")
+    ingest(factory.session, factory.admin, settings, tmp_path, "other")
+    g = grant(factory.session, factory.admin, settings, "alpha", "tiny")
+    grant(factory.session, factory.admin, settings, "beta", "other")
+    project = factory.session.get(type(g.project), g.project_id)
+    mounts = project_mounts(settings, factory.session, project)
+    assert [(m.target, m.read_only) for m in mounts] == [(WORKSPACE_TARGET, False), ("/data/tiny", True)]
+    assert mounts[0].source == settings.workspaces_dir / "alpha"
+    assert mounts[1].source.is_relative_to(settings.views_dir)
+    assert all(not m.source.is_relative_to(settings.catalog_dir) for m in mounts)
+
+
+def test_project_mounts_refuse_a_view_outside_the_views_directory(factory, settings, tmp_path):
+    project = factory.project("alpha", "alice", "active")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    with pytest.raises(PolicyError, match="outside"):
+        project_mounts(settings, factory.session, project, views=lambda s, p: [("tiny", outside)])
+    with pytest.raises(PolicyError, match="cannot be mounted"):
+        project_mounts(settings, factory.session, project, views=lambda s, p: [("../etc", settings.views_dir)])
+
+
+def test_prepare_workspace_creates_outbox_owned_by_the_notebook_user(settings):
+    root = prepare_workspace(settings, "alpha")
+    assert (root / "outbox").is_dir()
+    if __import__("os").geteuid() == 0:
+        assert (root.stat().st_uid, (root / "outbox").stat().st_uid) == (1000, 1000)
