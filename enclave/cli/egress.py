@@ -8,6 +8,65 @@ app = typer.Typer(help="Check outputs and take them out of the enclave through r
                   no_args_is_help=True)
 
 
+# --- Output checking (issue 4): classify files by content and apply the disclosure rules.
+
+def _check_policy(policy_file: "_Path | None"):  # type: ignore[no-untyped-def]
+    """The disclosure policy: --policy, else disclosure.yaml in the policy directory, else defaults."""
+    from enclave.config import Settings
+    from enclave.disclosure.policy import DisclosurePolicy, load_disclosure_policy
+
+    if policy_file is not None:
+        return load_disclosure_policy(policy_file)
+    default = Settings.from_env().policies_dir / "disclosure.yaml"
+    return load_disclosure_policy(default) if default.exists() else DisclosurePolicy()
+
+
+@app.command("check")
+def egress_check(
+    files: "_List[_Path]" = typer.Argument(..., help="Output files to check (symbolic links are never followed)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    policy_file: "_Optional[_Path]" = typer.Option(
+        None, "--policy", help="A disclosure policy YAML (default: disclosure.yaml in the policy directory)."),
+) -> None:
+    """Check output files against the disclosure rules; exit 0 if all pass, 1 if any needs review or fails."""
+    import json
+
+    from enclave.disclosure import check_files
+    from enclave.disclosure.verdict import Verdict
+
+    absent = [str(f) for f in files if not f.exists() and not f.is_symlink()]
+    if absent:
+        typer.echo(f"error: no such file: {', '.join(absent)} (give paths of output files)", err=True)
+        raise typer.Exit(2)
+    try:
+        policy = _check_policy(policy_file)
+    except _EnclaveError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    report = check_files(files, policy)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        _print_check_report(report)
+    raise typer.Exit(0 if report.status is Verdict.PASS else 1)
+
+
+def _print_check_report(report) -> None:  # type: ignore[no-untyped-def]
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Output check: {report.status}", title_justify="left", show_lines=True)
+    for column in ("file", "status", "rule", "finding", "where"):
+        table.add_column(column, overflow="fold")
+    for file in report.files:
+        if not file.findings:
+            table.add_row(file.path, str(file.status), "", "no findings", "")
+        for finding in file.findings:
+            where = ", ".join(finding.locations[:5]) + (" ..." if len(finding.locations) > 5 else "")
+            table.add_row(file.path, str(finding.status), finding.rule, finding.message, where)
+    Console(width=160).print(table)
+
+
 # --- Egress requests (issue 5): create, add, submit, withdraw, review, release, list, show,
 # download, verify. Thin: each parses, calls one enclave.egress service function, prints.
 

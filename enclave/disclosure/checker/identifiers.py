@@ -14,7 +14,7 @@ from collections.abc import Iterable
 PATTERNS: dict[str, str] = {
     "email address": r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}",
     "NHS number": r"\b\d{3}[ \-]?\d{3}[ \-]?\d{4}\b",
-    "phone number": r"(?:\+44\s?\(?0?\)?\s?|\b0)(?:7\d{3}\s?\d{3}\s?\d{3}|[1-3]\d{2,3}\s?\d{3}\s?\d{3,4})\b|\(\d{3}\)\s?\d{3}-\d{4}",
+    "phone number": r"(?:\+44\s?\(?0?\)?\s?|\b0)(?:7\d{3}\s?\d{3}\s?\d{3}|[1-3]\d{1,4}\s?\d{3,4}\s?\d{3,4})\b|\(\d{3}\)\s?\d{3}-\d{4}",
     "UK postcode": r"\b(?:[A-Z]{1,2}[0-9][A-Z0-9]?|GIR) ?[0-9][ABD-HJLNP-UW-Z]{2}\b",
     "US social security number": r"\b\d{3}-\d{2}-\d{4}\b",
     "date of birth": r"(?i)(?:\bdob\b|\bd\.o\.b\b|date of birth|birth ?date|\bborn\b)\W{0,6}(?:on\s+)?(?:\d{4}-\d{1,2}-\d{1,2}|\d{1,2}[/.\-]\d{1,2}[/.\-]\d{2,4}|\d{1,2}\s+[A-Za-z]{3,9}\s+\d{4})",
@@ -43,7 +43,19 @@ def ssn_valid(candidate: str) -> bool:
     return area not in ("000", "666") and not area.startswith("9") and group != "00" and serial != "0000"
 
 
+def phone_valid(candidate: str) -> bool:
+    """A UK number has 9 or 10 digits after the 0 or +44; the US form is fixed by its pattern."""
+    digits = "".join(ch for ch in candidate if ch.isdigit())
+    if candidate.lstrip().startswith("("):
+        return len(digits) == 10
+    national = digits[2:] if candidate.lstrip().startswith("+44") else digits[1:]
+    national = national[1:] if national.startswith("0") else national
+    return len(national) in (9, 10)
+
+
 def _confirmed(kind: str, match: str) -> bool:
+    if kind == "phone number":
+        return phone_valid(match)
     if kind == "NHS number":
         return nhs_number_valid(match)
     if kind == "US social security number":
