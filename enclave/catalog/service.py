@@ -288,6 +288,10 @@ def _remove_view(session: Session, grant: Grant) -> None:
     session.flush()
     if path:
         remove_tree(Path(path))
+        # views/<project>/<grant id>/<dataset>: drop the grant's directory too once empty.
+        grant_dir = Path(path).parent
+        if grant_dir.is_dir() and not any(grant_dir.iterdir()):
+            grant_dir.rmdir()
 
 
 def list_grants(session: Session, actor: User, project_slug: str | None = None) -> list[Grant]:
