@@ -87,12 +87,18 @@ class OutputMatch(StrEnum):
     IDENTICAL = "identical"
     EQUAL_TABLE = "equal_table"
     EQUAL_NOTEBOOK = "equal_notebook"
+    EQUAL_EVIDENCE = "equal_evidence"
     DIFFERS = "differs"
     MISSING = "missing"
     EXTRA = "extra"
 
 
-MATCHING = frozenset({OutputMatch.IDENTICAL, OutputMatch.EQUAL_TABLE, OutputMatch.EQUAL_NOTEBOOK})
+MATCHING = frozenset({OutputMatch.IDENTICAL, OutputMatch.EQUAL_TABLE, OutputMatch.EQUAL_NOTEBOOK,
+                      OutputMatch.EQUAL_EVIDENCE})
+# The safe library's evidence sidecars (enclave.disclosure.evidence) record when they were
+# written; everything else in them must match.
+EVIDENCE_SUFFIX = ".evidence.json"
+EVIDENCE_VOLATILE = frozenset({"created"})
 
 
 @dataclass(frozen=True)
@@ -186,6 +192,9 @@ def _compare_file(path: str, digest: str, old: Path, new_digest: str, new: Path)
     if digest == new_digest:
         return FileComparison(path, OutputMatch.IDENTICAL)
     suffix = old.suffix.lower()
+    if old.name.endswith(EVIDENCE_SUFFIX):
+        same, detail = evidence_equal(old, new)
+        return FileComparison(path, OutputMatch.EQUAL_EVIDENCE if same else OutputMatch.DIFFERS, detail)
     if suffix == ".csv":
         same, detail = tables_equal(old, new)
         return FileComparison(path, OutputMatch.EQUAL_TABLE if same else OutputMatch.DIFFERS, detail)
@@ -211,6 +220,20 @@ def tables_equal(old: Path, new: Path) -> tuple[bool, str]:
     if not a.sort(a.columns, nulls_last=True).equals(b.sort(b.columns, nulls_last=True)):
         return False, "same shape, different values"
     return True, "same table (formatting or row order differs)"
+
+
+def evidence_equal(old: Path, new: Path) -> tuple[bool, str]:
+    """Two evidence sidecars say the same, apart from when they were written."""
+    try:
+        a, b = (json.loads(p.read_text(encoding="utf-8")) for p in (old, new))
+    except (OSError, ValueError) as exc:
+        return False, f"cannot be read as JSON ({exc})"
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return False, "not an evidence record"
+    keys = sorted(k for k in a.keys() | b.keys() if k not in EVIDENCE_VOLATILE and a.get(k) != b.get(k))
+    if keys:
+        return False, f"evidence differs in {', '.join(keys)}"
+    return True, "same evidence (written at another time)"
 
 
 def _cells(path: Path) -> list[tuple[str, str, list[Any]]]:

@@ -155,7 +155,7 @@ class Runner:
                 ]
                 image, digest = self._image(session, run)
                 name = f"{CONTAINER_PREFIX}{run.id}"
-                kwargs = self._create_kwargs(run, mounts, image, name)
+                kwargs = self._create_kwargs(run, mounts, image, name, views)
                 records = [view_record(v.dataset, v.path, v.version, v.version_sha256) for v in views]
                 service.start_run(session, run, image=self.policy.image, image_digest=digest, container_name=name,
                                   views=records_json(records), limits=self._limits())
@@ -187,7 +187,8 @@ class Runner:
         return {"timeout_seconds": self.policy.job_timeout_seconds, "mem_limit": self.policy.job_mem_limit,
                 "cpu_limit": self.policy.cpu_limit, "pids_limit": self.policy.pids_limit, "network": "none"}
 
-    def _create_kwargs(self, run: JobRun, mounts: list[Mount], image: str, name: str) -> dict[str, Any]:
+    def _create_kwargs(self, run: JobRun, mounts: list[Mount], image: str, name: str,
+                       views: list[JobView]) -> dict[str, Any]:
         self._prepare_output(run)
         container_out = f"{WORKSPACE_PATH}/{service.OUTPUTS_RELDIR}/{run.id}"
         cwd = PurePosixPath(WORKSPACE_PATH) / PurePosixPath(run.notebook).parent
@@ -203,7 +204,12 @@ class Runner:
                 "--cwd", str(cwd), "-y", json.dumps(run.parameters_json),
                 "--log-output", "--no-progress-bar", "--kernel", "python3", "--language", "python",
             ],
-            environment={"ENCLAVE_JOB_RUN": str(run.id), "ENCLAVE_JOB_OUTPUT": container_out},
+            environment={
+                "ENCLAVE_JOB_RUN": str(run.id),
+                "ENCLAVE_JOB_OUTPUT": container_out,
+                # What enclave.safe records in each output's evidence: the versions read.
+                "ENCLAVE_DATASETS": json.dumps({v.dataset: str(v.version) for v in views if v.version is not None}),
+            },
             stdin_open=True,  # with detach False, docker-py sets StdinOnce: EOF ends the input
             labels={**create.get("labels", {}), JOB_LABEL: str(run.id)},
         )

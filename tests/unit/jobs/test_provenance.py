@@ -106,3 +106,16 @@ def test_provenance_summary_says_what_differs_and_why():
     good = Comparison([FileComparison("t.csv", OutputMatch.EQUAL_TABLE)], [])
     assert good.matches and good.summary().startswith("reproduced")
     assert not Comparison([], []).matches  # nothing to compare is not a reproduction
+
+
+def test_provenance_evidence_sidecars_match_apart_from_their_time(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    record = {"output": {"file": "t.csv", "sha256": "x"}, "status": "pass", "created": "2026-01-01T00:00:00"}
+    _write(a / "t.csv.evidence.json", json.dumps(record))
+    _write(b / "t.csv.evidence.json", json.dumps({**record, "created": "2027-01-01T00:00:00"}))
+    _write(a / "u.csv.evidence.json", json.dumps(record))
+    _write(b / "u.csv.evidence.json", json.dumps({**record, "status": "fail"}))
+    results = {f.path: f for f in compare_outputs(file_manifest(a), a, file_manifest(b), b)}
+    assert results["t.csv.evidence.json"].match is OutputMatch.EQUAL_EVIDENCE
+    assert results["u.csv.evidence.json"].match is OutputMatch.DIFFERS
+    assert "status" in results["u.csv.evidence.json"].detail
