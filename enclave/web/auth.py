@@ -7,9 +7,11 @@ token belongs to and what the token may do:
   an HttpOnly cookie limited to the service's path;
 - a script sends a JupyterHub API token as ``Authorization: token ...``.
 
-JupyterHub custom scopes decide which consoles a person may open; the enclave database
-roles, checked again by every service function, decide what they may do there. Both must
-agree (fail closed).
+The hub decides which consoles a person may open: its roles ``enclave-admin`` and
+``enclave-reviewer`` (which the service reads with its own token) or the custom scopes
+``custom:enclave:admin`` and ``custom:enclave:review`` on the caller's token. The enclave
+database roles, checked again by every service function, decide what they may do there.
+Both must agree (fail closed).
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from starlette.responses import RedirectResponse, Response
 # Custom scopes defined in the hub's configuration (see docs/web.md).
 SCOPE_ADMIN = "custom:enclave:admin"
 SCOPE_REVIEW = "custom:enclave:review"
+# Hub roles (managed by the enclave's authenticator) that open the same consoles.
+HUB_ROLE_ADMIN = "enclave-admin"
+HUB_ROLE_REVIEW = "enclave-reviewer"
 
 SESSION_COOKIE = "enclave-session"
 STATE_COOKIE = "enclave-oauth-state"
@@ -41,17 +46,18 @@ class Identity:
 
     name: str
     scopes: frozenset[str] = field(default_factory=frozenset)
+    roles: frozenset[str] = field(default_factory=frozenset)
     # How the token arrived: "cookie" needs an XSRF token on every change, "header" not.
     via: str = "cookie"
     token: str = ""
 
     @property
     def is_admin(self) -> bool:
-        return SCOPE_ADMIN in self.scopes
+        return SCOPE_ADMIN in self.scopes or HUB_ROLE_ADMIN in self.roles
 
     @property
     def is_reviewer(self) -> bool:
-        return SCOPE_REVIEW in self.scopes
+        return SCOPE_REVIEW in self.scopes or HUB_ROLE_REVIEW in self.roles
 
 
 class Authenticator(Protocol):
@@ -127,6 +133,7 @@ class HubAuthenticator:
         self.cookie_secure = cookie_secure
         # Pending sign-ins: state id -> (next url, PKCE verifier, expiry).
         self._states: dict[str, tuple[str, str, float]] = {}
+        self._roles_cache: dict[str, tuple[list[str], float]] = {}
 
     async def identify(self, token: str, via: str) -> Identity | None:
         model = await self._hub.user_for_token(token, use_cache=True, sync=False)
@@ -135,7 +142,29 @@ class HubAuthenticator:
         scopes = frozenset(model.get("scopes") or ())
         if not self._hub.check_scopes(self._hub.access_scopes, model):
             return None
-        return Identity(name=model["name"], scopes=scopes, via=via, token=token)
+        roles = model.get("roles")
+        if roles is None:
+            roles = await self._hub_roles(model["name"])
+        return Identity(name=model["name"], scopes=scopes, roles=frozenset(roles), via=via, token=token)
+
+    async def _hub_roles(self, name: str) -> list[str]:
+        """The user's hub roles, read with the service's own token (scope read:roles:users);
+        none when the hub will not say (fail closed: no console beyond the researcher's)."""
+        cached = self._roles_cache.get(name)
+        if cached and cached[1] > time.monotonic():
+            return cached[0]
+        import httpx
+
+        try:
+            async with httpx.AsyncClient(timeout=5) as client:
+                reply = await client.get(f"{self._hub.api_url.rstrip('/')}/users/{name}",
+                                         headers={"Authorization": f"token {self._hub.api_token}"})
+            reply.raise_for_status()
+            roles = [str(r) for r in reply.json().get("roles") or []]
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return []
+        self._roles_cache[name] = (roles, time.monotonic() + 60)
+        return roles
 
     def login_redirect(self, request: Request, next_url: str) -> Response:
         now = time.monotonic()

@@ -22,6 +22,7 @@ class StaticTokenAuthenticator:
     cookie_secure = False
 
     def __init__(self, tokens: dict[str, tuple[str, set[str]]], running: int | None = None) -> None:
+        """``tokens``: token -> (user name, the token's scopes and hub roles)."""
         self._tokens = {token: (name, frozenset(scopes)) for token, (name, scopes) in tokens.items()}
         self._secret = secrets.token_bytes(32)
         self._running = running
@@ -30,7 +31,7 @@ class StaticTokenAuthenticator:
         found = self._tokens.get(token)
         if found is None:
             return None
-        return Identity(name=found[0], scopes=found[1], via=via, token=token)
+        return Identity(name=found[0], scopes=found[1], roles=found[1], via=via, token=token)
 
     def login_redirect(self, request: Request, next_url: str) -> Response:
         return PlainTextResponse("sign in through the hub (test mode: set the session cookie)", status_code=401)

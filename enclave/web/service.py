@@ -1,0 +1,41 @@
+"""How JupyterHub runs the web app: the managed service entry and its role.
+
+:mod:`enclave.hub.config` adds these to the hub's services and roles.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from enclave.config import Settings
+
+SERVICE_NAME = "enclave"
+DEFAULT_PORT = 10101
+
+
+def hub_service(settings: Settings, environment: dict[str, str]) -> dict[str, Any]:
+    """The managed service ``enclave`` at ``/services/enclave/`` on a loopback port."""
+    port = int(os.environ.get("ENCLAVE_WEB_PORT") or DEFAULT_PORT)
+    return {
+        "name": SERVICE_NAME,
+        "url": f"http://127.0.0.1:{port}",
+        "command": [sys.executable, "-m", "enclave.web.app"],
+        "environment": dict(environment),
+        # One sign-in: the hub does not ask people to confirm access to its own service.
+        "oauth_no_confirm": True,
+        "display": True,
+        "info": {"description": "Projects, applications, egress review, the audit log and the public register"},
+    }
+
+
+def hub_service_role() -> dict[str, Any]:
+    """What the service's own token may do: read people's hub roles (which console they
+    may open) and count running servers for the dashboard."""
+    return {
+        "name": "enclave-web",
+        "description": "The enclave web service: reads hub roles and server counts",
+        "scopes": ["list:users", "read:users:name", "read:roles:users", "read:servers"],
+        "services": [SERVICE_NAME],
+    }

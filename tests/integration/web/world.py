@@ -1,0 +1,79 @@
+"""A small enclave for web tests, built through the service layer, and the tokens the
+test authenticator resolves for each kind of caller."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from enclave.applications import ProjectApplication, apply_for_project
+from enclave.clock import today
+from enclave.config import Settings
+from enclave.db.session import unit_of_work, upgrade
+from enclave.enums import Role
+from enclave.policy import load_policy_file
+from enclave.projects import service as projects
+from enclave.projects.lifecycle import ProjectAction
+from enclave.projects.tiers import TierPolicy
+from enclave.users import add_user
+from enclave.web.auth import HUB_ROLE_ADMIN, HUB_ROLE_REVIEW
+from enclave.web.testing import StaticTokenAuthenticator
+
+REPO = Path(__file__).resolve().parents[3]
+PREFIX = "/services/enclave"
+
+# token -> (hub user, hub roles/scopes on the token)
+TOKENS: dict[str, tuple[str, set[str]]] = {
+    "t-ada": ("ada", {HUB_ROLE_ADMIN}),            # enclave admin, hub admin role
+    "t-rita": ("rita", {HUB_ROLE_REVIEW}),         # reviewer
+    "t-rob": ("rob", set()),                       # researcher, PI of asthma
+    "t-ria": ("ria", set()),                       # researcher, member of asthma
+    "t-eve": ("eve", set()),                       # researcher, PI of diabetes and copd (another team)
+    "t-mal": ("mal", {HUB_ROLE_ADMIN}),            # hub says admin, enclave says researcher
+    "t-ann": ("ann", set()),                       # enclave admin without the hub's admin role
+    "t-nick": ("nick", {HUB_ROLE_ADMIN}),          # a hub user unknown to the enclave
+}
+
+
+def build_world(home: Path) -> Settings:
+    """Users, projects in several states and one pending application."""
+    settings = Settings(home=home, db_url=f"sqlite:///{home / 'enclave.db'}", policies_dir=REPO / "policies")
+    upgrade(settings)
+    tiers = load_policy_file(settings.policies_dir / "tiers.yaml", TierPolicy)
+    later = today() + dt.timedelta(days=365)
+    with unit_of_work(settings) as s:
+        ada = add_user(s, None, "ada", {Role.ADMIN}, later)
+        add_user(s, ada, "ann", {Role.ADMIN}, later)
+        add_user(s, ada, "rita", {Role.REVIEWER}, later)
+        for name in ("rob", "ria", "eve", "mal", "rex"):
+            add_user(s, ada, name, {Role.RESEARCHER}, later)
+        for slug, pi, title in (("asthma", "rob", "Asthma outcomes in children"),
+                                ("diabetes", "eve", "Type 2 diabetes and kidney disease")):
+            projects.create_project(s, ada, tiers, slug=slug, title=title, pi=pi,
+                                    lay_summary=f"A study of {title.lower()}.", end_date=later,
+                                    organisation="University Hospital", purpose="Improve care.",
+                                    lawful_basis="UK GDPR 6(1)(e), 9(2)(j)")
+            projects.transition_project(s, ada, slug, ProjectAction.APPROVE)
+            projects.transition_project(s, ada, slug, ProjectAction.ACTIVATE)
+        projects.add_member(s, ada, "asthma", "ria")
+        eve = projects.get_project(s, "diabetes").pi
+        apply_for_project(s, eve, tiers, ProjectApplication(
+            slug="copd", title="COPD admissions and air quality", purpose="Link admissions to pollution.",
+            lay_summary="Does air pollution send people with COPD to hospital?", lawful_basis="6(1)(e), 9(2)(j)",
+            organisation="City University", datasets_wanted=["hes-apc"], team=["rex"],
+            end_date=later))
+    return settings
+
+
+def copy_world(template: Settings, home: Path) -> Settings:
+    """A private copy of a built world (building one takes a second; copying, a moment)."""
+    import shutil
+
+    home.mkdir(parents=True)
+    for part in template.home.glob("enclave.db*"):  # the database and its write-ahead log
+        shutil.copy2(part, home / part.name)
+    return Settings(home=home, db_url=f"sqlite:///{home / 'enclave.db'}", policies_dir=template.policies_dir)
+
+
+def authenticator() -> StaticTokenAuthenticator:
+    return StaticTokenAuthenticator(TOKENS, running=3)
