@@ -11,6 +11,7 @@ import sqlalchemy.exc
 import typer
 # Typer ships its own copy of click; its exceptions are the ones raised here.
 from typer._click import exceptions as click
+from typer.exceptions import Abort, Exit
 from typer.core import TyperGroup
 
 from enclave.cli.common import state
@@ -25,6 +26,8 @@ class _EnclaveGroup(TyperGroup):
             return super().invoke(ctx)
         except EnclaveError as exc:
             _fail(str(exc), exc.exit_code)
+        except click.NoArgsIsHelpError:
+            raise
         except click.UsageError as exc:
             where = exc.ctx.command_path if exc.ctx else "enclave"
             hint = "put --as USER right after 'enclave'" if "--as" in exc.format_message() else f"see '{where} --help'"
@@ -32,8 +35,11 @@ class _EnclaveGroup(TyperGroup):
         except sqlalchemy.exc.SQLAlchemyError as exc:
             _fail(str(DatabaseError(f"database error ({type(exc).__name__}): nothing was changed; "
                                     "check the database with 'enclave db upgrade'")), 1)
-        except (click.Exit, click.Abort, SystemExit):
+        except (Exit, Abort, SystemExit):
             raise
+        except BrokenPipeError:
+            # The reader went away (e.g. `| head`): nothing more to say.
+            os._exit(0)
         except KeyboardInterrupt:
             _fail("interrupted: nothing was changed", 130)
         except Exception as exc:  # noqa: BLE001 - the last line of defence for users
