@@ -52,3 +52,37 @@ def generate(
         raise
     counts = ", ".join(f"{t} {n}" for t, n in data.rows.items())
     ok(f"wrote synthetic data for {patients} patients (seed {seed}) to {outdir}: {counts}")
+
+
+@app.command("setup")
+def setup(
+    patients: int = typer.Option(2000, "--patients", help="Size of the synthetic dataset."),
+    as_json: bool = typer.Option(False, "--json", help="Print the demo accounts as JSON."),
+) -> None:
+    """Create the demo enclave (people, two projects, synthetic data, grants); safe to repeat."""
+    import json
+
+    from enclave.cli.common import settings
+    from enclave.demo.setup import PEOPLE, setup_demo
+
+    s = settings()
+    accounts = setup_demo(s, patients=patients)
+    if as_json:
+        typer.echo(json.dumps(accounts, indent=2))
+        return
+    typer.echo("Demo accounts (sign in at http://127.0.0.1:8000 with the password, then the one-time code):")
+    for person in PEOPLE:
+        a = accounts[person.name]
+        typer.echo(f"  {person.name:<6} password {a['password']:<18} {person.about}")
+    typer.echo("One-time codes: add the secret to an authenticator app, or for the demo run")
+    typer.echo("  .venv/bin/enclave demo code NAME")
+    typer.echo(f"(secrets and passwords of these demo accounts: {s.home / 'demo-accounts.json'})")
+
+
+@app.command("code")
+def code(name: str = typer.Argument(..., help="A demo account, e.g. ada.")) -> None:
+    """Print a demo account's current one-time code (demo accounts only)."""
+    from enclave.cli.common import settings
+    from enclave.demo.setup import current_code
+
+    typer.echo(current_code(settings(), name))
