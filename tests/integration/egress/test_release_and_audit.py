@@ -1,0 +1,127 @@
+"""The signed release record, downloads, and the audit trail of every step."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from egress_world import FILES, World, draft, release, submit, to_state, vote_all
+from enclave.audit import list_events, verify_chain
+from enclave.egress import release as release_service
+from enclave.egress.signing import PRIVATE_NAME, PUBLIC_NAME, load_or_create_key
+from enclave.enums import EgressStatus as S
+from enclave.errors import InvalidTransition, PermissionDenied
+from enclave.users import get_user
+
+
+def _verify(world: World, record: Path):  # type: ignore[no-untyped-def]
+    return release_service.verify_release(record, world.settings.keys_dir / PUBLIC_NAME)
+
+
+def test_release_record_is_complete_signed_and_verifies(world: World) -> None:
+    rid = to_state(world, S.RELEASED)
+    with world.uow() as s:
+        record_path = Path(release_service.get_request(s, rid).release_record_path)
+    report = _verify(world, record_path)
+    assert report.ok and report.files_checked == 2
+    record = report.record
+    assert record["request"]["id"] == rid and record["project"]["slug"] == world.slug
+    assert {f["path"]: f["sha256"] for f in record["files"]} == {
+        p: __import__("hashlib").sha256(b).hexdigest() for p, b in FILES.items()}
+    assert all(f["size"] == len(FILES[f["path"]]) for f in record["files"])
+    assert all({r["reviewer"] for r in f["reviews"]} == {"ria", "rob"} for f in record["files"])
+    assert record["policies"]["disclosure"]["version"] and record["policies"]["disclosure"]["sha256"]
+    assert record["groups"][0]["context"] and record["groups"][0]["controls"]
+    assert set(record["timestamps"]) == {"created", "submitted", "released"}
+    assert "datasets" in record
+    # The private key is 0600 in a 0700 folder.
+    assert stat.S_IMODE((world.settings.keys_dir / PRIVATE_NAME).stat().st_mode) == 0o600
+    assert stat.S_IMODE(world.settings.keys_dir.stat().st_mode) == 0o700
+
+
+def test_release_tampered_record_or_file_does_not_verify(world: World, tmp_path: Path) -> None:
+    rid = to_state(world, S.RELEASED)
+    with world.uow() as s:
+        record_path = Path(release_service.get_request(s, rid).release_record_path)
+    envelope = json.loads(record_path.read_text())
+    # 1. a changed decision in the record
+    envelope["record"]["files"][0]["reviews"][0]["decision"] = "reject"
+    forged = tmp_path / "forged" / "release.json"
+    forged.parent.mkdir()
+    forged.write_text(json.dumps(envelope))
+    report = _verify(world, forged)
+    assert not report.ok and "does NOT verify" in report.problems[0]
+    # 2. a record signed with another key
+    other = load_or_create_key(tmp_path / "other-keys")
+    from enclave.egress.signing import sign_record
+
+    resigned = tmp_path / "resigned" / "release.json"
+    resigned.parent.mkdir()
+    resigned.write_text(json.dumps(sign_record(envelope["record"], other)))
+    assert not _verify(world, resigned).ok
+    # 3. a released file altered, and one added, beside an intact record
+    files = record_path.parent / "files"
+    target = files / "tables/by_region.csv"
+    target.chmod(0o644)
+    target.write_bytes(b"region,count\nnorth,2\n")
+    (files / "extra.csv").write_bytes(b"x")
+    report = _verify(world, record_path)
+    assert not report.ok
+    assert any("tables/by_region.csv does not match" in p for p in report.problems)
+    assert any("extra.csv is not in the record" in p for p in report.problems)
+
+
+def test_download_only_author_and_members_and_every_download_audited(world: World, tmp_path: Path) -> None:
+    rid = to_state(world, S.RELEASED)
+    for name in ("outsider", "ria", "admin"):
+        with world.uow() as s, pytest.raises(PermissionDenied, match="only its author and members"):
+            release_service.download_release(s, get_user(s, name), world.env, rid, tmp_path / name)
+        assert not (tmp_path / name).exists()
+    for name in ("rita", "max"):
+        with world.uow() as s:
+            release_service.download_release(s, get_user(s, name), world.env, rid, tmp_path / name)
+        for relpath, data in FILES.items():
+            assert (tmp_path / name / "files" / relpath).read_bytes() == data
+        assert _verify(world, tmp_path / name / "release.json").ok
+    with world.uow() as s:
+        downloads = [e.actor for e in list_events(s, action="egress.download")]
+    assert downloads == ["rita", "max"]
+    unreleased = to_state(world, S.APPROVED)
+    with world.uow() as s, pytest.raises(InvalidTransition, match="only released requests"):
+        release_service.download_release(s, get_user(s, "rita"), world.env, unreleased, tmp_path / "early")
+
+
+def test_release_refused_to_members_and_unapproved(world: World) -> None:
+    rid = to_state(world, S.APPROVED)
+    with world.uow() as s, pytest.raises(PermissionDenied):
+        release_service.release_request(s, get_user(s, "rhea"), world.env, rid)
+    with world.uow() as s, pytest.raises(PermissionDenied):
+        release_service.release_request(s, get_user(s, "rita"), world.env, rid)
+    in_review = to_state(world, S.IN_REVIEW)
+    with world.uow() as s, pytest.raises(InvalidTransition, match="only an approved request"):
+        release_service.release_request(s, get_user(s, "ria"), world.env, in_review)
+    assert not (world.settings.export_dir / world.slug / f"request-{in_review}").exists()
+
+
+def test_audit_every_step_logged_and_chain_verifies(world: World, tmp_path: Path) -> None:
+    rid = draft(world)
+    submit(world, rid)
+    vote_all(world, rid, "ria")
+    vote_all(world, rid, "rob")
+    release(world, rid)
+    with world.uow() as s:
+        release_service.download_release(s, get_user(s, "rita"), world.env, rid, tmp_path / "dl")
+    with world.uow() as s:
+        events = [e for e in list_events(s) if e.target == f"egress:{rid}"]
+        report = verify_chain(s)
+    actions = [e.action for e in events]
+    assert actions[:4] == ["egress.create", "egress.set_group", "egress.add_files", "egress.submit"]
+    moves = [(e.details["from"], e.details["to"]) for e in events if e.action == "egress.transition"]
+    assert moves == [("draft", "submitted"), ("submitted", "in_review"), ("in_review", "approved"),
+                     ("approved", "released")]
+    assert actions.count("egress.vote") == 4
+    assert {"egress.release", "egress.download"} <= set(actions)
+    assert report.ok, report.problem
