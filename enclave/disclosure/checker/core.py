@@ -19,7 +19,7 @@ import polars as pl
 
 from enclave.disclosure.checker.documents import check_json_value, check_notebook, check_text
 from enclave.disclosure.checker.filetypes import sniff
-from enclave.disclosure.checker.tables import check_cells, check_evidence, check_values
+from enclave.disclosure.checker.tables import check_cells, check_evidence, check_values, profile
 from enclave.disclosure.evidence import is_sidecar, read_evidence, sidecar_path
 from enclave.disclosure.findings import Finding
 from enclave.disclosure.policy import DisclosurePolicy
@@ -132,21 +132,19 @@ def _read_no_follow(path: Path) -> bytes:
 
 
 def _check_delimited(path: Path, data: bytes, separator: str, policy: DisclosurePolicy) -> list[Finding]:
-    if not data.strip():
-        return []
     try:
-        frame = pl.read_csv(io.BytesIO(data), separator=separator, infer_schema=False, has_header=True,
-                            truncate_ragged_lines=False, raise_if_empty=False)
+        frame = _read_table(data, separator)
     except (pl.exceptions.PolarsError, ValueError) as exc:
         reason = str(exc).splitlines()[0][:160]
-        return [Finding("file_type", Verdict.FAIL, f"not a well-formed table ({reason}); save it with one header line and the same number of fields per row")]
+        return [Finding("file_type", Verdict.FAIL, f"not a well-formed UTF-8 table ({reason}); save it with one header line and the same number of fields per row")]
     if frame.height > policy.checker.max_rows:
         return [Finding("rows", Verdict.FAIL, f"{frame.height} rows is over the limit of {policy.checker.max_rows}; only summaries may leave")]
 
     def where(row: int, column: str) -> str:
         return f"line {row + 2}, column {column!r}"
 
-    findings = check_cells(frame, policy, where)
+    columns = profile(frame, policy)
+    findings = check_cells(frame, policy, where, columns)
     evidence_file = sidecar_path(path)
     if not evidence_file.is_symlink() and evidence_file.is_file():
         try:
@@ -159,7 +157,22 @@ def _check_delimited(path: Path, data: bytes, separator: str, policy: Disclosure
             findings.append(Finding("evidence", Verdict.REVIEW,
                                     "the evidence sidecar does not match this file (changed after saving?); checked without it, save it again with enclave.safe",
                                     locations=[evidence_file.name]))
-    return findings + check_values(frame, policy, where)
+    return findings + check_values(frame, policy, where, columns)
+
+
+def _read_table(data: bytes, separator: str) -> pl.DataFrame:
+    """Parse with types where every value fits (numbers parse faster than text), else as text."""
+    options = dict(separator=separator, has_header=True, truncate_ragged_lines=False, raise_if_empty=False,
+                   try_parse_dates=False)
+    try:
+        frame = pl.read_csv(data, infer_schema_length=10_000, **options)
+    except pl.exceptions.ComputeError:
+        return pl.read_csv(data, infer_schema=False, **options)
+    # Only whole numbers and decimals keep their parsed type; anything else is judged as text.
+    keep = {c for c, t in frame.schema.items() if t.is_integer() or t.is_float() or t == pl.String}
+    if len(keep) < frame.width:
+        frame = frame.with_columns(pl.col(c).cast(pl.String) for c in frame.columns if c not in keep)
+    return frame
 
 
 def check_files(paths: Iterable[Path], policy: DisclosurePolicy, *, root: Path | None = None) -> CheckReport:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 from dataclasses import dataclass
 
@@ -52,6 +53,7 @@ EXTENSION_TYPES = {
 }
 TEXT_TYPES = frozenset({"csv", "tsv", "txt", "md", "json", "ipynb"})
 IMAGE_TYPES = frozenset({"png", "jpeg"})
+HEAD_BYTES = 8192
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,13 @@ def sniff(head: bytes, data: bytes | None, extension: str) -> Sniffed:
     if b"\x00" in data:
         return Sniffed(None, "binary data", "binary", problem="binary data of unknown type may not leave; export results as csv, txt or json")
     try:
-        text = data.decode("utf-8-sig")
+        if claimed in ("csv", "tsv"):
+            # The table reader validates every field's encoding itself: decode a sample only
+            # (incrementally, so a character cut at the sample's end is no error).
+            codecs.getincrementaldecoder("utf-8-sig")().decode(data[:HEAD_BYTES], final=len(data) <= HEAD_BYTES)
+            text = ""
+        else:
+            text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         return Sniffed(None, "non-UTF-8 data", "binary", problem="the file is not UTF-8 text; save it as UTF-8 (or it is binary data, which may not leave)")
     if claimed in IMAGE_TYPES:
@@ -101,4 +109,4 @@ def sniff(head: bytes, data: bytes | None, extension: str) -> Sniffed:
             return Sniffed(None, "JSON", "text", problem="the name says .ipynb but the content is not a Jupyter notebook")
         if claimed == "json" and isinstance(parsed, dict) and "cells" in parsed and "nbformat" in parsed:
             return Sniffed("ipynb", "Jupyter notebook", "text", text=text)
-    return Sniffed(claimed, claimed, "text", text=text)
+    return Sniffed(claimed, claimed, "text", text=None if claimed in ("csv", "tsv") else text)

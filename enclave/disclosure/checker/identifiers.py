@@ -8,7 +8,6 @@ vectorised pass over a large table never has to be exact.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 
 # Rust-regex compatible (no look-around): polars runs these over whole columns.
 PATTERNS: dict[str, str] = {
@@ -81,9 +80,3 @@ def mask(value: str) -> str:
     value = value.strip()
     return value[:2] + "…" if len(value) > 3 else "…"
 
-
-def describe_hits(hits: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
-    by_kind: dict[str, list[str]] = {}
-    for kind, value in hits:
-        by_kind.setdefault(kind, []).append(value)
-    return by_kind

@@ -22,7 +22,6 @@ from enclave.disclosure.verdict import Verdict
 
 Where = Callable[[int, str], str]  # (data row index, column) -> location in words
 
-INTEGER = r"^\s*[+\-]?\d+\s*$"
 NUMBER = r"^\s*[+\-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+\-]?\d+)?\s*%?\s*$"
 FORMULA = r"^[\t\r ]*[=@+\-]"
 LABEL_WORDS = frozenset({
@@ -46,72 +45,120 @@ def _finding(rule: str, status: Verdict, message: str, locations: list[str], tot
     return Finding(rule, status, message + more, locations=locations[:MAX_LOCATIONS])
 
 
-def _hits(frame: pl.DataFrame, column: str, expr: pl.Expr, limit: int = 1000) -> tuple[list[int], list[str], int]:
-    """Row indices and values of ``column`` where ``expr`` holds (first ``limit``), and how many."""
-    flagged = frame.select(pl.int_range(pl.len()).alias("_row"), pl.col(column).alias("_v"), expr.alias("_hit")).filter("_hit")
-    return flagged["_row"].head(limit).to_list(), flagged["_v"].head(limit).to_list(), flagged.height
+def _rows_with(frame: pl.DataFrame, column: str, values: list[str], limit: int = MAX_LOCATIONS) -> list[int]:
+    """Indices of the first ``limit`` rows whose ``column`` holds one of ``values``."""
+    if not values:
+        return []
+    return (
+        frame.select(pl.int_range(pl.len()).alias("_row"), _text(frame, column).is_in(values).alias("_hit"))
+        .filter("_hit")["_row"].head(limit).to_list()
+    )
 
 
-def check_cells(frame: pl.DataFrame, policy: DisclosurePolicy, where: Where) -> list[Finding]:
+def _text(frame: pl.DataFrame, column: str) -> pl.Expr:
+    """The column as text, however the reader typed it."""
+    return pl.col(column).cast(pl.String)
+
+
+def classify(values: pl.Series, markers: list[str]) -> str:
+    """'integer', 'number' or 'text', judged over values that are not blank or markers."""
+    stripped = values.str.strip_chars()
+    filled = stripped.filter((stripped != "") & ~stripped.str.to_lowercase().is_in(markers))
+    if filled.len() == 0:
+        return "text"
+    if filled.cast(pl.Int64, strict=False).null_count() == 0:
+        return "integer"
+    if filled.str.strip_suffix("%").str.strip_chars().cast(pl.Float64, strict=False).null_count() == 0:
+        return "number"
+    return "text"
+
+
+def profile(frame: pl.DataFrame, policy: DisclosurePolicy) -> dict[str, tuple[str, pl.Series]]:
+    """Per column: its kind and its distinct values (per-value tests then run once per value).
+
+    Columns the CSV reader already parsed as numbers skip the text tests; for them the
+    distinct values are those long enough to be an NHS or phone number, as text.
+    """
+    markers = [m.lower() for m in policy.suppressed_markers]
+    result = {}
+    for column, dtype in frame.schema.items():
+        series = frame.get_column(column)
+        if dtype.is_integer():
+            long = series.filter(series.abs() >= 10**8).unique().cast(pl.String)
+            result[column] = ("integer", pl.concat([long, "0" + long]))
+        elif dtype.is_float():
+            result[column] = ("number", pl.Series([], dtype=pl.String))
+        else:
+            values = series.cast(pl.String).drop_nulls().unique()
+            result[column] = (classify(values, markers), values)
+    return result
+
+
+def as_int(frame: pl.DataFrame, column: str) -> pl.Expr:
+    """A column as whole numbers, whether read as text or as numbers (markers become null)."""
+    if frame.schema[column].is_integer():
+        return pl.col(column).cast(pl.Int64)
+    return pl.col(column).cast(pl.String).str.strip_chars().cast(pl.Int64, strict=False)
+
+
+def check_cells(frame: pl.DataFrame, policy: DisclosurePolicy, where: Where,
+                columns: dict[str, tuple[str, pl.Series]] | None = None) -> list[Finding]:
     """Formula cells and direct identifiers, anywhere in the table (headers included)."""
+    columns = columns if columns is not None else profile(frame, policy)
     findings: list[Finding] = []
     markers = [m.lower() for m in policy.suppressed_markers]
     formula_locations: list[str] = []
     formula_total = 0
     identifier_hits: dict[str, list[str]] = {}
-    header_text = "\n".join(frame.columns)
-    for kind, _ in find_identifiers(header_text):
+    for kind, _ in find_identifiers("\n".join(frame.columns)):
         identifier_hits.setdefault(kind, []).append("header")
-    for column in frame.columns:
+    for column, (kind, values) in columns.items():
         if re.match(FORMULA, column) and not re.match(NUMBER, column):
             formula_locations.append(f"header {column!r}")
             formula_total += 1
-        s = pl.col(column)
-        looks_formula = s.str.contains(FORMULA) & ~s.str.contains(NUMBER) & ~s.str.strip_chars().str.to_lowercase().is_in(markers)
-        rows, _, total = _hits(frame, column, looks_formula, MAX_LOCATIONS)
-        formula_locations += [where(r, column) for r in rows]
-        formula_total += total
-        rows, values, _ = _hits(frame, column, s.str.contains(COMBINED))
-        for row, value in zip(rows, values):
-            for kind, match in find_identifiers(value):
-                identifier_hits.setdefault(kind, []).append(f"{where(row, column)} ({mask(match)})")
+        if kind == "number":
+            continue  # plain numbers are neither formulas nor identifiers
+        if kind == "text":
+            lowered = values.str.strip_chars().str.to_lowercase()
+            formulas = values.filter(values.str.contains(FORMULA) & ~values.str.contains(NUMBER) & ~lowered.is_in(markers)).to_list()
+            if formulas:
+                formula_total += frame.select(_text(frame, column).is_in(formulas).sum()).item()
+                formula_locations += [where(r, column) for r in _rows_with(frame, column, formulas)]
+            candidates = values.filter(values.str.contains(COMBINED))
+        else:  # whole numbers can still be NHS or phone numbers
+            candidates = values.filter(values.str.strip_chars().str.len_bytes().is_between(10, 13))
+        by_kind: dict[str, list[str]] = {}
+        for value in candidates.to_list():
+            for found, _ in find_identifiers(value):
+                by_kind.setdefault(found, []).append(value)
         if BIRTH_COLUMN.search(column):
-            rows, _, total = _hits(frame, column, s.str.contains(FULL_DATE))
-            if total:
-                identifier_hits.setdefault("date of birth", []).extend(where(r, column) for r in rows)
+            dates = values.filter(values.str.contains(FULL_DATE)).to_list()
+            if dates:
+                by_kind.setdefault("date of birth", []).extend(dates)
+        for found, hits in by_kind.items():
+            if frame.schema[column].is_integer():  # read as a number: its leading zero is gone
+                hits = [h[1:] if h.startswith("0") and len(h) > 1 else h for h in hits]
+            rows = _rows_with(frame, column, hits)
+            total = frame.select(_text(frame, column).is_in(hits).sum()).item()
+            located = [f"{where(r, column)} ({mask(str(frame.item(r, column)))})" for r in rows]
+            identifier_hits.setdefault(found, []).extend(located + [""] * (total - len(located)))
     if formula_total:
         findings.append(_finding("formula", Verdict.FAIL,
                                  f"{formula_total} cell(s) start with =, +, -, @ and would run as spreadsheet formulas; remove them or quote them as text",
                                  formula_locations, formula_total))
     for kind, locations in identifier_hits.items():
+        shown = [loc for loc in locations if loc]
         findings.append(_finding("direct_identifier", Verdict.FAIL,
-                                 f"{len(locations)} {kind}(s) found; remove every direct identifier", locations))
+                                 f"{len(locations)} {kind}(s) found; remove every direct identifier", shown, len(locations)))
     return findings
 
 
-def _classify(frame: pl.DataFrame, column: str, markers: list[str]) -> str:
-    """'integer', 'number' or 'text', judged over cells that are not blank or markers."""
-    s = pl.col(column)
-    filled = ~(s.is_null() | (s.str.strip_chars() == "") | s.str.strip_chars().str.to_lowercase().is_in(markers))
-    counts = frame.select(
-        filled.sum().alias("filled"),
-        (filled & s.str.contains(INTEGER)).sum().alias("integer"),
-        (filled & s.str.contains(NUMBER)).sum().alias("number"),
-    ).row(0, named=True)
-    if counts["filled"] == 0:
-        return "text"
-    if counts["integer"] == counts["filled"]:
-        return "integer"
-    if counts["number"] == counts["filled"]:
-        return "number"
-    return "text"
-
-
-def check_values(frame: pl.DataFrame, policy: DisclosurePolicy, where: Where) -> list[Finding]:
+def check_values(frame: pl.DataFrame, policy: DisclosurePolicy, where: Where,
+                 columns: dict[str, tuple[str, pl.Series]] | None = None) -> list[Finding]:
     """Microdata, counts and other statistics, for a table that came without evidence."""
-    markers = [m.lower() for m in policy.suppressed_markers]
+    columns = columns if columns is not None else profile(frame, policy)
     limits = policy.checker
-    kinds = {c: _classify(frame, c, markers) for c in frame.columns}
+    kinds = {c: kind for c, (kind, _) in columns.items()}
     count_words = set(limits.count_column_words)
     counts = [c for c in frame.columns if kinds[c] == "integer" and words(c) & count_words]
     findings = _microdata(frame, policy, kinds, counts)
@@ -142,7 +189,7 @@ def _count_rules(frame: pl.DataFrame, column: str, policy: DisclosurePolicy, whe
     if policy.rounding.required:
         suspicious = suspicious | (n % policy.rounding.base != 0)
     candidates = frame.select(
-        pl.int_range(pl.len()).alias("_row"), pl.col(column).str.strip_chars().cast(pl.Int64, strict=False).alias("n")
+        pl.int_range(pl.len()).alias("_row"), as_int(frame, column).alias("n")
     ).filter(suspicious.fill_null(False))
     if candidates.height == 0:
         return []
@@ -161,7 +208,7 @@ def _microdata(frame: pl.DataFrame, policy: DisclosurePolicy, kinds: dict[str, s
         return []
     reasons = []
     for column in counts:
-        values = frame.get_column(column).str.strip_chars().cast(pl.Int64, strict=False).drop_nulls()
+        values = frame.select(as_int(frame, column)).to_series().drop_nulls()
         if values.len() and values.max() == 1:
             reasons.append(f"count column {column!r} is 1 in every row")
     if not counts:

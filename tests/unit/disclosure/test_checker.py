@@ -255,3 +255,19 @@ def test_check_files_report_shape(tmp_path):
     assert [set(f) for f in data["files"]] == [{"path", "status", "findings"}] * 2
     assert set(data["files"][1]["findings"][0]) == {"rule", "status", "message", "locations"}
     json.dumps(data)
+
+
+def test_checker_finds_identifiers_in_columns_read_as_numbers(tmp_path):
+    rows = "".join(f"{g},{v},50\n" for g, v in [("A", "9434765919"), ("B", "07700900123"), ("C", "12")])
+    report = check_file(write(tmp_path, "t.csv", "group,ref,count\n" + rows), POLICY)
+    messages = " ".join(f.message for f in report.findings if f.rule == "direct_identifier")
+    assert "NHS number" in messages and "phone number" in messages
+    locations = [loc for f in report.findings for loc in f.locations]
+    assert any(loc.startswith("line 2, column 'ref'") for loc in locations)
+    assert any(loc.startswith("line 3, column 'ref'") for loc in locations)
+
+
+def test_checker_non_utf8_csv_fails_with_advice(tmp_path):
+    path = write(tmp_path, "t.csv", "region,count\nZ\xfcrich,120\n".encode("latin-1"))
+    report = check_file(path, POLICY)
+    assert report.status is Verdict.FAIL and "UTF-8" in report.findings[0].message
