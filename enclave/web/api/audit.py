@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from enclave.audit import read_events, verify_chain
+from enclave.errors import InvalidInput
 from enclave.permissions import check_admin
 from enclave.web.api.me import ERRORS
 from enclave.web.auth import Identity
@@ -30,12 +31,22 @@ class AuditFilters:
         project: str | None = Query(None, max_length=40),
         user: str | None = Query(None, max_length=64),
         action: str | None = Query(None, max_length=64, description="Event name or its prefix, e.g. 'project.'"),
-        since: dt.date | None = Query(None, description="From this day (UTC), inclusive"),
-        until: dt.date | None = Query(None, description="Up to this day (UTC), inclusive"),
+        since: str | None = Query(None, max_length=10, description="From this day (UTC, YYYY-MM-DD), inclusive"),
+        until: str | None = Query(None, max_length=10, description="Up to this day (UTC, YYYY-MM-DD), inclusive"),
         limit: int | None = Query(None, ge=1, le=100_000),
     ) -> None:
+        # Empty fields (as an HTML form sends them) mean "no filter".
         self.values = {"project": project or None, "user": user or None, "action": action or None,
-                       "since": since, "until": until, "limit": limit}
+                       "since": _day(since, "from"), "until": _day(until, "to"), "limit": limit}
+
+
+def _day(value: str | None, name: str) -> dt.date | None:
+    if not value:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(f"the '{name}' date {value!r} is not a date: write it as YYYY-MM-DD") from None
 
 
 def read(request: Request, ident: Identity, filters: AuditFilters) -> list[AuditEventOut]:

@@ -1,0 +1,93 @@
+"""End to end in Chromium: the consoles as people use them, with screenshots for docs/."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+PREFIX = "/services/enclave"
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+def shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_browser_public_register_needs_no_sign_in(as_user, server):
+    page = as_user(None)
+    page.goto(server + PREFIX + "/register")
+    assert page.get_by_role("heading", name="Transparency register").is_visible()
+    assert page.get_by_role("heading", name="Asthma outcomes in children").is_visible()
+    assert page.get_by_text("COPD admissions").count() == 0  # proposed: not public
+    shot(page, "register")
+    assert as_user.console_errors == []  # e.g. no CSP violations
+
+
+def test_browser_researcher_applies_and_admin_approves(as_user, server):
+    rob = as_user("t-rob")
+    rob.goto(server + PREFIX + "/projects")
+    assert rob.get_by_role("link", name="Start or open notebook server").get_attribute("href") == "/hub/spawn/rob/asthma"
+    shot(rob, "researcher-projects")
+    rob.get_by_role("link", name="Apply for a new project").click()
+    rob.get_by_label("Title").fill("Early warning scores in sepsis")
+    rob.get_by_label("Short name").fill("sepsis-news")
+    rob.get_by_label("Purpose and public benefit").fill("Test whether early warning scores find sepsis sooner.")
+    rob.get_by_label("Lay summary").fill("Can routine bedside checks spot sepsis earlier?")
+    rob.get_by_label("Lawful basis").fill("UK GDPR 6(1)(e) and 9(2)(j); REC 24/AB/0001")
+    rob.get_by_label("Organisation").fill("Royal Infirmary")
+    rob.get_by_label("Team").fill("ria")
+    rob.get_by_label("Datasets wanted").fill("hes-apc\nobservations")
+    rob.get_by_label("End date").fill((dt.date.today() + dt.timedelta(days=300)).isoformat())
+    shot(rob, "researcher-apply")
+    rob.get_by_role("button", name="Submit application").click()
+    assert rob.get_by_role("status").inner_text().startswith("Your application was submitted")
+    assert rob.get_by_text("proposed", exact=True).first.is_visible()
+
+    ada = as_user("t-ada")
+    ada.goto(server + PREFIX + "/admin/applications")
+    entry = ada.locator("article", has_text="Early warning scores in sepsis")
+    assert entry.get_by_text("hes-apc, observations").is_visible()
+    shot(ada, "admin-applications")
+    entry.get_by_role("button", name="Approve").click()
+    assert ada.get_by_role("status").inner_text() == "The project was approved."
+    ada.goto(server + PREFIX + "/admin/projects/sepsis-news")
+    ada.get_by_role("button", name="Activate").click()
+    assert ada.locator(".badge-active").first.is_visible()
+    shot(ada, "admin-project")
+
+
+def test_browser_admin_dashboard_audit_and_verify(as_user, server):
+    ada = as_user("t-ada")
+    ada.goto(server + PREFIX + "/admin")
+    assert ada.get_by_text("running notebook servers").is_visible()
+    assert ada.locator("svg.chart").count() == 4
+    shot(ada, "admin-dashboard")
+    ada.goto(server + PREFIX + "/admin/audit")
+    ada.get_by_label("Project").fill("asthma")
+    ada.get_by_role("button", name="Filter").click()
+    assert "project=asthma" in ada.url
+    assert ada.locator("table.audit tbody tr").count() >= 3
+    shot(ada, "admin-audit")
+    ada.get_by_role("button", name="Verify chain").click()
+    assert "The audit log is intact" in ada.get_by_role("status").inner_text()
+    with ada.expect_download() as download:
+        ada.goto(server + PREFIX + "/admin/audit")
+        ada.get_by_role("link", name="Export CSV").click()
+    assert download.value.suggested_filename == "enclave-audit.csv"
+
+
+def test_browser_refusals_are_clear_pages(as_user, server):
+    rob = as_user("t-rob")
+    response = rob.goto(server + PREFIX + "/projects/diabetes")
+    assert response.status == 403
+    assert rob.get_by_role("heading", name="Not allowed").is_visible()
+    assert rob.get_by_text("Type 2 diabetes").count() == 0
+    shot(rob, "error-403")
+    response = rob.goto(server + PREFIX + "/admin")
+    assert response.status == 403
+    assert rob.get_by_role("link", name="Admin").count() == 0
