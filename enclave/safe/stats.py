@@ -40,7 +40,7 @@ def _agg(value: pl.Expr, aggfunc: str) -> pl.Expr:
 
 
 def cell_stats(
-    frame: pl.DataFrame,
+    frame: pl.DataFrame | pl.LazyFrame,
     keys: Sequence[str],
     value: str | None,
     aggfunc: str | None,
@@ -52,14 +52,15 @@ def cell_stats(
     the number of non-missing values, plus total, top1, top2, topn, negatives, missing.
     """
     keys = list(keys)
+    frame = frame.lazy()
     if not keys:  # the whole frame is one cell
         stats = cell_stats(frame.with_columns(pl.lit(0).alias("_all")), ["_all"], value, aggfunc, policy)
         return stats.drop("_all")
     if value is None:
-        grouped = frame.group_by(keys).agg(pl.len().cast(pl.Int64).alias(N))
+        grouped = _collect(frame.group_by(keys).agg(pl.len().cast(pl.Int64).alias(N)))
         return grouped.with_columns(pl.col(N).alias(STAT))
     v = pl.col(value)
-    if not frame.schema[value].is_numeric():
+    if not frame.collect_schema()[value].is_numeric():
         raise InvalidInput(f"values column {value!r} is not numeric ({frame.schema[value]}); cast it first")
     aggs = [
         v.count().cast(pl.Int64).alias(N),
@@ -69,12 +70,17 @@ def cell_stats(
         (v.min() < 0).cast(pl.Int64).fill_null(0).alias(NEGATIVES),
         _agg(v, aggfunc or "mean").cast(pl.Float64).alias(STAT),
     ]
-    grouped = frame.group_by(keys).agg(aggs)
+    grouped = _collect(frame.group_by(keys).agg(aggs))
     return _exact_tops(frame, grouped, keys, value, policy)
 
 
+def _collect(query: pl.LazyFrame) -> pl.DataFrame:
+    # The streaming engine computes many aggregates in one pass at about the cost of one.
+    return query.collect(engine="streaming")
+
+
 def _exact_tops(
-    frame: pl.DataFrame, grouped: pl.DataFrame, keys: list[str], value: str, policy: DisclosurePolicy
+    frame: pl.LazyFrame, grouped: pl.DataFrame, keys: list[str], value: str, policy: DisclosurePolicy
 ) -> pl.DataFrame:
     """Fill top2/topn exactly for the cells the bounds cannot clear."""
     k_n = policy.nk_dominance.n
@@ -87,8 +93,8 @@ def _exact_tops(
     if todo.height == 0:
         return grouped
     depth = max(2, k_n)
-    rows = frame.join(todo.select(keys), on=keys, how="semi", nulls_equal=True)
-    exact = rows.group_by(keys).agg(pl.col(value).top_k(depth).sort(descending=True).alias("_top")).with_columns(
+    rows = frame.join(todo.select(keys).lazy(), on=keys, how="semi", nulls_equal=True)
+    exact = _collect(rows.group_by(keys).agg(pl.col(value).top_k(depth).sort(descending=True).alias("_top"))).with_columns(
         pl.col("_top").list.get(1, null_on_oob=True).fill_null(0.0).cast(pl.Float64).alias("_top2"),
         pl.col("_top").list.head(k_n).list.sum().cast(pl.Float64).alias("_topn"),
     ).drop("_top")

@@ -96,9 +96,7 @@ def _table(
         raise InvalidInput(f"values column {values!r} is also a label column; values must be a separate, numeric column")
     if values is not None and not frame.schema[values].is_numeric():
         raise InvalidInput(f"values column {values!r} is not numeric ({frame.schema[values]}); cast it first")
-    frame = frame.select(index + columns + ([values] if values else [])).drop_nulls(index + columns)
-    if frame.height == 0:
-        raise InvalidInput("no rows left once rows with missing labels are dropped; nothing to tabulate")
+    frame = frame.lazy().select(index + columns + ([values] if values else [])).drop_nulls(index + columns)
     synthetic = not columns
     if synthetic:  # one column of results, named after the statistic
         columns = ["__stat__"]
@@ -107,6 +105,8 @@ def _table(
     rules = COUNT_RULES if counts_only else VALUE_RULES
 
     stats = cell_stats(frame, index + columns, values, aggfunc, policy)
+    if stats.height == 0:
+        raise InvalidInput("no rows left once rows with missing labels are dropped; nothing to tabulate")
     row_keys = stats.select(index).unique().sort(index, nulls_last=True)
     col_keys = stats.select(columns).unique().sort(columns, nulls_last=True)
     grid = row_keys.join(col_keys, how="cross").join(stats, on=index + columns, how="left", nulls_equal=True)
