@@ -49,7 +49,11 @@ def target_of(request: EgressRequest) -> str:
 
 def get_request(session: Session, request_id: int, *, for_update: bool = False) -> EgressRequest:
     """The request, locked against concurrent changes when ``for_update``."""
-    request = session.get(EgressRequest, request_id, with_for_update=for_update, populate_existing=for_update)
+    if for_update:
+        # Lock the row alone (PostgreSQL refuses FOR UPDATE over the eager outer joins),
+        # then reload it so the rest of the unit of work sees the latest committed state.
+        session.execute(select(EgressRequest.id).where(EgressRequest.id == request_id).with_for_update())
+    request = session.get(EgressRequest, request_id, populate_existing=for_update)
     if request is None:
         raise NotFound(f"no egress request {request_id}: see 'enclave egress list'")
     return request

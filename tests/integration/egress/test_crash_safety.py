@@ -1,0 +1,92 @@
+"""Killing the process at each step leaves every request consistent, and the step can be
+retried without duplicates or loss (real subprocesses, crash points set by ENCLAVE_CRASH_AT)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from egress_world import FILES, World, draft, status_of, to_state
+from enclave.audit import list_events, verify_chain
+from enclave.db.models import EgressReview
+from enclave.egress import release as release_service
+from enclave.egress.signing import PUBLIC_NAME
+from enclave.enums import EgressStatus as S
+
+pytestmark = pytest.mark.slow
+
+
+def enclave(*args: str, crash_at: str | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "ENCLAVE_CRASH_AT"}
+    if crash_at:
+        env["ENCLAVE_CRASH_AT"] = crash_at
+    return subprocess.run([sys.executable, "-m", "enclave.cli.main", *args], env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def _objects(world: World) -> list[Path]:
+    root = world.settings.quarantine_dir / "objects"
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def _audit_ok(world: World) -> None:
+    with world.uow() as s:
+        report = verify_chain(s)
+    assert report.ok, report.problem
+    done = enclave("--as", "admin", "audit", "verify")
+    assert done.returncode == 0, done.stderr
+
+
+def test_crash_while_copying_into_quarantine(world: World) -> None:
+    rid = draft(world)
+    crashed = enclave("--as", "rita", "egress", "submit", str(rid), crash_at="quarantine.copy")
+    assert crashed.returncode == 137
+    assert status_of(world, rid) is S.DRAFT
+    assert _objects(world) == []
+    retried = enclave("--as", "rita", "egress", "submit", str(rid))
+    assert retried.returncode == 0, retried.stderr
+    assert status_of(world, rid) is S.IN_REVIEW
+    assert sorted(p.read_bytes() for p in _objects(world)) == sorted(FILES.values())
+    with world.uow() as s:
+        assert len(list(list_events(s, action="egress.submit"))) == 1
+    _audit_ok(world)
+
+
+def test_crash_between_a_vote_and_its_audit_event(world: World) -> None:
+    rid = to_state(world, S.IN_REVIEW)
+    vote = ("--as", "ria", "egress", "review", str(rid), "analysis.ipynb", "--decision", "approve", "--comment", "ok")
+    assert enclave(*vote, crash_at="review.vote").returncode == 137
+    with world.uow() as s:
+        assert s.query(EgressReview).count() == 0
+        assert list(list_events(s, action="egress.vote")) == []
+    assert enclave(*vote).returncode == 0
+    assert enclave(*vote).returncode == 0  # a second retry is not a duplicate either
+    with world.uow() as s:
+        assert s.query(EgressReview).count() == 1
+        assert len(list(list_events(s, action="egress.vote"))) == 1
+    _audit_ok(world)
+
+
+@pytest.mark.parametrize("point", ["release.copy", "release.commit"])
+def test_crash_during_release(world: World, point: str) -> None:
+    rid = to_state(world, S.APPROVED)
+    crashed = enclave("--as", "ria", "egress", "release", str(rid), crash_at=point)
+    assert crashed.returncode == 137
+    assert status_of(world, rid) is S.APPROVED
+    with world.uow() as s:
+        assert list(list_events(s, action="egress.release")) == []
+    retried = enclave("--as", "ria", "egress", "release", str(rid))
+    assert retried.returncode == 0, retried.stderr
+    assert status_of(world, rid) is S.RELEASED
+    project_export = world.settings.export_dir / world.slug
+    assert sorted(p.name for p in project_export.iterdir()) == [f"request-{rid}"]  # no staging left
+    report = release_service.verify_release(project_export / f"request-{rid}" / "release.json",
+                                            world.settings.keys_dir / PUBLIC_NAME)
+    assert report.ok and report.files_checked == len(FILES)
+    with world.uow() as s:
+        assert len(list(list_events(s, action="egress.release"))) == 1
+    _audit_ok(world)
