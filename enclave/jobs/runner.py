@@ -86,6 +86,8 @@ class Runner:
     policy: ContainerPolicy
     client: Any  # docker.DockerClient
     views: JobViews = catalogue_views
+    # Container names are <prefix><run id>; tests use their own prefix.
+    container_prefix: str = CONTAINER_PREFIX
     threads: list[threading.Thread] = field(default_factory=list)
 
     @classmethod
@@ -154,7 +156,7 @@ class Runner:
                                             views=lambda *_: [(v.dataset, v.path) for v in views])
                 ]
                 image, digest = self._image(session, run)
-                name = f"{CONTAINER_PREFIX}{run.id}"
+                name = f"{self.container_prefix}{run.id}"
                 kwargs = self._create_kwargs(run, mounts, image, name, views)
                 records = [view_record(v.dataset, v.path, v.version, v.version_sha256) for v in views]
                 service.start_run(session, run, image=self.policy.image, image_digest=digest, container_name=name,
@@ -337,13 +339,19 @@ def _log_tail(log: Path, lines: int = 3) -> str:
     return "the notebook failed: " + (" | ".join(tail) if tail else "no output (see 'enclave job logs')")
 
 
+# Cells papermill adds to the executed notebook (the error banner, injected parameters).
+PAPERMILL_TAGS = frozenset({"papermill-error-cell-tag", "injected-parameters"})
+
+
 def notebook_error(executed: Path) -> str | None:
-    """The first error an executed notebook holds, as 'cell N: Name: message'."""
+    """The first error an executed notebook holds, as 'cell N: Name: message', counting
+    the researcher's own cells only."""
     try:
         nb = json.loads(executed.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    for index, cell in enumerate(nb.get("cells", []), start=1):
+    cells = [c for c in nb.get("cells", []) if not PAPERMILL_TAGS & set(c.get("metadata", {}).get("tags", []))]
+    for index, cell in enumerate(cells, start=1):
         for out in cell.get("outputs", []):
             if out.get("output_type") == "error":
                 return f"the notebook failed in cell {index}: {out.get('ename')}: {out.get('evalue')}"

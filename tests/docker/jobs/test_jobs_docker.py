@@ -1,0 +1,174 @@
+"""Jobs on a real engine: papermill in the sandbox, provenance, reruns, limits, isolation."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+
+import docker.errors
+import pytest
+
+from enclave.db.session import unit_of_work
+from enclave.jobs import service
+from enclave.jobs.runner import stop_container
+from enclave.jobs.states import JobStatus
+from enclave.users import get_user
+
+from .conftest import JobEnv
+
+
+def test_jobs_cohort_notebook_runs_with_parameters_and_rerun_reproduces(jobs: JobEnv):
+    run_id = jobs.submit("alice", "cohort", "notebooks/cohort_analysis.ipynb", min_age=50, max_age=90)
+    prov = jobs.run(run_id)
+    assert prov.status is JobStatus.SUCCEEDED, prov.error
+    assert set(prov.outputs) == {
+        "cohort_analysis.ipynb",
+        "cohort_by_age_band_sex.csv", "cohort_by_age_band_sex.csv.evidence.json",
+        "length_of_stay_by_method.csv", "length_of_stay_by_method.csv.evidence.json",
+    }
+    out = jobs.outputs(run_id)
+    executed = json.loads((out / "cohort_analysis.ipynb").read_text())
+    text = json.dumps(executed)
+    assert "aged 50-90" in text  # the injected parameters were used
+    evidence = json.loads((out / "cohort_by_age_band_sex.csv.evidence.json").read_text())
+    assert evidence["datasets"] == [{"name": "demo", "version": "1"}] or evidence["datasets"][0]["version"] == "1"
+    assert prov.parameters == {"min_age": 50, "max_age": 90}
+    assert prov.image_digest and prov.image_digest.startswith("sha256:")
+    [view] = prov.views
+    assert view["dataset"] == "demo" and view["version"] == 1 and "patients.parquet" in view["files"]
+    assert prov.started_at and prov.finished_at and prov.exit_code == 0
+
+    # A reviewer repeats the record: the outputs reproduce.
+    again = jobs.run(jobs.rerun("rita", run_id))
+    assert again.status is JobStatus.SUCCEEDED, again.error
+    assert again.comparison["matches"], again.comparison
+    assert again.comparison["input_changes"] == []
+
+    # A new dataset version: the rerun says the outputs differ and why.
+    jobs.set_version("cohort", 2, patients=420, seed=2)
+    changed = jobs.run(jobs.rerun("rita", run_id))
+    assert changed.status is JobStatus.SUCCEEDED
+    assert not changed.comparison["matches"]
+    assert "dataset demo changed from version 1 to 2" in changed.comparison["input_changes"]
+    differing = {f["path"] for f in changed.comparison["files"] if f["match"] == "differs"}
+    assert "cohort_by_age_band_sex.csv" in differing
+
+
+def test_jobs_quickstart_notebook_runs_as_a_job(jobs: JobEnv):
+    prov = jobs.run(jobs.submit("bob", "cohort", "notebooks/quickstart.ipynb"))
+    assert prov.status is JobStatus.SUCCEEDED, prov.error
+    assert "deprivation_by_sex.csv" in prov.outputs
+
+
+def test_jobs_failing_notebook_ends_failed_with_its_error(jobs: JobEnv):
+    nb = jobs.write_notebook("cohort", "broken.ipynb", "x = 1", "raise ValueError('cohort is empty: widen the ages')")
+    prov = jobs.run(jobs.submit("alice", "cohort", nb))
+    assert prov.status is JobStatus.FAILED
+    assert "cell 2" in prov.error and "ValueError: cohort is empty: widen the ages" in prov.error
+    assert prov.exit_code not in (0, None)
+    assert "broken.ipynb" in prov.outputs  # the executed notebook, with the traceback, is kept
+
+
+def test_jobs_time_limit_stops_the_container(jobs: JobEnv):
+    jobs.runner.policy = jobs.runner.policy.model_copy(update={"job_timeout_seconds": 4})
+    nb = jobs.write_notebook("cohort", "slow.ipynb", "import time\ntime.sleep(600)")
+    started = time.monotonic()
+    prov = jobs.run(jobs.submit("alice", "cohort", nb))
+    assert time.monotonic() - started < 120
+    assert prov.status is JobStatus.FAILED and "time limit of 4 s exceeded" in prov.error
+    with pytest.raises(docker.errors.NotFound):
+        jobs.runner.client.containers.get(f"{jobs.runner.container_prefix}{prov.run_id}")
+
+
+def test_jobs_cancel_stops_the_running_container(jobs: JobEnv):
+    nb = jobs.write_notebook("cohort", "slow.ipynb", "import time\nprint('working', flush=True)\ntime.sleep(600)")
+    run_id = jobs.submit("alice", "cohort", nb)
+    worker = threading.Thread(target=jobs.runner.run_next, args=(run_id,))
+    worker.start()
+    name = f"{jobs.runner.container_prefix}{run_id}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # until the notebook is really executing
+        if "working" in service.log_path(jobs.settings, run_id).read_text(errors="replace") if service.log_path(jobs.settings, run_id).exists() else False:
+            break
+        time.sleep(0.5)
+    assert jobs.runner.client.containers.get(name).status == "running"
+    with unit_of_work(jobs.settings) as session:
+        run = service.cancel_job(session, get_user(session, "bob"), run_id)
+        assert run.container_name == name
+    stopped_at = time.monotonic()
+    assert stop_container(jobs.runner.client, name)
+    worker.join(timeout=60)
+    assert not worker.is_alive() and time.monotonic() - stopped_at < 30
+    prov = jobs.provenance(run_id)
+    assert prov.status is JobStatus.CANCELLED and prov.error == "cancelled by bob"
+    with pytest.raises(docker.errors.NotFound):
+        jobs.runner.client.containers.get(name)
+
+
+PROBE = r'''
+import json, os, socket, pathlib
+results = {}
+def attempt(name, fn):
+    try:
+        fn()
+        results[name] = "reached"
+    except Exception as exc:
+        results[name] = type(exc).__name__
+def connect(host, port):
+    def go():
+        s = socket.create_connection((host, port), timeout=3)
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        s.recv(100)
+    return go
+for i, (host, port) in enumerate(TARGETS):
+    attempt(f"net{i}", connect(host, port))
+for i, path in enumerate(PATHS):
+    attempt(f"path{i}", lambda p=path: pathlib.Path(p).read_bytes())
+attempt("write_view", lambda: pathlib.Path("/data/demo/new.txt").write_text("x"))
+results["data"] = sorted(os.listdir("/data"))
+results["interfaces"] = sorted(n for _, n in socket.if_nameindex())
+pathlib.Path(os.environ["ENCLAVE_JOB_OUTPUT"], "probe.json").write_text(json.dumps(results))
+'''
+
+
+def test_jobs_cannot_reach_network_or_other_projects(jobs: JobEnv, client, outside, image):
+    from tests.docker.conftest import start_host_server
+
+    # Sentinels: a server in a container on an ordinary Docker network, and one on the host.
+    sentinel = client.containers.run(
+        image, ["python", "-m", "http.server", "8000"], name=f"enclave-test-sentinel-{uuid.uuid4().hex[:6]}",
+        network=outside.name, detach=True, user="1000:100")
+    host_server = start_host_server(outside.gateway, b"host-sentinel")
+    try:
+        sentinel.reload()
+        sentinel_ip = sentinel.attrs["NetworkSettings"]["Networks"][outside.name]["IPAddress"]
+        # Positive control: both sentinels answer from outside the sandbox.
+        control = client.containers.run(
+            image, ["python", "-c", f"import urllib.request as u; u.urlopen('http://{sentinel_ip}:8000', timeout=20); "
+                                    f"print(u.urlopen('http://{outside.gateway}:{host_server.port}', timeout=20).read())"],
+            network=outside.name, remove=True, user="1000:100")
+        assert b"host-sentinel" in control
+
+        other_ws = jobs.workspace("other") / "secret.txt"
+        other_ws.write_text("other project's work")
+        other_view = jobs.versions["other"][1] / "patients.parquet"
+        nb = jobs.write_notebook(
+            "cohort", "probe.ipynb",
+            f"TARGETS = {[(sentinel_ip, 8000), (outside.gateway, host_server.port)]!r}\n"
+            f"PATHS = {[str(other_ws), str(other_view), '/data/other/patients.parquet', '/home/jovyan/project/../../other/secret.txt']!r}",
+            PROBE,
+        )
+        prov = jobs.run(jobs.submit("alice", "cohort", nb))
+        assert prov.status is JobStatus.SUCCEEDED, prov.error
+        results = json.loads((jobs.outputs(prov.run_id) / "probe.json").read_text())
+        assert results["net0"] != "reached" and results["net1"] != "reached", results
+        assert all(results[f"path{i}"] != "reached" for i in range(4)), results
+        assert results["write_view"] != "reached"
+        assert results["data"] == ["demo"]
+        assert results["interfaces"] == ["lo"]  # no network interface but loopback
+        assert sentinel.logs().count(b"GET /") == 1  # only the positive control
+    finally:
+        host_server.close()
+        sentinel.remove(force=True)
