@@ -64,11 +64,13 @@ def _refuse(path: str, rule: str, message: str) -> FileReport:
     return FileReport(path, Verdict.FAIL, [Finding(rule, Verdict.FAIL, message, locations=[path])])
 
 
-def check_file(path: Path, policy: DisclosurePolicy, *, root: Path | None = None) -> FileReport:
+def check_file(path: Path, policy: DisclosurePolicy, *, root: Path | None = None,
+               evidence: Path | None = None) -> FileReport:
     """Classify ``path`` by content and apply every rule; never follows a symbolic link.
 
     With ``root`` (e.g. a project's outbox) the file must lie inside it and is reported
-    relative to it.
+    relative to it. A table's evidence sidecar is read from ``evidence`` when given (e.g.
+    when the file was copied into quarantine), else from beside the file.
     """
     path = Path(path)
     shown = str(path)
@@ -112,7 +114,7 @@ def check_file(path: Path, policy: DisclosurePolicy, *, root: Path | None = None
     if kind in ("png", "jpeg"):
         findings = [Finding("image", Verdict.REVIEW, "images cannot be checked automatically; a reviewer needs the table behind it (submit that too)", locations=[shown])]
     elif kind in ("csv", "tsv"):
-        findings = _check_delimited(path, data, "\t" if kind == "tsv" else ",", policy)
+        findings = _check_delimited(evidence or sidecar_path(path), data, "\t" if kind == "tsv" else ",", policy)
     elif kind == "ipynb":
         findings = check_notebook(json.loads(sniffed.text or "{}"), policy)
     elif kind == "json":
@@ -131,7 +133,7 @@ def _read_no_follow(path: Path) -> bytes:
         return handle.read()
 
 
-def _check_delimited(path: Path, data: bytes, separator: str, policy: DisclosurePolicy) -> list[Finding]:
+def _check_delimited(evidence_file: Path, data: bytes, separator: str, policy: DisclosurePolicy) -> list[Finding]:
     try:
         frame = _read_table(data, separator)
     except (pl.exceptions.PolarsError, ValueError) as exc:
@@ -145,7 +147,6 @@ def _check_delimited(path: Path, data: bytes, separator: str, policy: Disclosure
 
     columns = profile(frame, policy)
     findings = check_cells(frame, policy, where, columns)
-    evidence_file = sidecar_path(path)
     if not evidence_file.is_symlink() and evidence_file.is_file():
         try:
             evidence = read_evidence(evidence_file)

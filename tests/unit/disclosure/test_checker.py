@@ -271,3 +271,32 @@ def test_checker_non_utf8_csv_fails_with_advice(tmp_path):
     path = write(tmp_path, "t.csv", "region,count\nZ\xfcrich,120\n".encode("latin-1"))
     report = check_file(path, POLICY)
     assert report.status is Verdict.FAIL and "UTF-8" in report.findings[0].message
+
+
+def test_checker_reads_evidence_from_given_path(tmp_path):
+    df = pd.DataFrame({"year": [2019] * 30 + [2020] * 2, "g": ["A"] * 32, "income": [1.0] * 32})
+    out = crosstab(df, index="year", columns="g", values="income", aggfunc="mean", policy=POLICY).save(tmp_path / "t.csv")
+    quarantine = tmp_path / "q"
+    quarantine.mkdir()
+    copy = quarantine / "t.csv"
+    copy.write_bytes(out.read_bytes())
+    assert check_file(copy, POLICY).status is Verdict.REVIEW  # a mean without evidence
+    assert check_file(copy, POLICY, evidence=sidecar_path(out)).status is Verdict.PASS
+
+
+def test_disclosure_and_safe_import_without_server_packages():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('sqlalchemy', 'jupyterhub', 'typer', 'rich', 'alembic', 'fastapi'):\n"
+        "            raise ImportError(name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import enclave.safe, enclave.disclosure\n"
+        "bad = [m for m in sys.modules if m.startswith('enclave.') and m.split('.')[1] not in ('safe', 'disclosure', 'errors', 'enums', 'policy')]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[3])
