@@ -387,3 +387,48 @@ def reruns_of(session: Session, actor: User, run_id: int) -> list[JobRun]:
     """The reruns of a run, newest first (a reviewer's checks of it)."""
     get_job(session, actor, run_id)
     return list(session.scalars(select(JobRun).where(JobRun.rerun_of_id == run_id).order_by(JobRun.id.desc())))
+
+
+# --- citing runs from egress requests -------------------------------------------------------
+
+def check_citable_runs(session: Session, actor: User, slug: str, run_ids: list[int]) -> list[JobRun]:
+    """The runs an egress request of project ``slug`` may cite: existing, of that project,
+    and succeeded. Raises with the first one that is not."""
+    project = get_project(session, slug)
+    runs = []
+    for run_id in dict.fromkeys(run_ids):
+        run = get_job(session, actor, run_id)
+        if run.project_id != project.id:
+            raise InvalidInput(f"run {run_id} belongs to project {run.project.slug}, not {slug}: cite runs of this project")
+        if run.status is not JobStatus.SUCCEEDED:
+            raise InvalidInput(f"run {run_id} is {run.status.value}: cite only succeeded runs")
+        runs.append(run)
+    return runs
+
+
+@dataclass(frozen=True)
+class OutputOrigin:
+    """Where an outbox file came from: the run that wrote it, and whether it is unchanged."""
+
+    run_id: int
+    path: str  # relative to the run's output directory
+    recorded_sha256: str
+    unchanged: bool
+
+
+def output_origin(session: Session, actor: User, slug: str, outbox_relpath: str, sha256: str) -> OutputOrigin | None:
+    """For an outbox file ``jobs/<run>/<path>`` of project ``slug``: the run that wrote it and
+    whether ``sha256`` (the file as submitted) is still what the run recorded. None for a
+    file no run of this project wrote."""
+    parts = PurePosixPath(outbox_relpath.removeprefix("outbox/")).parts
+    if len(parts) < 3 or parts[0] != OUTPUTS_RELDIR.name or not parts[1].isdigit():
+        return None
+    run = session.get(JobRun, int(parts[1]))
+    if run is None or run.project.slug != slug:
+        return None
+    check_can_view(actor, run.project)
+    rel = "/".join(parts[2:])
+    recorded = run.outputs_json.get(rel)
+    if recorded is None:
+        return None
+    return OutputOrigin(run.id, rel, recorded, recorded == sha256)

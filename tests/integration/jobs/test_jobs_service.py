@@ -124,3 +124,39 @@ def test_jobs_list_shows_researchers_only_their_projects(session, factory, setti
     assert service.list_jobs(session, factory.get("carol")) == []
     assert len(service.list_jobs(session, factory.get("bob"))) == 1
     assert len(service.list_jobs(session, factory.get("rita"), "cohort")) == 1
+
+
+def _succeeded_run(session, factory, settings, slug="cohort", outputs=None):
+    user = factory.get("alice") if slug == "cohort" else factory.get("carol")
+    if slug != "cohort":
+        (settings.workspaces_dir / slug / "notebooks").mkdir(parents=True, exist_ok=True)
+        (settings.workspaces_dir / slug / "notebooks" / "a.ipynb").write_text(json.dumps(NOTEBOOK))
+    run = service.submit_job(session, user, settings, slug, "notebooks/a.ipynb")
+    service.claim_next(session, concurrency=5, run_id=run.id)
+    service.start_run(session, run, image="img", image_digest="sha256:1", container_name="c", views=[], limits={})
+    service.finish_run(session, run, succeeded=True, exit_code=0, outputs=outputs or {"t.csv": "aa"})
+    return run
+
+
+def test_jobs_citable_runs_are_succeeded_runs_of_the_same_project(session, factory, settings, project):
+    ours = _succeeded_run(session, factory, settings)
+    theirs = _succeeded_run(session, factory, settings, slug="other")
+    queued = service.submit_job(session, factory.get("alice"), settings, "cohort", "notebooks/a.ipynb")
+    assert service.check_citable_runs(session, factory.get("alice"), "cohort", [ours.id, ours.id]) == [ours]
+    with pytest.raises(PermissionDenied):  # alice may not even see the other project's run
+        service.check_citable_runs(session, factory.get("alice"), "cohort", [theirs.id])
+    with pytest.raises(InvalidInput, match="belongs to project other"):
+        service.check_citable_runs(session, factory.admin, "cohort", [theirs.id])
+    with pytest.raises(InvalidInput, match="queued"):
+        service.check_citable_runs(session, factory.get("alice"), "cohort", [queued.id])
+
+
+def test_jobs_output_origin_says_whether_the_file_is_the_runs_output(session, factory, settings, project):
+    run = _succeeded_run(session, factory, settings, outputs={"tables/t.csv": "aa"})
+    rita = factory.get("rita")
+    same = service.output_origin(session, rita, "cohort", f"jobs/{run.id}/tables/t.csv", "aa")
+    assert same.run_id == run.id and same.unchanged
+    assert not service.output_origin(session, rita, "cohort", f"outbox/jobs/{run.id}/tables/t.csv", "bb").unchanged
+    assert service.output_origin(session, rita, "cohort", "tables/t.csv", "aa") is None
+    assert service.output_origin(session, rita, "other", f"jobs/{run.id}/tables/t.csv", "aa") is None
+    assert service.output_origin(session, rita, "cohort", f"jobs/{run.id}/nope.csv", "aa") is None
