@@ -186,3 +186,15 @@ def test_cli_policy_check_reports_bad_file(tmp_path: Path, cli: Cli):
     (target / "tiers.yaml").write_text((target / "tiers.yaml").read_text() + "colour: blue\n")
     result = cli("policy", "check", str(target), ok=False)
     assert "tiers.yaml: colour: unknown key" in result.stderr
+
+
+def test_cli_every_group_shows_help_without_error():
+    from typer.testing import CliRunner
+
+    from enclave.cli.main import GROUPS, app
+
+    runner = CliRunner()
+    for args in [[], *([name] for _, name in GROUPS), *([name, "--help"] for _, name in GROUPS)]:
+        result = runner.invoke(app, args, prog_name="enclave")
+        assert result.exception is None or isinstance(result.exception, SystemExit), (args, result.exception)
+        assert "Usage" in result.output and "error:" not in result.output, args
