@@ -74,31 +74,24 @@ def main(
     state(ctx).acting_as = acting_as
 
 
-# Sub-command groups: (module, command name).
+# One sub-command group per capability: (module, command name).
 GROUPS: list[tuple[str, str]] = [
     ("enclave.cli.db", "db"),
     ("enclave.cli.users", "user"),
     ("enclave.cli.projects", "project"),
     ("enclave.cli.audit", "audit"),
     ("enclave.cli.policy", "policy"),
-    ("enclave.cli.egress", "egress"),
     ("enclave.cli.datasets", "dataset"),
     ("enclave.cli.grants", "grant"),
     ("enclave.cli.optouts", "optout"),
-    ("enclave.cli.demo", "demo"),
+    ("enclave.cli.egress", "egress"),
     ("enclave.cli.jobs", "job"),
     ("enclave.cli.hub", "hub"),
+    ("enclave.cli.demo", "demo"),
 ]
 
 for _module, _name in GROUPS:
-    try:
-        _sub = importlib.import_module(_module)
-    except ModuleNotFoundError as _exc:
-        # A capability not present in this build; its commands are simply absent.
-        if _exc.name != _module:
-            raise
-        continue
-    app.add_typer(_sub.app, name=_name)
+    app.add_typer(importlib.import_module(_module).app, name=_name)
 
 
 def run() -> None:
