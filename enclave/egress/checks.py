@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from enclave.config import Settings
+from enclave.disclosure.evidence import sidecar_path
 from enclave.disclosure.policy import DisclosurePolicy
 from enclave.disclosure.verdict import Verdict, worst
 
@@ -30,9 +31,14 @@ def _as_dict(finding: Any) -> dict[str, Any]:
 
 
 def check_objects(
-    settings: Settings, policy: DisclosurePolicy, objects: dict[str, Path]
+    settings: Settings, policy: DisclosurePolicy, objects: dict[str, Path], evidence: dict[str, Path] | None = None
 ) -> dict[str, dict[str, Any]]:
-    """Check each ``relpath -> quarantined object``; return ``relpath -> {status, findings}``."""
+    """Check each ``relpath -> quarantined object``; return ``relpath -> {status, findings}``.
+
+    ``evidence`` maps a table's relpath to its quarantined evidence sidecar (written by the
+    safe-statistics library), which the checker reads from beside the table.
+    """
+    evidence = evidence or {}
     results: dict[str, dict[str, Any]] = {}
     if not objects:
         return results
@@ -47,6 +53,8 @@ def check_objects(
             folder.mkdir()
             link = folder / PurePosixPath(relpath).name
             os.link(obj, link)
+            if relpath in evidence:
+                os.link(evidence[relpath], sidecar_path(link))
             shown[link] = relpath
         try:
             from enclave.disclosure import check_files  # type: ignore[attr-defined]

@@ -7,6 +7,7 @@ commits (the caller's unit of work does). Notifications go out after commit.
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
 from typing import Any
 
 from sqlalchemy import select
@@ -14,11 +15,12 @@ from sqlalchemy.orm import Session
 
 from enclave.audit import append_event
 from enclave.db.models import EgressFile, EgressFileGroup, EgressRequest, EgressReview, User, utcnow
+from enclave.disclosure.evidence import is_sidecar, sidecar_path
 from enclave.disclosure.verdict import Verdict, worst
 from enclave.egress import notify
 from enclave.egress.checks import check_objects
 from enclave.egress.policy import EgressEnv
-from enclave.egress.quarantine import inspect_outbox_file, normalise_relpath, quarantine_file
+from enclave.egress.quarantine import StoredFile, inspect_outbox_file, normalise_relpath, quarantine_file
 from enclave.egress.workflow import EDITABLE, FINAL, Owner, transition
 from enclave.enums import EgressStatus, ReviewDecision, Role
 from enclave.errors import InvalidInput, InvalidTransition, NotFound, PermissionDenied
@@ -298,7 +300,9 @@ def submit_request(
     new_round = current_round(request) + 1
     previous = {f.id: (f.sha256, _last_outcome_was_approve(session, env, request, f) if f.sha256 else False) for f in files}
     stored = {f.relpath: quarantine_file(env.settings, request.project.slug, f.relpath, limits.max_file_bytes) for f in files}
-    results = check_objects(env.settings, env.disclosure, {p: s.path for p, s in stored.items()})
+    evidence = {p: e for p in stored if (e := _quarantine_evidence(env, request.project.slug, p)) is not None}
+    results = check_objects(env.settings, env.disclosure, {p: s.path for p, s in stored.items()},
+                            {p: e.path for p, e in evidence.items()})
     reset: list[str] = []
     for file in files:
         copy = stored[file.relpath]
@@ -309,7 +313,8 @@ def submit_request(
         result = results[file.relpath]
         file.sha256, file.size = copy.sha256, copy.size
         file.check_status = result["status"]
-        file.check_json = {"round": file_round(file) if keep_round else new_round, **result}
+        file.check_json = {"round": file_round(file) if keep_round else new_round, **result,
+                           "evidence_sha256": evidence[file.relpath].sha256 if file.relpath in evidence else None}
     request.details_json = {**request.details_json, "round": new_round}
     request.exception_justification = justification
     request.submitted_at = utcnow()
@@ -327,6 +332,16 @@ def submit_request(
     else:
         move(session, env, actor, request, EgressStatus.IN_REVIEW, Owner.SYSTEM, check_status=overall)
     return request
+
+
+def _quarantine_evidence(env: EgressEnv, slug: str, relpath: str) -> StoredFile | None:
+    """The table's evidence sidecar, quarantined for the checker (never released), if there is one."""
+    if is_sidecar(PurePosixPath(relpath)):
+        return None
+    try:
+        return quarantine_file(env.settings, slug, str(sidecar_path(PurePosixPath(relpath))), env.policy.limits.max_file_bytes)
+    except NotFound:
+        return None
 
 
 def withdraw_request(session: Session, actor: User, env: EgressEnv, request_id: int) -> EgressRequest:
