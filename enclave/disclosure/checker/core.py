@@ -7,7 +7,6 @@ anything it can read but not judge goes to a reviewer.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import stat

@@ -7,7 +7,6 @@ regression summaries with too few residual degrees of freedom.
 
 from __future__ import annotations
 
-import json
 import re
 from html.parser import HTMLParser
 from typing import Any
