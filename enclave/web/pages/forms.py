@@ -19,6 +19,13 @@ DONE = {
     "close": "The project was closed.",
     "member_added": "The member was added.",
     "member_removed": "The member was removed.",
+    "created": "The request was created. Add files from your outbox, then submit it.",
+    "files_added": "The files were added.",
+    "file_removed": "The file was removed.",
+    "submitted": "The request was submitted: the automated checks ran; see the findings below.",
+    "withdrawn": "The request was withdrawn.",
+    "voted": "Your vote was recorded.",
+    "released": "The request was released.",
 }
 
 

@@ -26,6 +26,7 @@ PREFIX = "/services/enclave"
 TOKENS: dict[str, tuple[str, set[str]]] = {
     "t-ada": ("ada", {HUB_ROLE_ADMIN}),            # enclave admin, hub admin role
     "t-rita": ("rita", {HUB_ROLE_REVIEW}),         # reviewer
+    "t-rudy": ("rudy", {HUB_ROLE_REVIEW}),         # a second reviewer
     "t-rob": ("rob", set()),                       # researcher, PI of asthma
     "t-ria": ("ria", set()),                       # researcher, member of asthma
     "t-eve": ("eve", set()),                       # researcher, PI of diabetes and copd (another team)
@@ -45,6 +46,7 @@ def build_world(home: Path) -> Settings:
         ada = add_user(s, None, "ada", {Role.ADMIN}, later)
         add_user(s, ada, "ann", {Role.ADMIN}, later)
         add_user(s, ada, "rita", {Role.REVIEWER}, later)
+        add_user(s, ada, "rudy", {Role.REVIEWER}, later)
         for name in ("rob", "ria", "eve", "mal", "rex"):
             add_user(s, ada, name, {Role.RESEARCHER}, later)
         for slug, pi, title in (("asthma", "rob", "Asthma outcomes in children"),
@@ -62,6 +64,10 @@ def build_world(home: Path) -> Settings:
             lay_summary="Does air pollution send people with COPD to hospital?", lawful_basis="6(1)(e), 9(2)(j)",
             organisation="City University", datasets_wanted=["hes-apc"], team=["rex"],
             end_date=later))
+    outbox = settings.workspaces_dir / "asthma" / "outbox"
+    outbox.mkdir(parents=True)
+    (outbox / "admissions.csv").write_text("age_band,admissions\n0-4,120\n5-9,3\n10-14,85\n")
+    (outbox / "notes.txt").write_text("Model converged after 12 iterations.\n")
     return settings
 
 
@@ -72,6 +78,7 @@ def copy_world(template: Settings, home: Path) -> Settings:
     home.mkdir(parents=True)
     for part in template.home.glob("enclave.db*"):  # the database and its write-ahead log
         shutil.copy2(part, home / part.name)
+    shutil.copytree(template.workspaces_dir, home / "workspaces")
     return Settings(home=home, db_url=f"sqlite:///{home / 'enclave.db'}", policies_dir=template.policies_dir)
 
 

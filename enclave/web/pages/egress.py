@@ -1,0 +1,153 @@
+"""Egress pages: the researcher's requests and the reviewer's queue and file review."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import RedirectResponse
+
+from enclave.egress import release, review, service
+from enclave.egress.policy import EgressEnv
+from enclave.egress.schemas import EgressRequestOut, request_detail
+from enclave.enums import ProjectStatus, ReviewDecision
+from enclave.errors import InvalidInput
+from enclave.projects.service import projects_of
+from enclave.web import egress_views
+from enclave.web.auth import Identity
+from enclave.web.context import acting, check_console, render, signed_in, web
+from enclave.web.pages.forms import done_message, form_fields
+
+router = APIRouter()
+
+
+def _env(request: Request) -> EgressEnv:
+    return EgressEnv.load(web(request).settings)
+
+
+def _back(request: Request, where: str, done: str) -> RedirectResponse:
+    return RedirectResponse(f"{web(request).prefix}/{where}?done={done}", status_code=303)
+
+
+def reviewer(ident: Identity = Depends(signed_in)) -> Identity:
+    check_console(ident, "review")
+    return ident
+
+
+@router.get("/egress")
+def my_requests(request: Request, ident: Identity = Depends(signed_in)):
+    """My projects' egress requests, and a form to start one."""
+    with acting(request, ident) as (session, actor):
+        mine = [p.slug for p in projects_of(session, actor, ProjectStatus.ACTIVE)]
+        member_of = {p.slug for p in projects_of(session, actor)}
+        rows = [EgressRequestOut.of(r) for r in service.list_requests(session, actor) if r.project.slug in member_of]
+    return render(request, "egress/list.html", requests=list(reversed(rows)), projects=mine,
+                  done=done_message(request))
+
+
+@router.post("/egress")
+async def create(request: Request, ident: Identity = Depends(signed_in)):
+    data = await form_fields(request)
+    env = _env(request)
+    with acting(request, ident) as (session, actor):
+        created = service.create_request(session, actor, env, data.get("project", ""), data.get("title", "").strip())
+        number = created.id
+    return _back(request, f"egress/{number}", "created")
+
+
+@router.get("/egress/{request_id}")
+def request_page(request: Request, request_id: int, ident: Identity = Depends(signed_in)):
+    env = _env(request)
+    with acting(request, ident) as (session, actor):
+        detail = request_detail(session, actor, env, request_id)
+        outbox = []
+        if actor.name == detail.author and detail.status in ("draft", "changes_requested"):
+            present = {f.path for f in detail.file_list}
+            outbox = [f for f in egress_views.outbox_files(session, actor, env.settings, detail.project)
+                      if f["path"] not in present]
+    return render(request, "egress/request.html", req=detail, outbox=outbox, done=done_message(request))
+
+
+@router.post("/egress/{request_id}/files")
+async def add_files(request: Request, request_id: int, ident: Identity = Depends(signed_in)):
+    form = await request.form()
+    paths = [p for p in form.getlist("paths") if isinstance(p, str)]
+    data = await form_fields(request)
+    env = _env(request)
+    with acting(request, ident) as (session, actor):
+        service.add_files(session, actor, env, request_id, paths, data.get("group", "").strip(),
+                          data.get("context") or None, data.get("controls") or None)
+    return _back(request, f"egress/{request_id}", "files_added")
+
+
+@router.post("/egress/{request_id}/files/remove")
+async def remove_file(request: Request, request_id: int, ident: Identity = Depends(signed_in)):
+    data = await form_fields(request)
+    env = _env(request)
+    with acting(request, ident) as (session, actor):
+        service.remove_file(session, actor, env, request_id, data.get("path", ""))
+    return _back(request, f"egress/{request_id}", "file_removed")
+
+
+@router.post("/egress/{request_id}/submit")
+async def submit(request: Request, request_id: int, ident: Identity = Depends(signed_in)):
+    data = await form_fields(request)
+    env = _env(request)
+    with acting(request, ident) as (session, actor):
+        service.submit_request(session, actor, env, request_id, data.get("exception") or None)
+    return _back(request, f"egress/{request_id}", "submitted")
+
+
+@router.post("/egress/{request_id}/withdraw")
+def withdraw(request: Request, request_id: int, ident: Identity = Depends(signed_in)):
+    env = _env(request)
+    with acting(request, ident) as (session, actor):
+        service.withdraw_request(session, actor, env, request_id)
+    return _back(request, f"egress/{request_id}", "withdrawn")
+
+
+@router.get("/review")
+def queue(request: Request, ident: Identity = Depends(reviewer)):
+    """What waits on me, oldest first."""
+    with acting(request, ident) as (session, actor):
+        waiting = egress_views.review_queue(session, actor)
+    return render(request, "review/queue.html", queue=waiting, done=done_message(request))
+
+
+@router.get("/review/{request_id}")
+def review_request(request: Request, request_id: int, ident: Identity = Depends(reviewer)):
+    env = _env(request)
+    with acting(request, ident) as (session, actor):
+        egress_views.check_may_review(actor, session, request_id)
+        detail = request_detail(session, actor, env, request_id)
+    return render(request, "review/request.html", req=detail, done=done_message(request))
+
+
+@router.get("/review/{request_id}/file")
+def review_file(request: Request, request_id: int, path: str, ident: Identity = Depends(reviewer)):
+    env = _env(request)
+    with acting(request, ident) as (session, actor):
+        egress_views.check_may_review(actor, session, request_id)
+        detail = request_detail(session, actor, env, request_id)
+        view = egress_views.file_view(session, actor, env, request_id, path)
+    entry = next(f for f in detail.file_list if f.path == view.path)
+    return render(request, "review/file.html", req=detail, view=view, entry=entry)
+
+
+@router.post("/review/{request_id}/vote")
+async def vote(request: Request, request_id: int, ident: Identity = Depends(reviewer)):
+    data = await form_fields(request)
+    try:
+        decision = ReviewDecision(data.get("decision", ""))
+    except ValueError:
+        raise InvalidInput("choose approve, request changes or reject") from None
+    env = _env(request)
+    with acting(request, ident) as (session, actor):
+        review.vote(session, actor, env, request_id, data.get("path", ""), decision, data.get("comment", ""))
+    return _back(request, f"review/{request_id}", "voted")
+
+
+@router.post("/review/{request_id}/release")
+def release_request(request: Request, request_id: int, ident: Identity = Depends(reviewer)):
+    env = _env(request)
+    with acting(request, ident) as (session, actor):
+        release.release_request(session, actor, env, request_id)
+    return _back(request, "review", "released")
