@@ -17,7 +17,7 @@ from enclave.disclosure.checker.identifiers import BIRTH_COLUMN, COMBINED, FULL_
 from enclave.disclosure.evidence import Evidence, stats_of
 from enclave.disclosure.findings import Finding, evaluate
 from enclave.disclosure.policy import DisclosurePolicy
-from enclave.disclosure.rules import TOPN
+from enclave.disclosure.rules import RULES, TOPN
 from enclave.disclosure.verdict import Verdict
 
 Where = Callable[[int, str], str]  # (data row index, column) -> location in words
@@ -231,8 +231,6 @@ def check_evidence(evidence: Evidence, policy: DisclosurePolicy) -> list[Finding
     stats = stats_of(evidence)
     if evidence.policy.get("nk_dominance", {}).get("n") != policy.nk_dominance.n:
         stats = stats.with_columns(pl.lit(None, dtype=pl.Float64).alias(TOPN))  # computed for another n: use the bound
-    if evidence.analysis.get("aggfunc") in (None, "count"):
-        stats = stats.select("n")
     rules = [r for r in evidence.rules if r != "dof"] or ["threshold", "zeros"]
     if "dof" in evidence.rules:
         stats = stats.with_columns(pl.lit(evidence.analysis.get("dof"), dtype=pl.Int64).alias("dof"))
@@ -250,4 +248,9 @@ def check_evidence(evidence: Evidence, policy: DisclosurePolicy) -> list[Finding
                                      exposed))
         else:
             findings.append(_finding(f.rule, f.status, f.message, f.locations))
+    # Findings of the library's own checks (e.g. histogram bin edges) stand as recorded.
+    for recorded in evidence.findings:
+        if recorded.get("rule") not in RULES:
+            findings.append(Finding(str(recorded.get("rule")), Verdict(recorded.get("status", "review")),
+                                    str(recorded.get("message", "")), locations=list(recorded.get("locations", []))))
     return findings

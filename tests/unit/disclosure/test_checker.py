@@ -300,3 +300,16 @@ def test_disclosure_and_safe_import_without_server_packages():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[3])
+
+
+def test_checker_keeps_library_findings_recorded_in_evidence(tmp_path):
+    from enclave.safe import describe, histogram
+
+    df = pd.DataFrame({"age": np.arange(200) % 70 + 18})
+    out = histogram(df, "age", bins=5, policy=POLICY).save(tmp_path / "hist.csv")  # no range: edges are extremes
+    report = check_file(out, POLICY)
+    assert rules(report) == {"bin_edges": Verdict.REVIEW}
+    frame = pd.DataFrame({"x": [1.0] * 20 + [1e9], "y": np.linspace(1, 2, 21)})
+    summary = describe(frame, policy=POLICY).save(tmp_path / "d.csv")
+    assert check_file(summary, POLICY).status is Verdict.PASS  # the dominated column x is hidden
+    assert check_file(summary, DisclosurePolicy(threshold=50)).status is Verdict.FAIL  # y is shown
