@@ -91,3 +91,43 @@ def test_browser_refusals_are_clear_pages(as_user, server):
     response = rob.goto(server + PREFIX + "/admin")
     assert response.status == 403
     assert rob.get_by_role("link", name="Admin").count() == 0
+
+
+def test_browser_egress_request_and_review(as_user, server):
+    import httpx
+
+    api = server + PREFIX + "/api/egress"
+    rob_h = {"Authorization": "token t-rob"}
+    rob = as_user("t-rob")
+    rob.goto(server + PREFIX + "/egress")
+    rob.get_by_label("Title").fill("Admissions by age band")
+    rob.get_by_role("button", name="Start a request").click()
+    rob.get_by_label("outbox/admissions.csv").check()
+    rob.get_by_label("outbox/notes.txt").check()
+    rob.get_by_label("Group").fill("table1")
+    rob.get_by_label("Context: what the files show, and for which population").fill("Admissions 2020-2024 by age band")
+    rob.get_by_label("Disclosure controls applied").fill("Counts under 10 checked; none suppressed yet")
+    rob.get_by_role("button", name="Add selected files").click()
+    rob.get_by_role("button", name="Submit for review").click()
+    assert rob.locator(".badge-changes_requested").first.is_visible()
+    assert rob.get_by_text("too few contributors").is_visible()
+    shot(rob, "researcher-egress-findings")
+    rob.get_by_label("Exception (only if a file fails the checks and must still be reviewed)").fill(
+        "The 5-9 band is published nationally.")
+    rob.get_by_role("button", name="Resubmit for review").click()
+    assert rob.locator(".badge-in_review").first.is_visible()
+    rid = int(rob.url.split("/egress/")[1].split("?")[0])
+
+    rita = as_user("t-rita")
+    rita.goto(server + PREFIX + "/review")
+    shot(rita, "reviewer-queue")
+    rita.get_by_role("link", name="Admissions by age band").click()
+    rita.get_by_role("link", name="admissions.csv").click()
+    assert rita.locator("td.flag").all_inner_texts() == ["3"]
+    shot(rita, "reviewer-file")
+    rita.get_by_label("Comment (required to request changes, to approve a failed file or reject a passed one)").fill(
+        "Suppress the 5-9 band or merge it with 10-14.")
+    rita.get_by_role("button", name="Request changes").click()
+    assert rita.get_by_role("status").inner_text() == "Your vote was recorded."
+    detail = httpx.get(f"{api}/requests/{rid}", headers=rob_h).json()
+    assert detail["file_list"][0]["votes"] or detail["status"] in ("in_review", "changes_requested")
