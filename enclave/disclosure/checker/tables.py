@@ -153,13 +153,22 @@ def check_cells(frame: pl.DataFrame, policy: DisclosurePolicy, where: Where,
     return findings
 
 
+def _has_whole_numbers(values: pl.Series) -> bool:
+    return values.str.strip_chars().cast(pl.Int64, strict=False).drop_nulls().len() > 0
+
+
 def check_values(frame: pl.DataFrame, policy: DisclosurePolicy, where: Where,
                  columns: dict[str, tuple[str, pl.Series]] | None = None) -> list[Finding]:
-    """Microdata, counts and other statistics, for a table that came without evidence."""
+    """Microdata, counts and other statistics, for a table that came without evidence.
+
+    A text column holding some whole numbers (``12``, ``NA``, ``3``) is judged on those
+    numbers: one stray word must not hide a small count.
+    """
     columns = columns if columns is not None else profile(frame, policy)
-    limits = policy.checker
-    kinds = {c: kind for c, (kind, _) in columns.items()}
-    count_words = set(limits.count_column_words)
+    count_words = set(policy.checker.count_column_words)
+    kinds = {}
+    for column, (kind, values) in columns.items():
+        kinds[column] = "integer" if kind == "text" and _has_whole_numbers(values) else kind
     counts = [c for c in frame.columns if kinds[c] == "integer" and words(c) & count_words]
     findings = _microdata(frame, policy, kinds, counts)
     first = frame.columns[0] if frame.columns else None

@@ -313,3 +313,19 @@ def test_checker_keeps_library_findings_recorded_in_evidence(tmp_path):
     summary = describe(frame, policy=POLICY).save(tmp_path / "d.csv")
     assert check_file(summary, POLICY).status is Verdict.PASS  # the dominated column x is hidden
     assert check_file(summary, DisclosurePolicy(threshold=50)).status is Verdict.FAIL  # y is shown
+
+
+def test_checker_stray_words_do_not_hide_small_counts(tmp_path):
+    path = write(tmp_path, "t.csv", "region,count\nNorth,120\nSouth,N/A\nEast,4\n")
+    assert rules(check_file(path, POLICY))["threshold"] is Verdict.FAIL
+
+
+def test_checker_notebook_with_pandas_html_table(tmp_path):
+    df = pd.DataFrame({"year": [2019] * 30 + [2020] * 3, "g": ["A"] * 30 + ["B"] * 3})
+    html = pd.crosstab(df["year"], df["g"]).to_html()
+    nb = write(tmp_path, "a.ipynb", notebook([{"output_type": "execute_result", "execution_count": 1,
+                                               "data": {"text/html": html, "text/plain": str(pd.crosstab(df["year"], df["g"]))},
+                                               "metadata": {}}]))
+    report = check_file(nb, POLICY)
+    assert report.status is not Verdict.PASS
+    assert any("cell 1 output 1" in loc for f in report.findings for loc in f.locations)
