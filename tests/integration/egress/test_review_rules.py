@@ -155,7 +155,7 @@ def test_review_request_changes_then_resubmit_resets_changed_files(world: World)
 def test_checks_hard_fail_returns_request_unless_exception(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     from enclave.egress import checks
 
-    def failing(settings, policy, objects):  # the checker's verdict for this scenario
+    def failing(settings, policy, objects, evidence=None):  # the checker's verdict here
         return {p: {"status": "fail", "findings": [{"rule": "threshold", "status": "fail",
                                                     "message": "cell north has 3 people", "locations": []}]}
                 for p in objects}
