@@ -179,6 +179,8 @@ def _to_pandas(shown, row_labels, col_labels, index, columns, margins, counts_on
     else:
         col_index = pd.Index(cols, name=columns[0] if columns else None)
     table = pd.DataFrame(shown, index=row_index, columns=col_index)
+    if synthetic and margins:  # with one column of results each row total repeats its cell
+        table = table.iloc[:, :-1]
     if counts_only:
         table = table.astype("Int64")
     return table
