@@ -12,6 +12,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 start=$SECONDS
 
 "$ROOT/scripts/ensure-docker.sh"
+# One build at a time on a machine: concurrent runs (several test sessions) share build/.
+mkdir -p "$ROOT/build"
+exec 9>"$ROOT/build/.images.lock"
+flock 9
 base="$("$ROOT/images/base/build.sh" | tail -n 1)"
 ENCLAVE_BASE_IMAGE="$base" "$ROOT/images/notebook/build.sh"
 echo "[images] done in $((SECONDS - start)) s" >&2

@@ -33,6 +33,9 @@ REFUSED_PATTERNS: tuple[str, ...] = (r"files(?:/.*)?", r"view(?:/.*)?", r"nbconv
 class RefusedHandler(web.RequestHandler):
     """Refuses every method with 403 and the plain-text REFUSAL."""
 
+    def check_xsrf_cookie(self) -> None:
+        """Nothing to protect: every request is refused (and gets the plain reason)."""
+
     def prepare(self) -> None:
         self.set_status(403)
         self.set_header("Content-Type", "text/plain; charset=utf-8")

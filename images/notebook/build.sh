@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the notebook image offline from the host-side wheelhouse, unless an image with
 # the same inputs already exists. Called by scripts/build-images.sh (which provides the
-# base image first).
+# base image first and holds the build lock; do not run two of these at once).
 #
 # Inputs hashed into the image label org.enclave.inputs: the base image's id, this
 # directory's Dockerfile, requirements.txt and Jupyter config, pyproject.toml and every
@@ -58,6 +58,11 @@ tar -C "$ROOT" --exclude=__pycache__ --exclude='*.pyc' -cf - enclave pyproject.t
     || "$PY" -m pip wheel -q --disable-pip-version-check --no-deps --no-build-isolation \
         -w "$BUILD/notebook-context/enclave-wheel" "$BUILD/enclave-src" >/dev/null \
     || { cat "$BUILD/enclave-wheel.log" >&2; exit 1; }
+
+if ! compgen -G "$BUILD/notebook-context/enclave-wheel/enclave-*.whl" >/dev/null; then
+    step "no enclave wheel was built; see build/enclave-wheel.log"
+    exit 1
+fi
 
 cp "$HERE/Dockerfile" "$HERE/requirements.txt" "$HERE"/*.json "$BUILD/notebook-context/"
 cp -al "$BUILD/wheels" "$BUILD/notebook-context/wheels"   # hard links: instant, no extra space

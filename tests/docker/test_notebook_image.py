@@ -1,0 +1,155 @@
+"""The notebook image itself, run under the sandbox spec: its tools, a batch job, and the
+lockdown of the notebook server's download endpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import jupyterhub
+import pytest
+
+from enclave.hub.lockdown import REFUSAL
+from enclave.sandbox import ContainerPolicy, Mount, container_kwargs
+
+from .conftest import PREFIX, REPO, Net, Sandboxes, ip_on, wait_for_http
+
+
+def _pin(name: str) -> str:
+    text = (REPO / "images" / "notebook" / "requirements.txt").read_text()
+    return re.search(rf"^{name}==(\S+)$", text, re.M).group(1)
+
+
+def test_image_runs_singleuser_and_lab(sandboxes: Sandboxes):
+    code, out = sandboxes.run(
+        ["bash", "-c", "jupyterhub-singleuser --help >/dev/null && echo singleuser-ok;"
+         " jupyterhub --version; jupyter lab --version; python --version"]
+    )
+    assert code == 0, out
+    lines = out.split()
+    assert "singleuser-ok" in lines
+    # The single-user server must speak the same hub API as the hub on the host.
+    assert jupyterhub.__version__ in lines
+    assert _pin("jupyterlab") in lines
+    assert "3.13" in out
+
+
+def test_image_has_the_research_libraries(sandboxes: Sandboxes):
+    code, out = sandboxes.python(
+        "import pandas, polars, pyarrow, papermill, statsmodels.api, pydantic, yaml, ipykernel\n"
+        "import enclave.safe, enclave.disclosure\n"
+        "print('versions', pandas.__version__, polars.__version__, pyarrow.__version__)\n"
+    )
+    assert code == 0, out
+    assert f"versions {_pin('pandas')} {_pin('polars')} {_pin('pyarrow')}" in out
+
+
+def test_image_batch_job_runs_under_sandbox(sandboxes: Sandboxes, workspace: Path, dataset: Path):
+    """A papermill job (kernel, runtime files, outputs) works on the read-only system."""
+    notebook = {
+        "cells": [
+            {"cell_type": "code", "metadata": {"tags": ["parameters"]}, "outputs": [], "execution_count": None,
+             "source": "out = 'outbox/summary.csv'"},
+            {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
+             "source": "import pandas as pd\ndf = pd.read_csv('/data/cohort/cohort.csv')\n"
+                       "df.groupby('sex').size().rename('n').to_csv(out)"},
+        ],
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "nbformat": 4, "nbformat_minor": 5,
+    }
+    (workspace / "analysis.ipynb").write_text(json.dumps(notebook))
+    code, out = sandboxes.run(
+        ["papermill", "--no-progress-bar", "analysis.ipynb", "outbox/analysis-run.ipynb", "-p", "out",
+         "outbox/by-sex.csv"],
+        [Mount.workspace(workspace), Mount.dataset(dataset, "cohort")],
+        timeout=180,
+    )
+    assert code == 0, out
+    assert (workspace / "outbox" / "by-sex.csv").read_text().splitlines() == ["sex,n", "F,1", "M,1"]
+    assert (workspace / "outbox" / "analysis-run.ipynb").exists()
+
+
+@pytest.fixture(scope="module")
+def server(client, image: str, internal: Net, tmp_path_factory: pytest.TempPathFactory):
+    """`jupyter lab` in a sandboxed container with the image's own configuration, shared
+    by the lockdown tests (they only read)."""
+    workspace = tmp_path_factory.mktemp("lockdown") / "workspace"
+    workspace.mkdir()
+    os.chown(workspace, 1000, 100)
+    (workspace / "cohort-copy.csv").write_text("age,sex\n34,F\n")
+    (workspace / "analysis.ipynb").write_text(
+        json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+    )
+    data = tmp_path_factory.mktemp("lockdown-data")
+    (data / "cohort.csv").write_text("age,sex\n34,F\n")
+    policy = ContainerPolicy(image=image, network=internal.name, mem_limit="1g", cpu_limit=1.0)
+    token = uuid.uuid4().hex
+    container = client.containers.run(
+        command=["jupyter", "lab", "--ServerApp.ip=0.0.0.0", "--ServerApp.port=8888", "--no-browser",
+                 f"--IdentityProvider.token={token}"],
+        name=f"{PREFIX}lab-{uuid.uuid4().hex[:8]}", detach=True,
+        **container_kwargs(policy, [Mount.workspace(workspace), Mount.dataset(data, "cohort")]),
+    )
+    try:
+        base = f"http://{ip_on(container, internal.name)}:8888"
+        wait_for_http(f"{base}/api/status", timeout=90)
+        yield base, token
+    except Exception:
+        print(container.logs().decode(errors="replace"))
+        raise
+    finally:
+        container.remove(force=True)
+
+
+def _get(url: str, token: str, method: str = "GET") -> tuple[int, str]:
+    request = urllib.request.Request(url, method=method, headers={"Authorization": f"token {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read().decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+
+
+@pytest.mark.parametrize(
+    "path, method",
+    [
+        ("/files/cohort-copy.csv", "GET"),
+        ("/files/cohort-copy.csv?download=1", "GET"),
+        ("/files/outbox/../cohort-copy.csv", "GET"),
+        ("/files/cohort-copy.csv", "HEAD"),
+        ("/files/", "GET"),
+        ("/view/cohort-copy.csv", "GET"),
+        ("/nbconvert/html/analysis.ipynb?download=true", "GET"),
+        ("/nbconvert/script/analysis.ipynb", "GET"),
+        ("/nbconvert/html", "POST"),
+    ],
+)
+def test_lockdown_refuses_download_endpoints(server: tuple[str, str], path: str, method: str):
+    base, token = server
+    status, body = _get(base + path, token, method)
+    assert status == 403, (status, body[:300])
+    if method != "HEAD":
+        assert body.strip() == REFUSAL
+        assert "age,sex" not in body
+
+
+def test_lockdown_leaves_the_contents_api_and_hides_lab_plugins(server: tuple[str, str]):
+    base, token = server
+    # Control, and the documented limit: JupyterLab opens files through the contents API.
+    status, body = _get(f"{base}/api/contents/cohort-copy.csv?content=1&format=text", token)
+    assert status == 200 and "34,F" in body
+    # Data are mounted outside the server's root, so the contents API cannot reach them.
+    status, _ = _get(f"{base}/api/contents/..%2F..%2F..%2Fdata%2Fcohort%2Fcohort.csv?content=1", token)
+    assert status in (400, 403, 404)
+    status, page = _get(f"{base}/lab", token)
+    assert status == 200
+    config = json.loads(re.search(r'id="jupyter-config-data" type="application/json">(.*?)</script>', page, re.S)
+                        .group(1))
+    for plugin in ("@jupyterlab/docmanager-extension:download", "@jupyterlab/filebrowser-extension:download",
+                   "@jupyterlab/filebrowser-extension:open-browser-tab", "@jupyterlab/notebook-extension:export"):
+        assert plugin in config["disabledExtensions"], config["disabledExtensions"]
