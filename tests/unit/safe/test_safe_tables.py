@@ -159,3 +159,11 @@ def test_save_refuses_other_formats(tmp_path):
     r = crosstab(grants(), index="year", columns="grant_type", policy=POLICY)
     with pytest.raises(InvalidInput, match=".csv or .tsv"):
         r.save(tmp_path / "t.xlsx")
+
+
+def test_crosstab_one_row_group_fails_every_rule_that_applies():
+    df = pd.DataFrame({"year": [2020] + [2021] * 20, "g": ["A"] * 21, "income": [500.0] + [10.0] * 20})
+    r = crosstab(df, index="year", columns="g", values="income", aggfunc="max", policy=POLICY)
+    failing = {f.rule for f in r.findings if (2020, "A") in f.cells}
+    assert failing == {"threshold", "nk_dominance", "p_percent"}
+    assert pd.isna(r.table.loc[2020, "A"]) and r.table.loc[2021, "A"] == 10.0
