@@ -29,9 +29,9 @@ from enclave.users import find_user
 ROLE_PREFIX = "enclave-"
 
 
-def hub_roles(user: User) -> list[str]:
-    """The hub role names that mirror ``user``'s enclave roles."""
-    return sorted(f"{ROLE_PREFIX}{role.value}" for role in user.roles)
+def hub_roles(user: User) -> list[dict[str, str]]:
+    """The hub roles (as JupyterHub role dicts) that mirror ``user``'s enclave roles."""
+    return [{"name": f"{ROLE_PREFIX}{role.value}"} for role in sorted(user.roles)]
 
 
 class EnclaveAuthenticator(Authenticator):

@@ -1,0 +1,67 @@
+"""Sign-in through the hub's real /hub/login form (password + TOTP)."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from enclave.db.models import AuditEvent
+from enclave.db.session import unit_of_work
+from enclave.hub.signin import current_totp
+from tests.docker.hub.conftest import PASSWORD
+
+
+def login(hub, username: str, password: str, otp: str | None) -> httpx.Response:
+    with httpx.Client(base_url=hub.url, trust_env=False, timeout=60) as browser:
+        page = browser.get("/hub/login")
+        assert page.status_code == 200
+        assert 'name="otp"' in page.text  # the form asks for the second factor
+        xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
+        form = {"username": username, "password": password, "_xsrf": xsrf}
+        if otp is not None:
+            form["otp"] = otp
+        return browser.post("/hub/login", data=form, follow_redirects=False)
+
+
+def test_hub_login_accepts_password_and_code_and_mirrors_roles(hub):
+    response = login(hub, "alice", PASSWORD, current_totp(hub.totp["alice"]))
+    assert response.status_code == 302, response.text[:500]
+    assert "jupyterhub-session-id" in response.headers.get("set-cookie", "")
+    roles = hub.api.get("users/alice").json()["roles"]
+    assert "enclave-researcher" in roles and "admin" not in roles
+
+
+@pytest.mark.parametrize(
+    ("password", "otp", "says"),
+    [
+        ("not the password!", "right", "wrong user name, password or authenticator code"),
+        (PASSWORD, None, "wrong user name, password or authenticator code"),
+        (PASSWORD, "wrong", "wrong user name, password or authenticator code"),
+    ],
+)
+def test_hub_login_refuses_wrong_password_or_code(hub, password, otp, says):
+    code = current_totp(hub.totp["bob"])
+    if otp == "right":
+        otp = code
+    elif otp == "wrong":
+        otp = f"{(int(code) + 1) % 1_000_000:06d}"
+    response = login(hub, "bob", password, otp)
+    assert response.status_code == 403
+    assert says in response.text
+    assert "jupyterhub-session-id" not in response.headers.get("set-cookie", "")
+
+
+def test_hub_login_refuses_a_user_without_an_authenticator_app(hub):
+    response = login(hub, "nora", PASSWORD, "123456")
+    assert response.status_code == 403 and "ask an admin to enrol you" in response.text
+
+
+def test_hub_login_attempts_are_audited_without_secrets(hub):
+    login(hub, "bob", "a wrong secret pw", "000000")
+    with unit_of_work(hub.settings) as session:
+        events = session.scalars(select(AuditEvent).where(AuditEvent.action.startswith("hub.login"))).all()
+    assert {"hub.login", "hub.login_failed"} <= {e.action for e in events}
+    assert all("a wrong secret pw" not in str(e.details) for e in events)
