@@ -114,12 +114,13 @@ def test_sandbox_cannot_reach_sentinel_on_another_network(sandboxes: Sandboxes, 
 
 
 def test_sandbox_cannot_reach_host_ports_but_reaches_hub(
-    sandboxes: Sandboxes, internal: Net, outside: Net, host_sentinel: HostServer
+    sandboxes: Sandboxes, client, internal: Net, outside: Net, host_sentinel: HostServer
 ):
     port = host_sentinel.port
     # Every address of the host a container could aim at: the internal gateway (where the
     # hub listens), the other network's gateway and the engine's default bridge.
-    host_addresses = [internal.gateway, outside.gateway, "172.17.0.1"]
+    default_bridge = client.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+    host_addresses = [internal.gateway, outside.gateway, default_bridge]
     targets = [f"{addr}:{port}" for addr in host_addresses]
     hub = f"{internal.gateway}:{internal.hub.port}"
     code, out = sandboxes.run(probe_command(*targets, hub))
