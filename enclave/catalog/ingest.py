@@ -37,13 +37,8 @@ from enclave.catalog.readers import (
 from enclave.catalog.report import Problem, ValidationReport
 from enclave.catalog.stats import collect_stats, stat_exprs
 from enclave.catalog.storage import checksum_files, listing_digest, write_manifest
-from enclave.catalog.validate import (
-    DEFAULT_MAX_FIELD_BYTES,
-    check_exprs,
-    diagnose,
-    failed_checks,
-    parse_expr,
-)
+from enclave.catalog.parsing import parse_expr
+from enclave.catalog.validate import DEFAULT_MAX_FIELD_BYTES, check_exprs, diagnose, failed_checks
 
 DICTIONARY_FILE = "dictionary.json"
 _OPTOUT = "__opted_out"
@@ -55,6 +50,9 @@ class IngestLimits:
 
     max_field_bytes: int = DEFAULT_MAX_FIELD_BYTES
     max_line_bytes: int = fhir.DEFAULT_MAX_LINE_BYTES
+    # Inputs up to this size are parsed once and shared in memory by writer, checks and
+    # statistics; larger ones stream in constant memory at the cost of a second read.
+    single_pass_bytes: int = 2 * 1024**3
 
 
 @dataclass
@@ -158,6 +156,7 @@ class TableInput:
 
     typed: pl.LazyFrame
     text: pl.LazyFrame | None
+    size: int
     source: SourceTable | None = None
 
 
@@ -176,7 +175,7 @@ def _file_inputs(source: Path, fmt: SourceFormat, dictionary: DataDictionary, re
             report.add(Problem(src.name, "end of file", None, "the last line has no line break: the file looks truncated"))
             continue
         # The text frame is lazy: only scanned if the fast path finds a problem.
-        inputs[src.name] = TableInput(typed_frame(src, header, spec), string_frame(src, spec), src)
+        inputs[src.name] = TableInput(typed_frame(src, header, spec), string_frame(src, spec), src.path.stat().st_size, src)
     return inputs
 
 
@@ -196,7 +195,7 @@ def _fhir_inputs(
         text = pl.scan_parquet(path)
         diagnose(table, text, spec, report, limits.max_field_bytes)
         typed = text.select([parse_expr(c, col.type).cast(col.type.polars).alias(c) for c, col in spec.columns.items()])
-        inputs[table] = TableInput(typed, None)
+        inputs[table] = TableInput(typed, None, path.stat().st_size)
     return inputs
 
 
@@ -209,38 +208,46 @@ def _write_table(
     limits: IngestLimits,
     report: ValidationReport,
 ) -> tuple[int, dict[str, Any], int, int] | None:
-    """One pass: parse, drop opt-outs, write Parquet, count problems, compute statistics."""
+    """Write the kept rows, count opted-out ones, check and describe the table.
+
+    Inputs up to ``limits.single_pass_bytes`` are parsed once, shared in memory by the
+    writer, the checks and the statistics (fast; memory grows with the input). Larger
+    inputs stream in constant memory: write the Parquet, then check and describe it.
+    """
     patient, typed = spec.patient_column, tin.typed
-    if patient is not None and optouts:
-        base = typed.with_columns(is_opted_out(patient, optouts).alias(_OPTOUT))
-        kept = base.filter(~pl.col(_OPTOUT)).drop(_OPTOUT)
-        excluded = [
-            pl.col(_OPTOUT).sum().alias("excluded_rows"),
-            pl.col(patient).filter(pl.col(_OPTOUT)).n_unique().alias("excluded_patients"),
-        ]
-    else:
-        base, kept = typed, typed
-        excluded = [pl.lit(0).alias("excluded_rows"), pl.lit(0).alias("excluded_patients")]
+    excluding = patient is not None and bool(optouts)
+    flag = is_opted_out(patient, optouts) if excluding and patient else pl.lit(False)
+
+    def excluded(opted_out: pl.Expr) -> list[pl.Expr]:
+        patients = pl.col(patient).filter(opted_out).n_unique() if excluding and patient else pl.lit(0)
+        return [opted_out.sum().alias("excluded_rows"), patients.alias("excluded_patients")]
+
+    summary_exprs = check_exprs(spec, limits.max_field_bytes) + stat_exprs(spec)
     try:
-        _, checks, stats = pl.collect_all(
-            [
-                kept.sink_parquet(path, lazy=True),
-                base.select(check_exprs(spec, limits.max_field_bytes) + excluded),
-                kept.select(stat_exprs(spec)),
-            ]
-        )
+        if tin.size <= limits.single_pass_bytes:
+            base = typed.with_columns(flag.alias(_OPTOUT)).cache()
+            kept = base.filter(~pl.col(_OPTOUT)).drop(_OPTOUT)
+            _, counts, summary = pl.collect_all(
+                [kept.sink_parquet(path, lazy=True), base.select(excluded(pl.col(_OPTOUT))), kept.select(summary_exprs)]
+            )
+        else:
+            typed.filter(~flag).sink_parquet(path)
+            # Reads only the patient column of the input.
+            counts = typed.select(excluded(flag)).collect()
+            summary = pl.scan_parquet(path).select(summary_exprs).collect()
     except (pl.exceptions.PolarsError, OSError) as exc:
         _explain_failure(table, spec, tin, report, limits, first_line(exc))
         path.unlink(missing_ok=True)
         return None
-    check_row = checks.row(0, named=True)
-    failed = failed_checks(check_row)
+    row = summary.row(0, named=True)
+    failed = failed_checks(row)
     if failed:
         _explain_failure(table, spec, tin, report, limits, "failed checks: " + ", ".join(failed))
         path.unlink(missing_ok=True)
         return None
-    rows, column_stats = collect_stats(stats.row(0, named=True))
-    return rows, column_stats, int(check_row["excluded_rows"]), int(check_row["excluded_patients"])
+    rows, column_stats = collect_stats(row)
+    excluded_rows, excluded_patients = (int(v) for v in counts.row(0))
+    return rows, column_stats, excluded_rows, excluded_patients
 
 
 def _explain_failure(

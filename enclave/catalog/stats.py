@@ -27,8 +27,8 @@ def stat_exprs(spec: TableSpec) -> list[pl.Expr]:
         stat(c.null_count(), "nulls")
         if col.type is ColumnType.STRING:
             stat(c.approx_n_unique(), "distinct")
-            stat(c.str.len_chars().min(), "min_length")
-            stat(c.str.len_chars().max(), "max_length")
+            stat(c.str.len_bytes().min(), "min_bytes")
+            stat(c.str.len_bytes().max(), "max_bytes")
             for value in col.values or []:
                 stat((c == value).sum(), f"count={value}")
         elif col.identifier is IdentifierKind.DIRECT:

@@ -13,37 +13,13 @@ from __future__ import annotations
 import polars as pl
 
 from enclave.catalog.dictionary import ColumnSpec, ColumnType, IdentifierKind, TableSpec
+from enclave.catalog.parsing import parse_expr
 from enclave.catalog.readers import ROW, WHERE
 from enclave.catalog.report import MAX_DETAILED, Problem, ValidationReport
 
 # A longer value is refused: it is almost surely a broken file (a missing quote, a
 # binary blob), and free text that long does not belong in a curated dataset.
 DEFAULT_MAX_FIELD_BYTES = 64 * 1024
-
-_DATETIME_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M")
-_BOOLEANS = {"true": True, "false": False, "1": True, "0": False}
-
-
-def parse_expr(name: str, ctype: ColumnType) -> pl.Expr:
-    """Text -> declared type; a value that does not parse becomes null."""
-    col = pl.col(name).str.strip_chars()
-    match ctype:
-        case ColumnType.STRING:
-            return pl.col(name)
-        case ColumnType.INTEGER:
-            return col.cast(pl.Int64, strict=False)
-        case ColumnType.FLOAT:
-            return col.cast(pl.Float64, strict=False)
-        case ColumnType.BOOLEAN:
-            return col.str.to_lowercase().replace_strict(_BOOLEANS, default=None, return_dtype=pl.Boolean)
-        case ColumnType.DATE:
-            return col.str.to_date("%Y-%m-%d", strict=False)
-        case ColumnType.DATETIME:
-            return pl.coalesce(
-                [col.str.to_datetime(f, time_unit="us", strict=False) for f in _DATETIME_FORMATS]
-            )
-    raise AssertionError(ctype)
-
 
 def _problems(name: str, spec: ColumnSpec, max_bytes: int) -> dict[str, pl.Expr]:
     """message -> boolean expression over a text frame, true where the value is bad."""

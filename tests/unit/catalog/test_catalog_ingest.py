@@ -201,3 +201,19 @@ def test_version_checksum_detects_changed_added_and_removed_files(dictionary, cs
     target.unlink()
     with pytest.raises(ChecksumMismatch, match="removed: patients.parquet"):
         verify_dir(final, built.sha256)
+
+
+def test_ingest_streaming_path_matches_single_pass(dictionary, csv_source, tmp_path):
+    one, two = tmp_path / "c" / "one", tmp_path / "c" / "two"
+    one.mkdir(parents=True)
+    two.mkdir()
+    a = build_version(csv_source, dictionary, one, fmt=SourceFormat.CSV, optouts=["p2"])
+    b = build_version(csv_source, dictionary, two, fmt=SourceFormat.CSV, optouts=["p2"], limits=IngestLimits(single_pass_bytes=0))
+    assert a.sha256 == b.sha256
+    assert a.stats == b.stats
+    assert (a.excluded_rows, a.excluded_patients) == (b.excluded_rows, b.excluded_patients) == (2, 1)
+    (csv_source / "admissions.csv").write_text("admission_id,patient_id,admitted_at,ward\n1,p1,2022-01-01 10:00:00,A\n1,p3,2022-01-01T10:00:00,A\n")
+    for path in two.iterdir():
+        path.unlink()
+    err = _refused(csv_source, dictionary, two, limits=IngestLimits(single_pass_bytes=0))
+    assert any(p.message.startswith("duplicate primary key") for p in err.report.problems)

@@ -128,3 +128,15 @@ def test_pseudonym_key_is_private_stable_and_per_project(tmp_path):
         project_key(keys, "proj-a")
     with pytest.raises(InvalidInput):
         project_key(keys, "../etc")
+
+
+def test_pseudonymise_matches_the_keyed_hash_of_each_value():
+    from enclave.catalog.pseudonym import pseudonymise
+
+    key = bytes(range(32))
+    frame = pl.LazyFrame({"id": [5, 7, None, 5], "x": [1, 2, 3, 4]})
+    out = pseudonymise(frame, "id", key, "patient").collect()
+    assert out.columns == ["id", "x"] and out["x"].to_list() == [1, 2, 3, 4]
+    assert out["id"].to_list() == [pseudonym(key, "patient", "5"), pseudonym(key, "patient", "7"), None, pseudonym(key, "patient", "5")]
+    assert pseudonym(key, "patient", "5") != pseudonym(key, "admission", "5")
+    assert pseudonym(key, "patient", "5") != pseudonym(bytes(32), "patient", "5")
