@@ -9,7 +9,8 @@ from pathlib import Path
 import typer
 
 from enclave.catalog.progress import progress_bar
-from enclave.cli.common import ok
+from enclave.cli.common import acting, ok, settings
+from enclave.demo.load import load_demo_datasets
 from enclave.demo.synthetic import generate as make_data
 from enclave.demo.synthetic import write_csv, write_fhir
 from enclave.errors import InvalidInput
@@ -86,3 +87,17 @@ def code(name: str = typer.Argument(..., help="A demo account, e.g. ada.")) -> N
     from enclave.demo.setup import current_code
 
     typer.echo(current_code(settings(), name))
+
+
+@app.command("load")
+def load(
+    ctx: typer.Context,
+    patients: int = typer.Option(1000, "--patients", help="Number of synthetic patients."),
+    seed: int = typer.Option(1, "--seed"),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
+) -> None:
+    """Ingest the demo datasets (demo_hospital from CSV, demo_fhir from FHIR) if missing."""
+    with acting(ctx) as (session, actor), progress_bar(quiet) as progress:
+        versions = load_demo_datasets(session, actor, settings(), patients=patients, seed=seed, progress=progress)
+        done = [f"{v.dataset.name} v{v.version} ({v.row_count} rows)" for v in versions]
+    ok("ingested " + ", ".join(done) if done else "demo datasets already loaded")

@@ -205,3 +205,15 @@ def test_service_grant_refuses_a_tampered_version(people, settings, demo_data):
     with pytest.raises(ChecksumMismatch):
         service.add_grant(people.session, people.get("curator"), settings, "cardio", "hospital", expires=FUTURE)
     assert not (settings.views_dir / "cardio").exists() or not any((settings.views_dir / "cardio").rglob("*.parquet"))
+
+
+def test_demo_load_ingests_both_formats_once(people, settings):
+    from enclave.demo.load import load_demo_datasets
+
+    curator = people.get("curator")
+    first = load_demo_datasets(people.session, curator, settings, patients=100, seed=4)
+    assert sorted(v.dataset.name for v in first) == ["demo_fhir", "demo_hospital"]
+    assert first[0].row_count == first[1].row_count
+    assert load_demo_datasets(people.session, curator, settings, patients=100, seed=4) == []
+    with pytest.raises(PermissionDenied):
+        load_demo_datasets(people.session, people.get("alice"), settings)
