@@ -131,3 +131,12 @@ def test_browser_egress_request_and_review(as_user, server):
     assert rita.get_by_role("status").inner_text() == "Your vote was recorded."
     detail = httpx.get(f"{api}/requests/{rid}", headers=rob_h).json()
     assert detail["file_list"][0]["votes"] or detail["status"] in ("in_review", "changes_requested")
+
+
+def test_browser_admin_catalogue(as_user, server):
+    ada = as_user("t-ada")
+    ada.goto(server + PREFIX + "/admin/datasets")
+    ada.get_by_role("link", name="hospital-episodes").click()
+    assert ada.get_by_role("heading", name="Data dictionary (v1)").is_visible()
+    assert ada.locator(".badge-live").first.is_visible()
+    shot(ada, "admin-catalogue")

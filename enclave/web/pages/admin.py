@@ -114,3 +114,55 @@ def verify(request: Request, ident: Identity = Depends(admin)):
         check_admin(actor, "verify the audit log")
         report = verify_chain(session)
     return render(request, "admin/verify.html", report=report)
+
+
+@router.get("/datasets")
+def datasets(request: Request, ident: Identity = Depends(admin)):
+    from enclave.catalog import service as catalog
+    from enclave.web.api.catalog import _dataset
+
+    with acting(request, ident) as (session, actor):
+        rows = [_dataset(d) for d in catalog.list_datasets(session, actor)]
+    return render(request, "admin/datasets.html", datasets=rows, done=done_message(request))
+
+
+@router.get("/datasets/{name}")
+def dataset(request: Request, name: str, version: int | None = None, ident: Identity = Depends(admin)):
+    from enclave.catalog import service as catalog
+    from enclave.clock import utcnow
+    from enclave.web.api.catalog import dataset_detail, grant_out
+
+    with acting(request, ident) as (session, actor):
+        detail = dataset_detail(session, actor, name, version)
+        grants = [grant_out(g, utcnow()) for g in catalog.list_grants(session, actor) if g.dataset_version.dataset.name == name]
+        projects = [p.slug for p in service.list_projects(session, actor) if p.status.value in ("approved", "active")]
+    return render(request, "admin/dataset.html", ds=detail, grants=grants, projects=projects, done=done_message(request))
+
+
+@router.post("/datasets/{name}/grants")
+async def grant(request: Request, name: str, ident: Identity = Depends(admin)):
+    import datetime as dt
+
+    from enclave.catalog import service as catalog
+
+    data = await form_fields(request)
+    try:
+        expires = dt.date.fromisoformat(data.get("expires", ""))
+        version = int(data["version"]) if data.get("version") else None
+    except ValueError:
+        raise InvalidInput("give the last day of access as a date (YYYY-MM-DD) and a version number") from None
+    with acting(request, ident) as (session, actor):
+        catalog.add_grant(session, actor, web(request).settings, data.get("project", ""), name, expires=expires,
+                          version=version)
+    return RedirectResponse(f"{web(request).prefix}/admin/datasets/{name}?done=granted", status_code=303)
+
+
+@router.post("/grants/{grant_id}/revoke")
+async def revoke(request: Request, grant_id: int, ident: Identity = Depends(admin)):
+    from enclave.catalog import service as catalog
+
+    data = await form_fields(request)
+    with acting(request, ident) as (session, actor):
+        grant = catalog.revoke_grant(session, actor, grant_id, data.get("reason", ""))
+        name = grant.dataset_version.dataset.name
+    return RedirectResponse(f"{web(request).prefix}/admin/datasets/{name}?done=revoked", status_code=303)

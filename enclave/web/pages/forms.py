@@ -26,6 +26,8 @@ DONE = {
     "withdrawn": "The request was withdrawn.",
     "voted": "Your vote was recorded.",
     "released": "The request was released.",
+    "granted": "The grant was added and its view materialised.",
+    "revoked": "The grant was revoked and its view deleted.",
 }
 
 

@@ -3,6 +3,8 @@ refusals change nothing (including IDs of another team's project)."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -11,7 +13,8 @@ from tests.integration.web.world import PREFIX
 API = PREFIX + "/api"
 ANON = None
 
-ENCLAVE_USERS = ("t-ada", "t-rob", "t-ria", "t-rita", "t-eve", "t-mal", "t-ann")
+SOON = (dt.date.today() + dt.timedelta(days=30)).isoformat()
+ENCLAVE_USERS = ("t-ada", "t-rob", "t-ria", "t-rita", "t-rudy", "t-eve", "t-mal", "t-ann")
 
 
 def only(*allowed: str, code: int = 200) -> dict:
@@ -23,7 +26,7 @@ def only(*allowed: str, code: int = 200) -> dict:
 CASES = [
     ("GET", "/me", None, only(*ENCLAVE_USERS)),
     ("GET", "/projects", None, only(*ENCLAVE_USERS)),
-    ("GET", "/projects/asthma", None, only("t-ada", "t-ann", "t-rita", "t-rob", "t-ria")),
+    ("GET", "/projects/asthma", None, only("t-ada", "t-ann", "t-rita", "t-rudy", "t-rob", "t-ria")),
     ("GET", "/projects/no-such", None, only(*ENCLAVE_USERS, code=404)),
     ("GET", "/projects/queue", None, only("t-ada")),
     ("POST", "/projects/asthma/transitions", {"action": "suspend", "reason": "audit"}, only("t-ada")),
@@ -33,9 +36,23 @@ CASES = [
     ("GET", "/audit/events.csv", None, only("t-ada")),
     ("GET", "/audit/verify", None, only("t-ada")),
     ("GET", "/dashboard", None, only("t-ada")),
+    ("GET", "/datasets", None, only(*ENCLAVE_USERS)),
+    ("GET", "/datasets/hospital-episodes", None, only(*ENCLAVE_USERS)),
+    ("GET", "/datasets/no-such", None, only(*ENCLAVE_USERS, code=404)),
+    ("GET", "/grants", None, only("t-ada")),
+    ("POST", "/grants", {"project": "diabetes", "dataset": "hospital-episodes", "expires": SOON},
+     only("t-ada", code=201)),
+    ("POST", "/grants/1/revoke", {"reason": "study ended"}, only("t-ada")),
+    ("POST", "/grants/999/revoke", {"reason": "x"}, only("t-ada", code=404)),
+    ("GET", "/egress/requests", None, only(*ENCLAVE_USERS)),
+    ("GET", "/egress/queue", None, only("t-rita", "t-rudy")),
+    ("GET", "/egress/outbox/asthma", None, only("t-rob", "t-ria")),
+    ("GET", "/egress/outbox/diabetes", None, only("t-eve")),
+    ("POST", "/egress/requests", {"project": "asthma", "title": "t"}, only("t-rob", "t-ria", code=201)),
+    ("POST", "/egress/requests", {"project": "diabetes", "title": "t"}, only("t-eve", code=201)),
     ("GET", "/register", None, {t: 200 for t in (ANON, *ENCLAVE_USERS, "t-nick")}),
 ]
-CALLERS = [ANON, "t-ada", "t-rob", "t-ria", "t-rita", "t-eve", "t-mal", "t-ann", "t-nick"]
+CALLERS = [ANON, "t-ada", "t-rob", "t-ria", "t-rita", "t-rudy", "t-eve", "t-mal", "t-ann", "t-nick"]
 
 
 def _call(client: TestClient, method: str, path: str, body: dict | None, token: str | None):
@@ -45,7 +62,7 @@ def _call(client: TestClient, method: str, path: str, body: dict | None, token: 
 
 @pytest.mark.parametrize("caller", CALLERS)
 @pytest.mark.parametrize(("method", "path", "body", "expected"), CASES,
-                         ids=[f"{m} {p}" for m, p, _, _ in CASES])
+                         ids=[f"{m} {p} {i}" for i, (m, p, _, _) in enumerate(CASES)])
 def test_api_endpoint_allows_and_refuses_by_role(client: TestClient, method, path, body, expected, caller):
     before = _call(client, "GET", "/audit/verify", None, "t-ada").json()["checked"]
     response = _call(client, method, path, body, caller)

@@ -192,3 +192,29 @@ def test_api_csv_export_neutralises_formulas(client: TestClient):
     csv_text = client.get(PREFIX + "/api/audit/events.csv", headers={"Authorization": "token t-ada"}).text
     assert "=HYPERLINK" in csv_text  # inside the JSON details cell, which starts with "{"
     assert not any(cell.startswith("=") for line in csv_text.splitlines() for cell in line.split(","))
+
+
+def test_pages_admin_grants_and_revokes_through_forms(client: TestClient, world: Settings):
+    signed_in(client, "t-ada")
+    page = client.get(PREFIX + "/admin/datasets/hospital-episodes")
+    assert page.status_code == 200 and "nhs_number" in page.text and "direct" in page.text
+    token = xsrf_of(client, "/admin/datasets/hospital-episodes")
+    until = (dt.date.today() + dt.timedelta(days=60)).isoformat()
+    response = client.post(PREFIX + "/admin/datasets/hospital-episodes/grants",
+                           data={"_xsrf": token, "project": "diabetes", "version": "1", "expires": until},
+                           follow_redirects=False)
+    assert response.status_code == 303, response.text
+    grants = client.get(PREFIX + "/api/grants", headers={"Authorization": "token t-ada"}).json()
+    new = next(g for g in grants if g["project"] == "diabetes")
+    assert new["live"] and new["expires_at"].startswith((dt.date.today() + dt.timedelta(days=61)).isoformat())
+    eve = client.get(PREFIX + "/api/projects/diabetes", headers={"Authorization": "token t-eve"}).json()
+    assert [g["dataset"] for g in eve["grants"] if g["live"]] == ["hospital-episodes"]
+    response = client.post(PREFIX + f"/admin/grants/{new['id']}/revoke", data={"_xsrf": token, "reason": "ended"},
+                           follow_redirects=False)
+    assert response.status_code == 303
+    eve = client.get(PREFIX + "/api/projects/diabetes", headers={"Authorization": "token t-eve"}).json()
+    assert not any(g["live"] for g in eve["grants"])
+    # A researcher can neither grant nor revoke, whatever ids they send.
+    signed_in(client, "t-rob")
+    rob_token = xsrf_of(client, "/apply")
+    assert client.post(PREFIX + "/admin/grants/1/revoke", data={"_xsrf": rob_token}).status_code == 403

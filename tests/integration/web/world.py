@@ -9,6 +9,8 @@ from pathlib import Path
 from enclave.applications import ProjectApplication, apply_for_project
 from enclave.clock import today
 from enclave.config import Settings
+from enclave.db.models import User
+from sqlalchemy import select
 from enclave.db.session import unit_of_work, upgrade
 from enclave.enums import Role
 from enclave.policy import load_policy_file
@@ -64,11 +66,25 @@ def build_world(home: Path) -> Settings:
             lay_summary="Does air pollution send people with COPD to hospital?", lawful_basis="6(1)(e), 9(2)(j)",
             organisation="City University", datasets_wanted=["hes-apc"], team=["rex"],
             end_date=later))
+    _catalogue(settings)
     outbox = settings.workspaces_dir / "asthma" / "outbox"
     outbox.mkdir(parents=True)
     (outbox / "admissions.csv").write_text("age_band,admissions\n0-4,120\n5-9,3\n10-14,85\n")
     (outbox / "notes.txt").write_text("Model converged after 12 iterations.\n")
     return settings
+
+
+def _catalogue(settings: Settings) -> None:
+    """One synthetic dataset, granted to asthma until soon (so the dashboard shows it)."""
+    from enclave.catalog import service as catalog
+    from enclave.demo.synthetic import generate, write_csv
+
+    source = settings.home.parent / "demo-csv"
+    write_csv(generate(60, seed=5), source)
+    with unit_of_work(settings) as s:
+        ada = s.scalars(select(User).where(User.name == "ada")).one()
+        catalog.ingest_dataset(s, ada, settings, source, "hospital-episodes", description="Synthetic hospital episodes")
+        catalog.add_grant(s, ada, settings, "asthma", "hospital-episodes", expires=today() + dt.timedelta(days=20))
 
 
 def copy_world(template: Settings, home: Path) -> Settings:
@@ -78,7 +94,9 @@ def copy_world(template: Settings, home: Path) -> Settings:
     home.mkdir(parents=True)
     for part in template.home.glob("enclave.db*"):  # the database and its write-ahead log
         shutil.copy2(part, home / part.name)
-    shutil.copytree(template.workspaces_dir, home / "workspaces")
+    for folder in ("workspaces", "catalog", "views", "keys"):
+        if (template.home / folder).exists():
+            shutil.copytree(template.home / folder, home / folder, symlinks=True)
     return Settings(home=home, db_url=f"sqlite:///{home / 'enclave.db'}", policies_dir=template.policies_dir)
 
 
