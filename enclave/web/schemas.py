@@ -28,6 +28,11 @@ class GrantOut(BaseModel):
     revoked_at: dt.datetime | None
     live: bool
 
+    @property
+    def last_day(self) -> dt.date:
+        """The last day of access (a grant expires at the start of the next day, UTC)."""
+        return (self.expires_at - dt.timedelta(microseconds=1)).date()
+
 
 class ProjectDetailOut(ProjectOut):
     grants: list[GrantOut]
