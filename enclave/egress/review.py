@@ -28,6 +28,7 @@ from enclave.egress.policy import EgressEnv
 from enclave.egress.quarantine import normalise_relpath
 from enclave.egress.service import (
     EgressAudit,
+    check_can_view,
     current_round,
     current_votes,
     file_round,
@@ -38,7 +39,7 @@ from enclave.egress.service import (
 from enclave.egress.workflow import Owner
 from enclave.enums import EgressStatus, ReviewDecision, Role
 from enclave.errors import Conflict, InvalidInput, InvalidTransition, NotFound, PermissionDenied
-from enclave.permissions import check_role, is_member
+from enclave.permissions import can, check_role, is_member
 
 def required_reviews(env: EgressEnv, request: EgressRequest) -> int:
     """Independent reviews each file needs, by the project's tier (policies/egress.yaml)."""
@@ -180,10 +181,11 @@ def project_history(session: Session, actor: User, request: EgressRequest) -> li
     """The project's other requests (with their files), for reviewers looking for differencing."""
     if not (actor.roles & {Role.REVIEWER, Role.ADMIN}) and not is_member(actor, request.project):
         raise PermissionDenied(f"{actor.name} may not see the egress history of project {request.project.slug}")
-    return list(session.scalars(
+    others = session.scalars(
         select(EgressRequest).where(EgressRequest.project_id == request.project_id, EgressRequest.id != request.id)
         .order_by(EgressRequest.id)
-    ))
+    )
+    return [r for r in others if can(check_can_view, actor, r)]
 
 
 __all__ = [

@@ -24,7 +24,7 @@ from enclave.egress.quarantine import StoredFile, inspect_outbox_file, normalise
 from enclave.egress.workflow import EDITABLE, FINAL, Owner, transition
 from enclave.enums import EgressStatus, ReviewDecision, Role
 from enclave.errors import InvalidInput, InvalidTransition, NotFound, PermissionDenied
-from enclave.permissions import check_member, check_role, is_member
+from enclave.permissions import can, check_member, check_role, is_member
 from enclave.projects.lifecycle import WORKING
 from enclave.projects.service import get_project
 
@@ -67,10 +67,12 @@ def is_reviewer_for(actor: User, request: EgressRequest) -> bool:
 
 
 def check_can_view(actor: User, request: EgressRequest) -> None:
-    """The author, project members, independent reviewers and admins may see a request."""
-    if actor.id == request.author_id or is_member(actor, request.project):
+    """The author, project members and admins may see a request; reviewers once it is submitted."""
+    if actor.id == request.author_id or is_member(actor, request.project) or Role.ADMIN in actor.roles:
         return
-    if actor.roles & {Role.ADMIN, Role.REVIEWER}:
+    if Role.REVIEWER in actor.roles:
+        if request.status is EgressStatus.DRAFT:
+            raise PermissionDenied(f"egress request {request.id} is still a draft: reviewers see it once it is submitted")
         return
     raise PermissionDenied(f"{actor.name} may not see egress request {request.id}: they are not in project {request.project.slug}")
 
@@ -84,16 +86,13 @@ def view_request(session: Session, actor: User, request_id: int) -> EgressReques
 def list_requests(
     session: Session, actor: User, *, project: str | None = None, status: EgressStatus | None = None
 ) -> list[EgressRequest]:
-    """Requests the actor may see: their projects' requests; all of them for reviewers and admins."""
+    """Requests the actor may see: their projects' requests; all but drafts for reviewers; all for admins."""
     query = select(EgressRequest).order_by(EgressRequest.id)
     if project:
         query = query.where(EgressRequest.project_id == get_project(session, project).id)
     if status:
         query = query.where(EgressRequest.status == status)
-    rows = list(session.scalars(query))
-    if actor.roles & {Role.ADMIN, Role.REVIEWER}:
-        return rows
-    return [r for r in rows if r.author_id == actor.id or is_member(actor, r.project)]
+    return [r for r in session.scalars(query) if can(check_can_view, actor, r)]
 
 
 def current_round(request: EgressRequest) -> int:

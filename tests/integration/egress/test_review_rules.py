@@ -219,3 +219,28 @@ def test_released_request_is_immutable(world: World) -> None:
     with world.uow() as s:
         request: EgressRequest = egress.get_request(s, rid)
         assert request.status is S.RELEASED and len(request.files) == 2
+
+
+def test_visibility_reviewers_see_submitted_requests_outsiders_none(world: World) -> None:
+    drafted = draft(world)
+    submitted = to_state(world, S.IN_REVIEW)
+    with world.uow() as s:
+        seen = {name: [r.id for r in egress.list_requests(s, get_user(s, name))]
+                for name in ("rita", "max", "ria", "admin", "outsider")}
+        with pytest.raises(PermissionDenied, match="still a draft"):
+            egress.view_request(s, get_user(s, "ria"), drafted)
+        with pytest.raises(PermissionDenied, match="not in project heart-study"):
+            egress.view_request(s, get_user(s, "outsider"), submitted)
+    assert seen == {"rita": [drafted, submitted], "max": [drafted, submitted], "ria": [submitted],
+                    "admin": [drafted, submitted], "outsider": []}
+
+
+def test_reviewer_sees_the_projects_earlier_requests_and_released_files(world: World) -> None:
+    earlier = to_state(world, S.RELEASED)
+    current = to_state(world, S.IN_REVIEW)
+    with world.uow() as s:
+        detail = request_detail(s, get_user(s, "rex"), world.env, current)
+    history = {h.id: h for h in detail.project_history}
+    assert earlier in history and history[earlier].status is S.RELEASED
+    assert {f["path"] for f in history[earlier].files} == {"tables/by_region.csv", "analysis.ipynb"}
+    assert all(f["sha256"] for f in history[earlier].files)
