@@ -16,7 +16,7 @@ from enclave.catalog import service
 from enclave.catalog.report import IngestRefused
 from enclave.catalog.storage import ChecksumMismatch
 from enclave.clock import today
-from enclave.db.models import AuditEvent, Dataset, DatasetVersion, Grant
+from enclave.db.models import AuditEvent, DatasetVersion, Grant
 from enclave.enums import Role
 from enclave.errors import Conflict, InvalidInput, PermissionDenied
 from enclave.projects import service as projects
@@ -49,16 +49,46 @@ def test_service_ingests_csv_and_fhir_as_versions(people, settings, demo_data):
     assert [v.version for v in service.list_versions(people.session, people.get("alice"), "hospital")] == [1, 2]
 
 
-def test_service_refused_ingest_leaves_no_version_rows_or_files(people, settings, demo_data, tmp_path):
+def _wrong_type(lines: list[bytes]) -> None:
+    fields = lines[5].split(b",")
+    fields[4] = b"high"  # lab_results.value is a float
+    lines[5] = b",".join(fields)
+
+
+def _missing_column(lines: list[bytes]) -> None:
+    for i, line in enumerate(lines):
+        lines[i] = line.rsplit(b",", 1)[0] + b"\n"  # drop abnormal_flag
+
+
+def _bad_encoding(lines: list[bytes]) -> None:
+    lines[7] = lines[7].replace(b"mmol", b"\xffmol", 1).replace(b"g/L", b"\xff/L", 1)
+
+
+def _duplicate_id(lines: list[bytes]) -> None:
+    lines[3] = lines[2]
+
+
+def _truncated(lines: list[bytes]) -> None:
+    lines[-1] = lines[-1][: len(lines[-1]) // 2]
+
+
+def _huge_line(lines: list[bytes]) -> None:
+    fields = lines[4].split(b",")
+    fields[3] = b"x" * 200_000  # test_name
+    lines[4] = b",".join(fields)
+
+
+@pytest.mark.parametrize("damage", [_wrong_type, _missing_column, _bad_encoding, _duplicate_id, _truncated, _huge_line])
+def test_service_refused_ingest_leaves_no_version_rows_or_files(people, settings, demo_data, tmp_path, damage):
     bad = tmp_path / "bad"
     shutil.copytree(demo_data / "csv", bad)
-    lines = (bad / "lab_results.csv").read_text().splitlines(keepends=True)
-    fields = lines[5].split(",")
-    fields[4] = "high"  # the numeric value column
-    lines[5] = ",".join(fields)
-    (bad / "lab_results.csv").write_text("".join(lines))
+    lines = (bad / "lab_results.csv").read_bytes().splitlines(keepends=True)
+    damage(lines)
+    (bad / "lab_results.csv").write_bytes(b"".join(lines))
     with pytest.raises(IngestRefused, match="lab_results"):
         service.ingest_dataset(people.session, people.get("curator"), settings, bad, "hospital")
+    # The version row is only added once the files are complete (the unit of work then
+    # rolls back the rest); the CLI test checks the committed state.
     assert people.session.scalars(select(DatasetVersion)).all() == []
     catalog = settings.catalog_dir
     assert not catalog.exists() or [p for p in catalog.rglob("*") if p.is_file()] == []
