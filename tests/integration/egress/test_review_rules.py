@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from egress_world import World, draft, status_of, submit, to_state, vote_all
+from egress_world import SAFE_TABLE, World, draft, status_of, submit, to_state, vote_all
 from enclave.db.models import EgressRequest
 from enclave.egress import release as release_service
 from enclave.egress import review
@@ -107,12 +107,10 @@ def test_review_votes_are_independent_until_own_review_is_complete(world: World)
 
 
 def test_review_comment_rules_and_vote_retry(world: World) -> None:
-    rid = to_state(world, S.IN_REVIEW)
-    with world.uow() as s:
-        request = egress.get_request(s, rid)
-        request.files[0].check_status = "fail"  # what the checker says decides the comment rule
-        request.files[1].check_status = "pass"
-        failed, passed = request.files[0].relpath, request.files[1].relpath
+    # The real checker fails the small cell and passes the safe table.
+    failed, passed = "small.csv", "tables/by_region.csv"
+    rid = draft(world, files={failed: b"region,count\nnorth,3\nsouth,85\n", passed: SAFE_TABLE})
+    assert submit(world, rid, exception="north counts hospitals") is S.IN_REVIEW
     with world.uow() as s, pytest.raises(InvalidInput, match="failed the automated checks: say why it is safe"):
         review.vote(s, get_user(s, "ria"), world.env, rid, failed, D.APPROVE, "")
     with world.uow() as s, pytest.raises(InvalidInput, match="passed the automated checks: say why it is disclosive"):
@@ -152,20 +150,14 @@ def test_review_request_changes_then_resubmit_resets_changed_files(world: World)
     assert status_of(world, rid) is S.APPROVED
 
 
-def test_checks_hard_fail_returns_request_unless_exception(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    from enclave.egress import checks
-
-    def failing(settings, policy, objects, evidence=None):  # the checker's verdict here
-        return {p: {"status": "fail", "findings": [{"rule": "threshold", "status": "fail",
-                                                    "message": "cell north has 3 people", "locations": []}]}
-                for p in objects}
-
-    monkeypatch.setattr(egress, "check_objects", failing)
-    rid = draft(world)
+def test_checks_hard_fail_returns_request_unless_exception(world: World) -> None:
+    # A real table with a cell of 3 people: the real checker fails it.
+    rid = draft(world, files={"small.csv": b"region,count\nnorth,3\nsouth,85\n"})
     assert submit(world, rid) is S.CHANGES_REQUESTED
     with world.uow() as s:
         shown = request_detail(s, get_user(s, "rita"), world.env, rid)
-    assert shown.file_list[0].findings[0]["message"] == "cell north has 3 people"
+    assert shown.file_list[0].check_status == "fail"
+    assert any(f["status"] == "fail" for f in shown.file_list[0].findings)
     assert submit(world, rid, exception="3 is a count of hospitals, not people") is S.IN_REVIEW
     with world.uow() as s:
         seen = request_detail(s, get_user(s, "ria"), world.env, rid)
