@@ -18,6 +18,7 @@ import hashlib
 import os
 import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -152,6 +153,21 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+# A temporary copy older than this was left by an interrupted submit (a live copy is touched
+# with every chunk written), so the next submit removes it.
+STALE_SECONDS = 3600
+
+
+def _sweep_stale(tmp_dir: Path) -> None:
+    cutoff = time.time() - STALE_SECONDS
+    for leftover in tmp_dir.glob("incoming-*"):
+        try:
+            if leftover.stat().st_mtime < cutoff:
+                leftover.unlink()
+        except FileNotFoundError:
+            pass
+
+
 def quarantine_file(settings: Settings, slug: str, relpath: str, max_bytes: int) -> StoredFile:
     """Copy ``outbox/<relpath>`` into the quarantine; return its digest, size and stored path.
 
@@ -162,6 +178,7 @@ def quarantine_file(settings: Settings, slug: str, relpath: str, max_bytes: int)
     _ensure_dir(settings.quarantine_dir)
     tmp_dir = settings.quarantine_dir / "tmp"
     _ensure_dir(tmp_dir)
+    _sweep_stale(tmp_dir)
     with open_outbox_file(settings, slug, relpath) as (fd, st):
         check_size(relpath, st.st_size, max_bytes)
         digest = hashlib.sha256()

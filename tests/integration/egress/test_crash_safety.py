@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -47,10 +48,14 @@ def test_crash_while_copying_into_quarantine(world: World) -> None:
     assert crashed.returncode == 137
     assert status_of(world, rid) is S.DRAFT
     assert _objects(world) == []
+    leftovers = list((world.settings.quarantine_dir / "tmp").glob("incoming-*"))
+    assert len(leftovers) == 1  # the half-written copy, under a temporary name only
+    os.utime(leftovers[0], (time.time() - 7200, time.time() - 7200))
     retried = enclave("--as", "rita", "egress", "submit", str(rid))
     assert retried.returncode == 0, retried.stderr
     assert status_of(world, rid) is S.IN_REVIEW
     assert sorted(p.read_bytes() for p in _objects(world)) == sorted(FILES.values())
+    assert list((world.settings.quarantine_dir / "tmp").glob("incoming-*")) == []
     with world.uow() as s:
         assert len(list(list_events(s, action="egress.submit"))) == 1
     _audit_ok(world)
