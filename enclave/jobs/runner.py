@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import threading
 import time
@@ -86,7 +87,8 @@ class Runner:
     policy: ContainerPolicy
     client: Any  # docker.DockerClient
     views: JobViews = catalogue_views
-    # Container names are <prefix><run id>; tests use their own prefix.
+    # Container names are <prefix><run id>-<random>: unique even when several enclaves
+    # (a demo, a test run) share one engine. Tests use their own prefix.
     container_prefix: str = CONTAINER_PREFIX
     threads: list[threading.Thread] = field(default_factory=list)
 
@@ -156,7 +158,7 @@ class Runner:
                                             views=lambda *_: [(v.dataset, v.path) for v in views])
                 ]
                 image, digest = self._image(session, run)
-                name = f"{self.container_prefix}{run.id}"
+                name = f"{self.container_prefix}{run.id}-{secrets.token_hex(3)}"
                 kwargs = self._create_kwargs(run, mounts, image, name, views)
                 records = [view_record(v.dataset, v.path, v.version, v.version_sha256) for v in views]
                 service.start_run(session, run, image=self.policy.image, image_digest=digest, container_name=name,

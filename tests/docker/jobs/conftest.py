@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from enclave.config import Settings
+from enclave.db.models import JobRun
 from enclave.db.session import unit_of_work
 from enclave.demo.synthetic import generate
 from enclave.enums import Role
@@ -74,6 +75,10 @@ class JobEnv:
     def provenance(self, run_id: int) -> service.RunProvenance:
         with unit_of_work(self.settings) as session:
             return service.get_run_provenance(session, get_user(session, "root-admin"), run_id)
+
+    def container_name(self, run_id: int) -> str:
+        with unit_of_work(self.settings) as session:
+            return session.get(JobRun, run_id).container_name
 
     def outputs(self, run_id: int) -> Path:
         return self.workspace(self.provenance(run_id).project) / "outbox" / "jobs" / str(run_id)

@@ -79,7 +79,7 @@ def test_jobs_time_limit_stops_the_container(jobs: JobEnv):
     assert time.monotonic() - started < 120
     assert prov.status is JobStatus.FAILED and "time limit of 4 s exceeded" in prov.error
     with pytest.raises(docker.errors.NotFound):
-        jobs.runner.client.containers.get(f"{jobs.runner.container_prefix}{prov.run_id}")
+        jobs.runner.client.containers.get(jobs.container_name(prov.run_id))
 
 
 def test_jobs_cancel_stops_the_running_container(jobs: JobEnv):
@@ -87,12 +87,14 @@ def test_jobs_cancel_stops_the_running_container(jobs: JobEnv):
     run_id = jobs.submit("alice", "cohort", nb)
     worker = threading.Thread(target=jobs.runner.run_next, args=(run_id,))
     worker.start()
-    name = f"{jobs.runner.container_prefix}{run_id}"
+    log = service.log_path(jobs.settings, run_id)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # until the notebook is really executing
-        if "working" in service.log_path(jobs.settings, run_id).read_text(errors="replace") if service.log_path(jobs.settings, run_id).exists() else False:
+        if log.exists() and "working" in log.read_text(errors="replace"):
             break
         time.sleep(0.5)
+    name = jobs.container_name(run_id)
+    assert name.startswith(jobs.runner.container_prefix)
     assert jobs.runner.client.containers.get(name).status == "running"
     with unit_of_work(jobs.settings) as session:
         run = service.cancel_job(session, get_user(session, "bob"), run_id)
