@@ -135,3 +135,25 @@ def test_quarantine_released_bytes_are_the_submitted_ones(world: World) -> None:
     for obj in (world.settings.quarantine_dir / "objects").rglob("*"):
         if obj.is_file():
             assert stat.S_IMODE(obj.stat().st_mode) == 0o444
+
+
+def test_quarantine_export_and_keys_are_never_mounted_into_a_project_server(world: World) -> None:
+    from enclave.hub.access import project_mounts
+    from enclave.projects.service import get_project
+
+    release(world, _released(world))
+    with world.uow() as s:
+        mounts = project_mounts(world.settings, s, get_project(s, world.slug))
+    for mount in mounts:
+        source = mount.source.resolve()
+        for secret in (world.settings.quarantine_dir, world.settings.export_dir, world.settings.keys_dir):
+            secret = secret.resolve()
+            assert not secret.is_relative_to(source) and not source.is_relative_to(secret), (mount, secret)
+
+
+def _released(world: World) -> int:
+    rid = draft(world)
+    submit(world, rid)
+    vote_all(world, rid, "ria")
+    vote_all(world, rid, "rob")
+    return rid
