@@ -23,15 +23,20 @@ from enclave.config import Settings
 from enclave.db.models import User
 from enclave.db.session import unit_of_work
 from enclave.enums import Role
-from enclave.hub.signin import Lockout, SignInRefused, verify_sign_in
+from enclave.audit import append_event
+from enclave.hub.signin import Lockout, SignInAction, SignInRefused, verify_sign_in
 from enclave.users import find_user
 
 ROLE_PREFIX = "enclave-"
 
 
 def hub_roles(user: User) -> list[dict[str, str]]:
-    """The hub roles (as JupyterHub role dicts) that mirror ``user``'s enclave roles."""
-    return [{"name": f"{ROLE_PREFIX}{role.value}"} for role in sorted(user.roles)]
+    """The hub roles (as JupyterHub role dicts) of ``user``: the enclave roles mirrored,
+    plus JupyterHub's own ``user`` (and ``admin`` for admins), which a managed role list
+    must name or the hub strips them at sign-in."""
+    names = ["user", *(["admin"] if user.has_role(Role.ADMIN) else [])]
+    names += [f"{ROLE_PREFIX}{role.value}" for role in sorted(user.roles)]
+    return [{"name": name} for name in names]
 
 
 class EnclaveAuthenticator(Authenticator):
@@ -105,10 +110,32 @@ class EnclaveAuthenticator(Authenticator):
         return {"name": found.name, "admin": found.has_role(Role.ADMIN), "roles": hub_roles(found)}
 
     async def load_managed_roles(self) -> list[dict[str, Any]]:
-        """The hub roles mirroring enclave roles. They grant no extra hub scopes: services
-        read them to decide what a person may do in the enclave's own pages."""
-        return [
-            {"name": f"{ROLE_PREFIX}{role.value}", "description": f"enclave {role.value} (managed by the enclave)",
-             "scopes": []}
-            for role in Role
-        ]
+        return managed_roles()
+
+
+def managed_roles() -> list[dict[str, Any]]:
+    """The hub roles mirroring enclave roles. They grant no extra hub scopes: services
+    read them to decide what a person may do in the enclave's own pages."""
+    return [
+        {"name": f"{ROLE_PREFIX}{role.value}", "description": f"enclave {role.value} (managed by the enclave)",
+         "scopes": []}
+        for role in Role
+    ]
+
+
+def enclave_post_auth_hook(authenticator: Any, handler: Any, authentication: dict[str, Any]) -> dict[str, Any]:
+    """``post_auth_hook`` for a site's own OAuth/OIDC authenticator (docs/hub.md): the
+    identity provider proves who signed in (with its own second factor); the enclave
+    database still decides who may enter and with which roles. Audited like a password
+    sign-in; a name unknown to the enclave is refused with a 403."""
+    name = str(authentication.get("name", ""))
+    with unit_of_work(Settings.from_env()) as session:
+        user = find_user(session, name)
+        if user is None:
+            append_event(session, name[:64] or "anonymous", SignInAction.LOGIN_FAILED, target=f"user:{name[:64]}",
+                         details={"reason": "not an enclave user", "via": type(authenticator).__name__})
+            session.commit()
+            raise web.HTTPError(403, f"{name} is not an enclave user: ask an admin to add you")
+        append_event(session, user, SignInAction.LOGIN, target=f"user:{name}",
+                     details={"via": type(authenticator).__name__})
+        return {**authentication, "admin": user.has_role(Role.ADMIN), "roles": hub_roles(user)}
