@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from enclave.audit import append_event
-from enclave.db.models import EgressRequest, Grant, User, utcnow
+from enclave.db.models import EgressRequest, Grant, JobRun, User, utcnow
 from enclave.egress.crash import crash_point
 from enclave.egress.policy import EgressEnv
 from enclave.egress.quarantine import CHUNK, read_object
@@ -51,6 +51,17 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+def _cited_runs(session: Session, request: EgressRequest) -> list[dict[str, Any]]:
+    """The job runs the request cites: which notebook (by digest) made which outputs."""
+    runs = []
+    for run_id in request.details_json.get("cited_runs", []):
+        run = session.get(JobRun, run_id)
+        if run is not None:
+            runs.append({"id": run.id, "notebook": run.notebook, "notebook_sha256": run.notebook_sha256,
+                         "status": str(run.status), "outputs": dict(run.outputs_json or {})})
+    return runs
+
+
 def build_record(session: Session, env: EgressEnv, actor: User, request: EgressRequest) -> dict[str, Any]:
     """The release record: what leaves, why it may, who decided, under which rules."""
     groups = {g.id: g for g in request.groups}
@@ -70,7 +81,7 @@ def build_record(session: Session, env: EgressEnv, actor: User, request: EgressR
         "format": FORMAT,
         "request": {"id": request.id, "title": request.title, "author": request.author.name,
                     "exception_justification": request.exception_justification,
-                    "cited_runs": list(request.details_json.get("cited_runs", [])),
+                    "cited_runs": _cited_runs(session, request),
                     "round": request.details_json.get("round")},
         "project": {"slug": request.project.slug, "title": request.project.title, "tier": request.project.tier,
                     "pi": request.project.pi.name},

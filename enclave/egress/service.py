@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from enclave.audit import append_event
-from enclave.db.models import EgressFile, EgressFileGroup, EgressRequest, EgressReview, User, utcnow
+from enclave.db.models import EgressFile, EgressFileGroup, EgressRequest, EgressReview, JobRun, User, utcnow
 from enclave.disclosure.evidence import is_sidecar, sidecar_path
 from enclave.disclosure.verdict import Verdict, worst
 from enclave.egress import notify
@@ -163,12 +163,17 @@ def create_request(
     project = get_project(session, slug)
     check_member(actor, project, "request egress")
     _check_project_working(project)
+    runs = sorted(set(cited_runs or []))
+    for run_id in runs:
+        run = session.get(JobRun, run_id)
+        if run is None or run.project_id != project.id:
+            raise InvalidInput(f"job run {run_id} is not a run of project {slug}: cite runs listed by 'enclave job list'")
     request = EgressRequest(project=project, author=actor, title=title.strip(), status=EgressStatus.DRAFT,
-                            details_json={"round": 0, "cited_runs": list(cited_runs or [])})
+                            details_json={"round": 0, "cited_runs": runs})
     session.add(request)
     session.flush()
     append_event(session, actor, EgressAudit.CREATE, project=project, target=target_of(request),
-                 details={"title": request.title})
+                 details={"title": request.title, "cited_runs": runs})
     return request
 
 

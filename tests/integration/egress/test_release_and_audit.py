@@ -125,3 +125,30 @@ def test_audit_every_step_logged_and_chain_verifies(world: World, tmp_path: Path
     assert actions.count("egress.vote") == 4
     assert {"egress.release", "egress.download"} <= set(actions)
     assert report.ok, report.problem
+
+
+def test_release_record_names_cited_job_runs_of_the_project_only(world: World) -> None:
+    from enclave.egress import service as egress
+    from enclave.errors import InvalidInput
+    from enclave.jobs.service import submit_job
+
+    notebook = world.settings.workspaces_dir / world.slug / "make_tables.ipynb"
+    notebook.write_text('{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
+    with world.uow() as s:
+        run = submit_job(s, get_user(s, "rita"), world.settings, world.slug, "make_tables.ipynb")
+        run_id, digest = run.id, run.notebook_sha256
+    with world.uow() as s, pytest.raises(InvalidInput, match="job run 999 is not a run of project heart-study"):
+        egress.create_request(s, get_user(s, "rita"), world.env, world.slug, cited_runs=[999])
+    with world.uow() as s:
+        rid = egress.create_request(s, get_user(s, "rita"), world.env, world.slug, "t", cited_runs=[run_id]).id
+    for relpath, data in FILES.items():
+        world.write(relpath, data)
+    with world.uow() as s:
+        egress.add_files(s, get_user(s, "rita"), world.env, rid, list(FILES), "main", "counts", "over 10")
+    submit(world, rid)
+    vote_all(world, rid, "ria")
+    vote_all(world, rid, "rob")
+    request = release(world, rid)
+    record = json.loads(Path(request.release_record_path).read_text())["record"]
+    assert [(r["id"], r["notebook"], r["notebook_sha256"]) for r in record["request"]["cited_runs"]] == [
+        (run_id, "make_tables.ipynb", digest)]
