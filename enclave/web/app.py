@@ -176,7 +176,7 @@ def main() -> None:
     app = create_app(Settings.from_env(), HubAuthenticator(prefix, cookie_secure=secure), prefix=prefix,
                      hub_prefix=hub_prefix)
     uvicorn.run(app, host=url.hostname or "127.0.0.1", port=url.port or 10101, proxy_headers=True,
-                forwarded_allow_ips="127.0.0.1", log_level="info")
+                forwarded_allow_ips="127.0.0.1", log_level="info", log_config=None)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,14 @@ from enclave.config import Settings
 
 SERVICE_NAME = "enclave"
 DEFAULT_PORT = 10101
+# What every signed-in person needs in the hub's ``user`` role to sign in to the service.
+USER_SCOPES = (f"access:services!service={SERVICE_NAME}",)
 
 
-def hub_service(settings: Settings, environment: dict[str, str]) -> dict[str, Any]:
-    """The managed service ``enclave`` at ``/services/enclave/`` on a loopback port."""
-    port = int(os.environ.get("ENCLAVE_WEB_PORT") or DEFAULT_PORT)
+def hub_service(settings: Settings, environment: dict[str, str], port: int | None = None) -> dict[str, Any]:
+    """The managed service ``enclave`` at ``/services/enclave/`` on a loopback port
+    (``port``, else ENCLAVE_WEB_PORT, else 10101)."""
+    port = port or int(environment.get("ENCLAVE_WEB_PORT") or os.environ.get("ENCLAVE_WEB_PORT") or DEFAULT_PORT)
     return {
         "name": SERVICE_NAME,
         "url": f"http://127.0.0.1:{port}",
