@@ -37,6 +37,7 @@ from enclave.egress.workflow import Owner
 from enclave.enums import EgressStatus, ReviewDecision, Role
 from enclave.errors import Conflict, InvalidInput, InvalidTransition, NotFound, PermissionDenied
 from enclave.permissions import check_role, is_member
+from enclave.projects.lifecycle import WORKING
 
 RECORD_NAME = "release.json"
 FILES_DIR = "files"
@@ -120,6 +121,12 @@ def _safe_join(base: Path, relpath: str) -> Path:
     return base.joinpath(*parts)
 
 
+def _make_writable(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            path.chmod(0o644)
+
+
 def release_request(session: Session, actor: User, env: EgressEnv, request_id: int) -> EgressRequest:
     """Copy an approved request's files to the export store with a signed record; mark it released.
 
@@ -131,6 +138,10 @@ def release_request(session: Session, actor: User, env: EgressEnv, request_id: i
         raise PermissionDenied(f"{actor.name} may not release egress request {request.id}: they are a member of project {request.project.slug}")
     if request.status is not EgressStatus.APPROVED:
         raise InvalidTransition(f"egress request {request.id} is {request.status.value}: only an approved request can be released")
+    if request.project.status not in WORKING:
+        raise InvalidTransition(
+            f"project {request.project.slug} is {request.project.status.value}: nothing is released while it is not active"
+        )
     required = required_reviews(env, request)
     for file in request.files:  # fail closed: re-derive the decision rather than trust the status alone
         if file_outcome([v.decision for v in current_votes(request, file, session)], required) is not ReviewDecision.APPROVE:
@@ -143,7 +154,9 @@ def release_request(session: Session, actor: User, env: EgressEnv, request_id: i
     try:
         for file in request.files:
             assert file.sha256 is not None
-            _copy_verified(read_object(env.settings, file.sha256), _safe_join(staging / FILES_DIR, file.relpath), file.sha256)
+            target = _safe_join(staging / FILES_DIR, file.relpath)
+            _copy_verified(read_object(env.settings, file.sha256), target, file.sha256)
+            target.chmod(0o444)  # released bytes are immutable
             crash_point("release.copy")
         record = build_record(session, env, actor, request)
         envelope = sign_record(record, load_or_create_key(env.settings.keys_dir))
@@ -151,7 +164,9 @@ def release_request(session: Session, actor: User, env: EgressEnv, request_id: i
             json.dump(envelope, fh, indent=2, sort_keys=True)
             fh.flush()
             os.fsync(fh.fileno())
+        (staging / RECORD_NAME).chmod(0o444)
         if final.exists():  # left by a release that crashed before its commit: never handed out
+            _make_writable(final)
             shutil.rmtree(final)
         os.rename(staging, final)
     except BaseException:

@@ -40,6 +40,8 @@ def test_release_record_is_complete_signed_and_verifies(world: World) -> None:
     # The private key is 0600 in a 0700 folder.
     assert stat.S_IMODE((world.settings.keys_dir / PRIVATE_NAME).stat().st_mode) == 0o600
     assert stat.S_IMODE(world.settings.keys_dir.stat().st_mode) == 0o700
+    # Released bytes and the record are read-only in the export store.
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o444 for p in record_path.parent.rglob("*") if p.is_file())
 
 
 def test_release_tampered_record_or_file_does_not_verify(world: World, tmp_path: Path) -> None:
@@ -100,6 +102,15 @@ def test_release_refused_to_members_and_unapproved(world: World) -> None:
         release_service.release_request(s, get_user(s, "rhea"), world.env, rid)
     with world.uow() as s, pytest.raises(PermissionDenied):
         release_service.release_request(s, get_user(s, "rita"), world.env, rid)
+    from enclave.projects import service as projects
+    from enclave.projects.lifecycle import ProjectAction
+
+    with world.uow() as s:
+        projects.transition_project(s, get_user(s, "admin"), world.slug, ProjectAction.SUSPEND, "data breach inquiry")
+    with world.uow() as s, pytest.raises(InvalidTransition, match="nothing is released while it is not active"):
+        release_service.release_request(s, get_user(s, "ria"), world.env, rid)
+    with world.uow() as s:
+        projects.transition_project(s, get_user(s, "admin"), world.slug, ProjectAction.ACTIVATE)
     in_review = to_state(world, S.IN_REVIEW)
     with world.uow() as s, pytest.raises(InvalidTransition, match="only an approved request"):
         release_service.release_request(s, get_user(s, "ria"), world.env, in_review)
