@@ -6,6 +6,7 @@ import datetime as dt
 import os
 import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
@@ -62,6 +63,24 @@ def test_hub_server_reads_its_granted_view_but_cannot_write_it(hub, client, alph
     assert code == 0 and out.strip() == "2", out
     code, out = exec_in(client, alpha, "sh", "-c", "echo x > /data/tiny/new.txt")
     assert code != 0 and "Read-only file system" in out
+
+
+def test_hub_server_start_is_audited_with_its_mounts(hub, alpha):
+    starts = [e for e in audit(hub, "hub.server_start") if e.target == "server:alice/alpha"]
+    assert starts and starts[-1].details["mounts"] == ["/home/jovyan/project", "/data/tiny"]
+
+
+def test_hub_runs_the_idle_culler_with_the_policy_timeout(hub):
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            environ = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if b"jupyterhub_idle_culler" in cmdline and f":{hub.gateway_port}/hub/api".encode() in environ:
+            found.append([part.decode() for part in cmdline])
+    assert len(found) == 1 and "--timeout=3600" in found[0], found
 
 
 def test_hub_server_sees_neither_other_projects_data_nor_workspace(hub, client, alpha):
