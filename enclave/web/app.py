@@ -30,7 +30,7 @@ from enclave.errors import (
     PermissionDenied,
     PolicyError,
 )
-from enclave.web.auth import Authenticator
+from enclave.web.auth import Authenticator, HubUnavailable
 from enclave.web.context import TEMPLATES_DIR, SignInRequired, WebState, render
 
 log = logging.getLogger("enclave.web")
@@ -52,6 +52,7 @@ STATUS_OF: tuple[tuple[type[EnclaveError], int], ...] = (
     (InvalidTransition, 409),
     (Conflict, 409),
     (DatabaseError, 503),
+    (HubUnavailable, 503),
     (PolicyError, 503),
 )
 TITLES = {400: "Check what you entered", 401: "Please sign in", 403: "Not allowed", 404: "Not found",

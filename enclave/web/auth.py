@@ -27,6 +27,8 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from enclave.errors import EnclaveError, PermissionDenied
+
 # Custom scopes defined in the hub's configuration (see docs/web.md).
 SCOPE_ADMIN = "custom:enclave:admin"
 SCOPE_REVIEW = "custom:enclave:review"
@@ -38,6 +40,10 @@ SESSION_COOKIE = "enclave-session"
 STATE_COOKIE = "enclave-oauth-state"
 XSRF_FIELD = "_xsrf"
 XSRF_HEADER = "X-XSRF-Token"
+
+
+class HubUnavailable(EnclaveError):
+    """The hub did not answer: nobody can be identified (fail closed, 503)."""
 
 
 @dataclass(frozen=True)
@@ -136,7 +142,10 @@ class HubAuthenticator:
         self._roles_cache: dict[str, tuple[list[str], float]] = {}
 
     async def identify(self, token: str, via: str) -> Identity | None:
-        model = await self._hub.user_for_token(token, use_cache=True, sync=False)
+        try:
+            model = await self._hub.user_for_token(token, use_cache=True, sync=False)
+        except Exception:  # noqa: BLE001 - whatever the transport raised, nobody is identified
+            raise HubUnavailable("the hub cannot be reached to check your sign-in: try again in a minute") from None
         if not model or model.get("kind", "user") != "user":
             return None
         scopes = frozenset(model.get("scopes") or ())
@@ -186,8 +195,6 @@ class HubAuthenticator:
         return response
 
     async def finish_login(self, request: Request) -> Response:
-        from enclave.errors import PermissionDenied
-
         state = request.query_params.get("state", "")
         code = request.query_params.get("code", "")
         cookie_state = request.cookies.get(STATE_COOKIE, "")
@@ -197,7 +204,10 @@ class HubAuthenticator:
         next_url, verifier, expires = pending
         if expires < time.monotonic():
             raise PermissionDenied("the sign-in took too long: open the enclave again")
-        token = await self._hub.token_for_code(code, code_verifier=verifier, sync=False)
+        try:
+            token = await self._hub.token_for_code(code, code_verifier=verifier, sync=False)
+        except Exception:  # noqa: BLE001 - a refused or failed exchange is a failed sign-in
+            raise PermissionDenied("the hub did not accept this sign-in: open the enclave again") from None
         response = RedirectResponse(safe_next(self.prefix, next_url), status_code=302)
         response.delete_cookie(STATE_COOKIE, path=self.prefix + "/")
         set_session_cookie(response, token, self.prefix, self.cookie_secure)

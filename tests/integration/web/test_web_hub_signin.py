@@ -105,6 +105,8 @@ def test_hub_signin_opens_the_consoles_by_hub_role(hub: str):
     assert page.status_code == 200 and "Dashboard" in page.text, page.text[-500:]
     assert page.url.path == "/services/enclave/admin"
     assert "enclave-session" in {c.name for c in ada.cookies.jar}
+    # The service's own token may count servers (its role's scopes work in a real hub).
+    assert ada.get("/services/enclave/api/dashboard").json()["running_servers"] == 0
 
     rob = sign_in(hub, "rob")
     mine = rob.get("/services/enclave/projects")
@@ -126,3 +128,23 @@ def test_hub_signin_forged_cookie_and_token_are_refused(hub: str):
     assert client.get("/services/enclave/api/me", headers={"Authorization": "token nope"}).status_code == 401
     stale = client.get("/services/enclave/oauth_callback", params={"code": "x", "state": "y"})
     assert stale.status_code == 403
+
+
+def test_hub_signin_hub_down_is_503_not_a_traceback(world_template, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from enclave.web.app import create_app
+    from enclave.web.auth import HubAuthenticator
+
+    # A hub API address where nothing listens: identification fails closed with one line.
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "service-secret")
+    monkeypatch.setenv("JUPYTERHUB_CLIENT_ID", "service-enclave")
+    monkeypatch.setenv("JUPYTERHUB_API_URL", f"http://127.0.0.1:{_port()}/hub/api")
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_NAME", "enclave")
+    client = TestClient(create_app(world_template, HubAuthenticator("/services/enclave")),
+                        raise_server_exceptions=False)
+    response = client.get("/services/enclave/api/me", headers={"Authorization": "token t"})
+    assert response.status_code == 503 and "hub cannot be reached" in response.json()["detail"]
+    login = client.get("/services/enclave/projects", follow_redirects=False)
+    assert login.status_code == 302 and "/hub/api/oauth2/authorize" in login.headers["location"]
+    assert "code_challenge=" in login.headers["location"]
