@@ -116,3 +116,37 @@ def test_egress_reviewer_cannot_review_own_project(client: TestClient, in_review
     assert client.get(API + "/queue", headers=h("t-rudy")).json() == []
     client.cookies.set(SESSION_COOKIE, "t-rudy")
     assert client.get(PREFIX + f"/review/{in_review}/file", params={"path": "admissions.csv"}).status_code == 403
+
+
+PNG_1PX = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+
+
+def test_egress_reviewer_sees_notebook_flags_and_images_but_no_raw_download(client: TestClient, world):
+    import base64
+    import json
+
+    outbox = world.workspaces_dir / "asthma" / "outbox"
+    notebook = {"cells": [
+        {"cell_type": "markdown", "metadata": {}, "source": ["# Results"]},
+        {"cell_type": "code", "metadata": {}, "execution_count": 1, "source": ["df.head()"],
+         "outputs": [{"output_type": "stream", "name": "stdout", "text": ["patient 943 476 5919 admitted\n"]}]}],
+        "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    (outbox / "analysis.ipynb").write_text(json.dumps(notebook))
+    (outbox / "figure.png").write_bytes(base64.b64decode(PNG_1PX))
+    rid = client.post(API + "/requests", headers=h("t-rob"), json={"project": "asthma"}).json()["id"]
+    client.post(API + f"/requests/{rid}/files", headers=h("t-rob"),
+                json={"paths": ["analysis.ipynb", "figure.png"], "group": "g", "context": "c", "controls": "c"})
+    client.post(API + f"/requests/{rid}/submit", headers=h("t-rob"), json={})
+    assert client.post(API + f"/requests/{rid}/submit", headers=h("t-rob"),
+                       json={"exception": "checked by hand"}).json()["status"] == "in_review"
+    client.cookies.set(SESSION_COOKIE, "t-rita")
+    page = client.get(PREFIX + f"/review/{rid}/file", params={"path": "analysis.ipynb"})
+    assert page.status_code == 200
+    cells = re.findall(r'<div class="nb-cell ([^"]*)">', page.text)
+    assert cells == ["", "nb-flag"]  # the checker's "cell 2" is the second cell
+    assert "NHS number" in page.text
+    image = client.get(PREFIX + f"/review/{rid}/file", params={"path": "figure.png"})
+    assert f'src="data:image/png;base64,{PNG_1PX}"' in image.text
+    # No route hands a quarantined file to the reviewer's machine before release.
+    assert client.get(API + f"/requests/{rid}/download", headers=h("t-rita")).status_code == 403
+    assert "content-disposition" not in image.headers
