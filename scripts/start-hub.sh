@@ -31,7 +31,11 @@ mkdir -p "$HUB" && chmod 0700 "$HUB"
 "$ROOT/.venv/bin/enclave" db upgrade >/dev/null
 
 cd "$ROOT"
-PATH="$ROOT/.venv/bin:$PATH" setsid "$ROOT/.venv/bin/jupyterhub" -f "$ROOT/jupyterhub_config.py" \
+# Job control on: the hub runs in its own process group and does not inherit SIGINT as
+# ignored (bash ignores it in a script's background commands otherwise); the hub stops
+# its services with SIGINT, so they must not ignore it either.
+set -m
+PATH="$ROOT/.venv/bin:$PATH" "$ROOT/.venv/bin/jupyterhub" -f "$ROOT/jupyterhub_config.py" \
     >>"$LOG" 2>&1 </dev/null &
 echo $! >"$PIDFILE"
 

@@ -16,10 +16,15 @@ if [[ ! -f "$PIDFILE" ]] || ! kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
 fi
 pid="$(cat "$PIDFILE")"
 kill -TERM "$pid"
-for _ in $(seq 1 60); do
+# The hub stops its servers, services and proxy one after another; give it time.
+for _ in $(seq 1 180); do
     kill -0 "$pid" 2>/dev/null || { rm -f "$PIDFILE"; say "stopped"; exit 0; }
     sleep 0.5
 done
-say "the hub (pid $pid) did not stop within 30 s; sending KILL"
+say "the hub (pid $pid) did not stop within 90 s; killing it and its proxy"
 kill -KILL "$pid" 2>/dev/null || true
+if [[ -f "$HUB/proxy.pid" ]]; then
+    kill -TERM "$(cat "$HUB/proxy.pid")" 2>/dev/null || true
+    rm -f "$HUB/proxy.pid"
+fi
 rm -f "$PIDFILE"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -139,11 +140,22 @@ def hub_client(api_url: str, token: str) -> httpx.AsyncClient:
 
 
 async def enforce_forever(settings: Settings, api_url: str, token: str, interval: float) -> None:
-    """Run :func:`enforce_once` every ``interval`` seconds; a failed round is logged and retried."""
+    """Run :func:`enforce_once` every ``interval`` seconds until SIGINT or SIGTERM; a
+    failed round is logged and retried."""
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    # Explicit handlers: the hub stops its services with SIGINT, which a process started
+    # in the background may have inherited as ignored.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
     async with hub_client(api_url, token) as client:
-        while True:
+        while not stopping.is_set():
             try:
                 await enforce_once(settings, client)
             except Exception as exc:  # noqa: BLE001 - keep enforcing; the next round retries
                 log.error("enforcement round failed: %s", exc)
-            await asyncio.sleep(interval)
+            try:
+                await asyncio.wait_for(stopping.wait(), timeout=interval)
+            except TimeoutError:
+                pass
+    log.info("enforcer stopped")

@@ -95,11 +95,13 @@ class EnclaveSpawner(DockerSpawner):
 
     # --- the options form: the user's active projects ------------------------------------
 
-    def _render_options_form(self) -> str:
-        with unit_of_work(self.enclave_settings()) as session:
-            user = find_user(session, self.user.name)
-            slugs = [(p.slug, p.title) for p in spawnable_projects(session, user)] if user else []
-        return render_options_form(slugs, selected=self.name)
+    async def _render_options_form(self) -> str:
+        def active_projects() -> list[tuple[str, str]]:
+            with unit_of_work(self.enclave_settings()) as session:
+                user = find_user(session, self.user.name)
+                return [(p.slug, p.title) for p in spawnable_projects(session, user)] if user else []
+
+        return render_options_form(await asyncio.to_thread(active_projects), selected=self.name)
 
     def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, str]:
         return {"project": (formdata.get("project") or [""])[0]}
@@ -171,8 +173,10 @@ class EnclaveSpawner(DockerSpawner):
         )
 
     async def stop(self, now: bool = False) -> None:
+        had_container = bool(self.object_id)  # not after a refused start: nothing ran
         await super().stop(now=now)
-        await asyncio.to_thread(self._audit_stop)
+        if had_container:
+            await asyncio.to_thread(self._audit_stop)
 
     def _audit_stop(self) -> None:
         with unit_of_work(self.enclave_settings()) as session:
