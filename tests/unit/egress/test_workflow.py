@@ -93,3 +93,20 @@ def test_egress_policy_file_loads_and_unknown_keys_fail(tmp_path: Path) -> None:
     bad.write_text("notifiers:\n  - kind: pigeon\n")
     with pytest.raises(PolicyError, match="notifiers"):
         load_policy_file(bad, EgressPolicy)
+
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@given(st.lists(st.sampled_from(list(D)), max_size=7), st.integers(min_value=1, max_value=4))
+def test_review_file_outcome_properties(votes: list[D], required: int) -> None:
+    outcome = file_outcome(votes, required)
+    if len(votes) < required:
+        assert outcome is None  # never decided by fewer reviewers than the policy asks
+    elif len(set(votes)) == 1:
+        assert outcome is votes[0]  # agreement decides
+    if outcome is not None:
+        assert 2 * votes.count(outcome) > len(votes)  # a decision always has a strict majority
+        if len(set(votes)) > 1:
+            assert len(votes) > required  # disagreement needs a further reviewer
