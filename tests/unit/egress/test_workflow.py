@@ -6,6 +6,8 @@ import itertools
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from enclave.egress.policy import EgressPolicy
 from enclave.egress.review import file_outcome, request_outcome
@@ -93,10 +95,6 @@ def test_egress_policy_file_loads_and_unknown_keys_fail(tmp_path: Path) -> None:
     bad.write_text("notifiers:\n  - kind: pigeon\n")
     with pytest.raises(PolicyError, match="notifiers"):
         load_policy_file(bad, EgressPolicy)
-
-
-from hypothesis import given  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 
 @given(st.lists(st.sampled_from(list(D)), max_size=7), st.integers(min_value=1, max_value=4))
