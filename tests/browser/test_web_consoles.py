@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,9 @@ import pytest
 pytestmark = pytest.mark.browser
 
 PREFIX = "/services/enclave"
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# Screenshots go to ENCLAVE_SCREENSHOTS (e.g. docs/screenshots to refresh the docs), else to a
+# temporary folder, so an ordinary test run leaves the working tree alone.
+SHOTS = Path(os.environ.get("ENCLAVE_SCREENSHOTS") or tempfile.mkdtemp(prefix="enclave-shots-"))
 
 
 def shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
