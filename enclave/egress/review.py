@@ -143,6 +143,16 @@ def _decide(session: Session, actor: User, env: EgressEnv, request: EgressReques
              files={f.relpath: (o.value if o else None) for f, o in zip(request.files, outcomes)})
 
 
+def review_queue(session: Session, actor: User) -> list[EgressRequest]:
+    """Requests in review that ``actor`` may review and has not finished reviewing."""
+    check_role(actor, {Role.REVIEWER}, "review egress requests")
+    in_review = session.scalars(
+        select(EgressRequest).where(EgressRequest.status == EgressStatus.IN_REVIEW).order_by(EgressRequest.submitted_at)
+    )
+    return [r for r in in_review
+            if actor.id != r.author_id and not is_member(actor, r.project) and not has_completed_review(session, actor, r)]
+
+
 @dataclass(frozen=True)
 class FileDecision:
     """One file's state of review, as a given viewer may see it."""
@@ -190,5 +200,5 @@ def project_history(session: Session, actor: User, request: EgressRequest) -> li
 
 __all__ = [
     "FileDecision", "check_reviewer", "file_outcome", "file_round", "has_completed_review", "project_history",
-    "request_outcome", "required_reviews", "review_state", "vote",
+    "request_outcome", "required_reviews", "review_queue", "review_state", "vote",
 ]

@@ -236,3 +236,17 @@ def test_reviewer_sees_the_projects_earlier_requests_and_released_files(world: W
     assert earlier in history and history[earlier].status is S.RELEASED
     assert {f["path"] for f in history[earlier].files} == {"tables/by_region.csv", "analysis.ipynb"}
     assert all(f["sha256"] for f in history[earlier].files)
+
+
+def test_review_queue_lists_what_a_reviewer_may_still_review(world: World) -> None:
+    rid = to_state(world, S.IN_REVIEW)
+    to_state(world, S.DRAFT)
+    with world.uow() as s:
+        assert [r.id for r in review.review_queue(s, get_user(s, "ria"))] == [rid]
+        assert review.review_queue(s, get_user(s, "rhea")) == []  # a member of the project
+    vote_all(world, rid, "ria")
+    with world.uow() as s:
+        assert review.review_queue(s, get_user(s, "ria")) == []
+        assert [r.id for r in review.review_queue(s, get_user(s, "rob"))] == [rid]
+        with pytest.raises(PermissionDenied, match="needs the reviewer role"):
+            review.review_queue(s, get_user(s, "rita"))
