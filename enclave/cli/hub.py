@@ -8,11 +8,12 @@ import logging
 import os
 import sys
 
+import httpx
 import typer
 
 from enclave.cli.common import ok, resolve_actor, settings, state
 from enclave.db.session import unit_of_work
-from enclave.errors import InvalidInput
+from enclave.errors import EnclaveError, InvalidInput
 from enclave.hub import signin
 
 app = typer.Typer(help="JupyterHub sign-in secrets and enforcement.", no_args_is_help=True)
@@ -71,7 +72,13 @@ def enforce(
             async with hub_client(api_url, token) as client:
                 return await enforce_once(settings(), client)
 
-        orders = asyncio.run(one_round())
+        try:
+            orders = asyncio.run(one_round())
+        except httpx.HTTPError as exc:
+            raise EnclaveError(
+                f"cannot use the hub API at {api_url} ({exc or type(exc).__name__}): "
+                "check that the hub runs and the token may list and stop servers"
+            ) from None
         for order in orders:
             ok(f"stopped {order.user}/{order.server}: {order.reason}")
         ok(f"{len(orders)} server(s) stopped")

@@ -106,6 +106,7 @@ def default_views(session: Session, project: Project) -> list[tuple[str, Path]]:
 
 
 def workspace_dir(settings: Settings, slug: str) -> Path:
+    """The host directory of project ``slug``'s shared workspace."""
     return settings.workspaces_dir / slug
 
 

@@ -77,6 +77,7 @@ def builtin_services(settings: Settings, policy: ContainerPolicy, enforce_interv
 
 
 def builtin_service_roles() -> list[dict[str, Any]]:
+    """The scopes of the culler and the enforcer: list servers, read activity, stop servers."""
     server_scopes = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
     return [
         {"name": "enclave-culler", "scopes": server_scopes, "services": [CULLER]},

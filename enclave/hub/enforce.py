@@ -46,6 +46,8 @@ class RunningServer(NamedTuple):
 
 @dataclass(frozen=True)
 class StopOrder:
+    """A server to stop, and why (the reason goes to the audit log)."""
+
     user: str
     server: str
     reason: str
@@ -110,6 +112,7 @@ async def running_servers(client: httpx.AsyncClient) -> list[RunningServer]:
 
 
 async def stop_server(client: httpx.AsyncClient, user: str, server: str) -> None:
+    """Ask the hub to stop one server (a server already gone counts as stopped)."""
     path = f"users/{user}/servers/{server}" if server else f"users/{user}/server"
     response = await client.delete(path)
     if response.status_code not in (202, 204, 404):
