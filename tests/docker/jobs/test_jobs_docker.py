@@ -174,3 +174,25 @@ def test_jobs_cannot_reach_network_or_other_projects(jobs: JobEnv, client, outsi
     finally:
         host_server.close()
         sentinel.remove(force=True)
+
+
+def test_jobs_memory_limit_fails_the_run(jobs: JobEnv):
+    jobs.runner.policy = jobs.runner.policy.model_copy(update={"job_mem_limit": "300m"})
+    nb = jobs.write_notebook("cohort", "greedy.ipynb", "block = bytearray(2 * 1024**3)\nblock[::4096] = b'x' * len(block[::4096])")
+    prov = jobs.run(jobs.submit("alice", "cohort", nb))
+    assert prov.status is JobStatus.FAILED
+    assert "memory limit of 300m exceeded" in prov.error, prov.error
+    assert prov.limits["mem_limit"] == "300m"
+
+
+def test_jobs_worker_runs_the_queue_within_the_concurrency_limit(jobs: JobEnv):
+    jobs.runner.policy = jobs.runner.policy.model_copy(update={"job_max_concurrent": 2})
+    nb = jobs.write_notebook("cohort", "nap.ipynb", "import time\ntime.sleep(3)")
+    ids = [jobs.submit("alice", "cohort", nb) for _ in range(3)]
+    done = jobs.runner.work(once=True)
+    assert sorted(done) == ids
+    runs = [jobs.provenance(i) for i in ids]
+    assert all(r.status is JobStatus.SUCCEEDED for r in runs), [r.error for r in runs]
+    # Never more than two at once: the third started only after one of the first two ended.
+    first_end = min(runs[0].finished_at, runs[1].finished_at)
+    assert runs[2].started_at >= first_end
