@@ -4,8 +4,8 @@
 # base image first and holds the build lock; do not run two of these at once).
 #
 # Inputs hashed into the image label org.enclave.inputs: the base image's id, this
-# directory's Dockerfile, requirements.txt and Jupyter config, pyproject.toml and every
-# file of the enclave package. Same hash -> nothing to do.
+# directory's Dockerfile, requirements.txt, constraints.txt and Jupyter config,
+# pyproject.toml and every file of the enclave package. Same hash -> nothing to do.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -23,7 +23,7 @@ inputs_hash="$(
     cd "$ROOT"
     echo "base $base_id"
     sha256sum images/notebook/Dockerfile images/notebook/requirements.txt \
-        images/notebook/*.json pyproject.toml
+        images/notebook/constraints.txt images/notebook/*.json pyproject.toml
     find enclave -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum
 )"
 inputs_hash="$(sha256sum <<<"$inputs_hash" | cut -c1-64)"
@@ -38,13 +38,14 @@ platforms=()
 for p in manylinux_2_28 manylinux_2_17 manylinux2014; do platforms+=(--platform "${p}_$(uname -m)"); done
 download=("$PY" -m pip download -q --disable-pip-version-check -d "$BUILD/wheels"
           --python-version 3.13 --only-binary=:all: "${platforms[@]}" --platform any
-          -r "$HERE/requirements.txt")
+          -r "$HERE/requirements.txt" -c "$HERE/constraints.txt")
 # A complete wheelhouse (warm, or vetted and copied in on an air-gapped site) needs no network.
 if "${download[@]}" --no-index --find-links "$BUILD/wheels" >/dev/null 2>&1; then
     step "wheelhouse build/wheels is complete"
 else
     step "downloading wheels for Python 3.13 into build/wheels"
-    "${download[@]}"
+    # (pip's notes about configured local indexes that do not list a package are noise here)
+    "${download[@]}" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 fi
 
 step "building the enclave wheel"
@@ -64,7 +65,7 @@ if ! compgen -G "$BUILD/notebook-context/enclave-wheel/enclave-*.whl" >/dev/null
     exit 1
 fi
 
-cp "$HERE/Dockerfile" "$HERE/requirements.txt" "$HERE"/*.json "$BUILD/notebook-context/"
+cp "$HERE/Dockerfile" "$HERE/requirements.txt" "$HERE/constraints.txt" "$HERE"/*.json "$BUILD/notebook-context/"
 cp -al "$BUILD/wheels" "$BUILD/notebook-context/wheels"   # hard links: instant, no extra space
 
 step "docker build -> $IMAGE (full log: build/notebook-build.log)"

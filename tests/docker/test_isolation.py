@@ -3,7 +3,9 @@ the isolation is meant to stop, with a control showing the attempt could have wo
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 from pathlib import Path
 
 from enclave.sandbox import WORKSPACE_PATH, Mount
@@ -113,14 +115,26 @@ def test_sandbox_cannot_reach_sentinel_on_another_network(sandboxes: Sandboxes, 
     assert f"{target} CLOSED" in out, out
 
 
+def _default_bridge_address(client) -> list[str]:
+    """The host's address on the engine's default bridge, if it has one."""
+    for config in client.networks.get("bridge").attrs["IPAM"]["Config"]:
+        address = config.get("Gateway") or str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
+        with socket.socket() as s:
+            try:
+                s.bind((address, 0))  # succeeds only for an address of this host
+            except OSError:
+                continue
+        return [address]
+    return []
+
+
 def test_sandbox_cannot_reach_host_ports_but_reaches_hub(
     sandboxes: Sandboxes, client, internal: Net, outside: Net, host_sentinel: HostServer
 ):
     port = host_sentinel.port
     # Every address of the host a container could aim at: the internal gateway (where the
     # hub listens), the other network's gateway and the engine's default bridge.
-    default_bridge = client.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
-    host_addresses = [internal.gateway, outside.gateway, default_bridge]
+    host_addresses = [internal.gateway, outside.gateway, *_default_bridge_address(client)]
     targets = [f"{addr}:{port}" for addr in host_addresses]
     hub = f"{internal.gateway}:{internal.hub.port}"
     code, out = sandboxes.run(probe_command(*targets, hub))
