@@ -199,13 +199,18 @@ def download_release(session: Session, actor: User, env: EgressEnv, request_id: 
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
+    todo = []
     for item in report.record["files"]:
         target = _safe_join(dest / FILES_DIR, item["path"])
-        if target.exists():
-            raise Conflict(f"{target} already exists: download into an empty folder")
-    for item in report.record["files"]:
-        target = _safe_join(dest / FILES_DIR, item["path"])
-        _copy_verified(_safe_join(source / FILES_DIR, item["path"]), target, item["sha256"])
+        if target.is_symlink() or (target.exists() and (not target.is_file() or _sha256_of(target) != item["sha256"])):
+            raise Conflict(f"{target} already exists with other content: download into an empty folder")
+        todo.append((item, target))
+    for item, target in todo:
+        if not target.exists():  # present and identical: an earlier, interrupted download got this far
+            # Written under a temporary name and renamed: an interrupted copy never looks complete.
+            partial = target.with_name(f".{target.name}.partial")
+            _copy_verified(_safe_join(source / FILES_DIR, item["path"]), partial, item["sha256"])
+            os.replace(partial, target)
         written.append(target)
     shutil.copyfile(source / RECORD_NAME, dest / RECORD_NAME)
     written.append(dest / RECORD_NAME)

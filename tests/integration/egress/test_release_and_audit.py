@@ -13,7 +13,7 @@ from enclave.audit import list_events, verify_chain
 from enclave.egress import release as release_service
 from enclave.egress.signing import PRIVATE_NAME, PUBLIC_NAME, load_or_create_key
 from enclave.enums import EgressStatus as S
-from enclave.errors import InvalidTransition, PermissionDenied
+from enclave.errors import Conflict, InvalidTransition, PermissionDenied
 from enclave.users import get_user
 
 
@@ -91,6 +91,17 @@ def test_download_only_author_and_members_and_every_download_audited(world: Worl
     with world.uow() as s:
         downloads = [e.actor for e in list_events(s, action="egress.download")]
     assert downloads == ["rita", "max"]
+    # A download interrupted half-way is completed by the next one; other content is never overwritten.
+    again = tmp_path / "again"
+    (again / "files" / "tables").mkdir(parents=True)
+    (again / "files" / "tables" / "by_region.csv").write_bytes(FILES["tables/by_region.csv"])
+    with world.uow() as s:
+        release_service.download_release(s, get_user(s, "rita"), world.env, rid, again)
+    assert (again / "files" / "analysis.ipynb").read_bytes() == FILES["analysis.ipynb"]
+    (again / "files" / "analysis.ipynb").write_bytes(b"my own notes")
+    with world.uow() as s, pytest.raises(Conflict, match="already exists with other content"):
+        release_service.download_release(s, get_user(s, "rita"), world.env, rid, again)
+    assert (again / "files" / "analysis.ipynb").read_bytes() == b"my own notes"
     unreleased = to_state(world, S.APPROVED)
     with world.uow() as s, pytest.raises(InvalidTransition, match="only released requests"):
         release_service.download_release(s, get_user(s, "rita"), world.env, unreleased, tmp_path / "early")
