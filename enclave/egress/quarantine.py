@@ -48,6 +48,8 @@ def outbox_dir(settings: Settings, slug: str) -> Path:
 def normalise_relpath(relpath: str) -> str:
     """A clean path relative to the outbox; refuse absolute, parent and hidden parts."""
     text = (relpath or "").strip()
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise InvalidInput(f"{relpath!r} has control characters: rename the file to plain letters, digits and punctuation")
     if text.startswith("outbox/"):
         text = text[len("outbox/"):]
     path = PurePosixPath(text)

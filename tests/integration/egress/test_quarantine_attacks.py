@@ -91,6 +91,8 @@ def test_quarantine_fifo_device_folder_hidden_and_escape_refused(world: World) -
     world.write(".cache/t.csv", SAFE_TABLE)
     with pytest.raises(InvalidInput, match="hidden folder"):
         _add(world, rid, ".cache/t.csv")
+    with pytest.raises(InvalidInput, match="control characters"):
+        _add(world, rid, "tables\x00/by_region.csv")
     for escape in ("../../catalog/cohort/v1/data.csv", "/etc/passwd", "tables/../../x"):
         with pytest.raises(InvalidInput, match="outbox"):
             _add(world, rid, escape)
