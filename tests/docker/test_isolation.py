@@ -8,9 +8,12 @@ import os
 import socket
 from pathlib import Path
 
-from enclave.sandbox import WORKSPACE_PATH, Mount
+import pytest
 
-from .conftest import HostServer, Net, Sandboxes, ip_on, probe_command, start_host_server
+from enclave.errors import Conflict
+from enclave.sandbox import WORKSPACE_PATH, ContainerPolicy, Mount, ensure_internal_network
+
+from .conftest import PREFIX, HostServer, Net, Sandboxes, ip_on, probe_command, start_host_server, wait_for_http
 
 
 def test_sandbox_process_has_no_privileges(sandboxes: Sandboxes):
@@ -147,9 +150,6 @@ def test_sandbox_cannot_reach_host_ports_but_reaches_hub(
 
 def test_sandbox_host_port_reachable_without_firewall(sandboxes: Sandboxes, client, host_sentinel: HostServer):
     """Why restrict_host_access exists: an internal network alone leaves host services open."""
-    from enclave.sandbox import ensure_internal_network
-
-    from .conftest import PREFIX
 
     name = f"{PREFIX}bare-{os.getpid()}"
     gateway = ensure_internal_network(client, name)
@@ -170,8 +170,6 @@ def test_sandbox_containers_cannot_reach_each_other(sandboxes: Sandboxes, intern
          " h.ThreadingHTTPServer(('0.0.0.0', 8000), h.SimpleHTTPRequestHandler).serve_forever()"]
     )
     address = ip_on(server, internal.name)
-    from .conftest import wait_for_http
-
     # Control: the host (where the hub's proxy runs) reaches the server.
     wait_for_http(f"http://{address}:8000/")
     code, out = sandboxes.run(probe_command(f"{address}:8000"))
@@ -186,3 +184,31 @@ def test_sandbox_hub_reachable_only_on_gateway_address(sandboxes: Sandboxes, int
         assert f"{outside.gateway}:{other.port} CLOSED" in out, out
     finally:
         other.close()
+
+
+def test_sandbox_limits_memory_and_processes(client, image: str, internal: Net):
+    policy = ContainerPolicy(image=image, network=internal.name, mem_limit="256m", pids_limit=64, cpu_limit=0.5)
+    boxes = Sandboxes(client, policy)
+    try:
+        code, out = boxes.python("import threading, time\n"
+                                 "started = 0\n"
+                                 "try:\n"
+                                 "    for _ in range(200):\n"
+                                 "        threading.Thread(target=time.sleep, args=(5,), daemon=True).start()\n"
+                                 "        started += 1\n"
+                                 "except RuntimeError:\n"
+                                 "    pass\n"
+                                 "print('threads', started)\n")
+        assert code == 0, out
+        assert int(out.split("threads")[-1]) < 64, out
+        code, out = boxes.python("x = bytearray(512 * 1024 * 1024); x[::4096] = b'1' * len(x[::4096]); print('ALLOCATED')")
+        assert "ALLOCATED" not in out
+        assert code in (1, 137), (code, out)  # MemoryError or killed by the kernel
+    finally:
+        for container in boxes.started:
+            container.remove(force=True)
+
+
+def test_sandbox_refuses_an_existing_network_that_is_not_internal(client, outside: Net):
+    with pytest.raises(Conflict, match="not --internal"):
+        ensure_internal_network(client, outside.name)

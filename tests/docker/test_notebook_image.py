@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import urllib.error
 import urllib.request
 import uuid
@@ -153,3 +154,16 @@ def test_lockdown_leaves_the_contents_api_and_hides_lab_plugins(server: tuple[st
     for plugin in ("@jupyterlab/docmanager-extension:download", "@jupyterlab/filebrowser-extension:download",
                    "@jupyterlab/filebrowser-extension:open-browser-tab", "@jupyterlab/notebook-extension:export"):
         assert plugin in config["disabledExtensions"], config["disabledExtensions"]
+
+
+def test_image_build_skipped_when_inputs_unchanged(client, image: str):
+    """A second run finds the image's inputs hash unchanged and builds nothing."""
+    before = client.images.get(image).id
+    done = subprocess.run(
+        ["bash", str(REPO / "scripts" / "build-images.sh")], capture_output=True, text=True, check=True,
+        env=os.environ | {"ENCLAVE_NOTEBOOK_IMAGE": image},
+    )
+    assert "[notebook] up to date" in done.stderr, done.stderr
+    assert "docker build" not in done.stderr
+    assert client.images.get(image).id == before
+    assert len(client.images.get(image).labels["org.enclave.inputs"]) == 64
