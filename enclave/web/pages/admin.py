@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy.orm import Session
 
 from enclave.audit import read_events, verify_chain
+from enclave.db.models import User
 from enclave.errors import InvalidInput
 from enclave.permissions import check_admin
 from enclave.projects import service
@@ -26,10 +31,18 @@ def admin(ident: Identity = Depends(signed_in)) -> Identity:
     return ident
 
 
+@contextmanager
+def acting_admin(request: Request, ident: Identity) -> Iterator[tuple[Session, User]]:
+    """Every admin page needs the enclave's admin role too, not only the hub's."""
+    with acting(request, ident) as (session, actor):
+        check_admin(actor, "open the admin console")
+        yield session, actor
+
+
 @router.get("")
 async def dashboard(request: Request, ident: Identity = Depends(admin)):
     running = await web(request).auth.running_servers()
-    with acting(request, ident) as (session, actor):
+    with acting_admin(request, ident) as (session, actor):
         board = readmodels.dashboard(session, actor, running)
         queue = readmodels.application_queue(session, actor)
     return render(request, "admin/dashboard.html", board=board, queue_size=len(queue))
@@ -38,7 +51,7 @@ async def dashboard(request: Request, ident: Identity = Depends(admin)):
 @router.get("/applications")
 def applications(request: Request, ident: Identity = Depends(admin)):
     hub = web(request).hub_prefix
-    with acting(request, ident) as (session, actor):
+    with acting_admin(request, ident) as (session, actor):
         queue = [readmodels.project_detail(session, actor, p.slug, hub)
                  for p in readmodels.application_queue(session, actor)]
     return render(request, "admin/applications.html", queue=queue, done=done_message(request))
@@ -46,7 +59,7 @@ def applications(request: Request, ident: Identity = Depends(admin)):
 
 @router.get("/projects")
 def projects(request: Request, ident: Identity = Depends(admin)):
-    with acting(request, ident) as (session, actor):
+    with acting_admin(request, ident) as (session, actor):
         rows = service.list_projects(session, actor)
         projects = [readmodels.project_detail(session, actor, p.slug) for p in rows]
     return render(request, "admin/projects.html", projects=projects, done=done_message(request))
@@ -54,7 +67,7 @@ def projects(request: Request, ident: Identity = Depends(admin)):
 
 @router.get("/projects/{slug}")
 def project(request: Request, slug: str, ident: Identity = Depends(admin)):
-    with acting(request, ident) as (session, actor):
+    with acting_admin(request, ident) as (session, actor):
         detail = readmodels.project_detail(session, actor, slug)
         researchers = [u.name for u in list_users(session) if "researcher" in u.roles and u.name not in detail.members]
     return render(request, "admin/project.html", project=detail, researchers=researchers,
@@ -68,7 +81,7 @@ async def transition(request: Request, slug: str, ident: Identity = Depends(admi
         action = ProjectAction(data.get("action", ""))
     except ValueError:
         raise InvalidInput("choose one of approve, reject, activate, suspend or close") from None
-    with acting(request, ident) as (session, actor):
+    with acting_admin(request, ident) as (session, actor):
         service.transition_project(session, actor, slug, action, data.get("reason") or None)
     back = "applications" if data.get("back") == "applications" else f"projects/{slug}"
     return RedirectResponse(f"{web(request).prefix}/admin/{back}?done={action.value}", status_code=303)
@@ -77,14 +90,14 @@ async def transition(request: Request, slug: str, ident: Identity = Depends(admi
 @router.post("/projects/{slug}/members")
 async def add_member(request: Request, slug: str, ident: Identity = Depends(admin)):
     data = await form_fields(request)
-    with acting(request, ident) as (session, actor):
+    with acting_admin(request, ident) as (session, actor):
         service.add_member(session, actor, slug, data.get("user", "").strip())
     return RedirectResponse(f"{web(request).prefix}/admin/projects/{slug}?done=member_added", status_code=303)
 
 
 @router.post("/projects/{slug}/members/{user}/remove")
 def remove_member(request: Request, slug: str, user: str, ident: Identity = Depends(admin)):
-    with acting(request, ident) as (session, actor):
+    with acting_admin(request, ident) as (session, actor):
         service.remove_member(session, actor, slug, user)
     return RedirectResponse(f"{web(request).prefix}/admin/projects/{slug}?done=member_removed", status_code=303)
 
@@ -93,7 +106,7 @@ def remove_member(request: Request, slug: str, user: str, ident: Identity = Depe
 def audit(request: Request, filters: AuditFilters = Depends(), ident: Identity = Depends(admin)):
     shown = dict(filters.values)
     shown["limit"] = shown["limit"] or 500
-    with acting(request, ident) as (session, actor):
+    with acting_admin(request, ident) as (session, actor):
         events = [AuditEventOut.of(e) for e in read_events(session, actor, **shown)]
     query = request.url.query
     return render(request, "admin/audit.html", events=list(reversed(events)), filters=filters.values,
@@ -102,7 +115,7 @@ def audit(request: Request, filters: AuditFilters = Depends(), ident: Identity =
 
 @router.get("/audit.csv")
 def audit_csv(request: Request, filters: AuditFilters = Depends(), ident: Identity = Depends(admin)):
-    with acting(request, ident) as (session, actor):
+    with acting_admin(request, ident) as (session, actor):
         events = [AuditEventOut.of(e) for e in read_events(session, actor, **filters.values)]
     return Response(to_csv(events), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": 'attachment; filename="enclave-audit.csv"'})
@@ -110,7 +123,7 @@ def audit_csv(request: Request, filters: AuditFilters = Depends(), ident: Identi
 
 @router.post("/audit/verify")
 def verify(request: Request, ident: Identity = Depends(admin)):
-    with acting(request, ident) as (session, actor):
+    with acting_admin(request, ident) as (session, actor):
         check_admin(actor, "verify the audit log")
         report = verify_chain(session)
     return render(request, "admin/verify.html", report=report)
@@ -121,7 +134,7 @@ def datasets(request: Request, ident: Identity = Depends(admin)):
     from enclave.catalog import service as catalog
     from enclave.web.api.catalog import _dataset
 
-    with acting(request, ident) as (session, actor):
+    with acting_admin(request, ident) as (session, actor):
         rows = [_dataset(d) for d in catalog.list_datasets(session, actor)]
     return render(request, "admin/datasets.html", datasets=rows, done=done_message(request))
 
@@ -132,7 +145,7 @@ def dataset(request: Request, name: str, version: int | None = None, ident: Iden
     from enclave.clock import utcnow
     from enclave.web.api.catalog import dataset_detail, grant_out
 
-    with acting(request, ident) as (session, actor):
+    with acting_admin(request, ident) as (session, actor):
         detail = dataset_detail(session, actor, name, version)
         grants = [grant_out(g, utcnow()) for g in catalog.list_grants(session, actor) if g.dataset_version.dataset.name == name]
         projects = [p.slug for p in service.list_projects(session, actor) if p.status.value in ("approved", "active")]
@@ -151,7 +164,7 @@ async def grant(request: Request, name: str, ident: Identity = Depends(admin)):
         version = int(data["version"]) if data.get("version") else None
     except ValueError:
         raise InvalidInput("give the last day of access as a date (YYYY-MM-DD) and a version number") from None
-    with acting(request, ident) as (session, actor):
+    with acting_admin(request, ident) as (session, actor):
         catalog.add_grant(session, actor, web(request).settings, data.get("project", ""), name, expires=expires,
                           version=version)
     return RedirectResponse(f"{web(request).prefix}/admin/datasets/{name}?done=granted", status_code=303)
@@ -162,7 +175,7 @@ async def revoke(request: Request, grant_id: int, ident: Identity = Depends(admi
     from enclave.catalog import service as catalog
 
     data = await form_fields(request)
-    with acting(request, ident) as (session, actor):
+    with acting_admin(request, ident) as (session, actor):
         grant = catalog.revoke_grant(session, actor, grant_id, data.get("reason", ""))
         name = grant.dataset_version.dataset.name
     return RedirectResponse(f"{web(request).prefix}/admin/datasets/{name}?done=revoked", status_code=303)

@@ -27,7 +27,7 @@ def _cleanup():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("token", ["t-ada", "t-rob"])
+@pytest.mark.parametrize("token", ["t-ada", "t-rob", "t-rita"])
 @schema.parametrize()
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
 def test_api_fuzz_never_fails_on_the_server(case, token):

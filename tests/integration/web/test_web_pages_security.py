@@ -218,3 +218,42 @@ def test_pages_admin_grants_and_revokes_through_forms(client: TestClient, world:
     signed_in(client, "t-rob")
     rob_token = xsrf_of(client, "/apply")
     assert client.post(PREFIX + "/admin/grants/1/revoke", data={"_xsrf": rob_token}).status_code == 403
+
+
+PAGES = {
+    # path: callers allowed (200); every other signed-in caller gets 403 (or 404 where stated)
+    "/": {"t-ada", "t-rob", "t-rita", "t-eve", "t-mal"},
+    "/projects": {"t-ada", "t-rob", "t-rita", "t-eve", "t-mal"},
+    "/projects/asthma": {"t-ada", "t-rob", "t-rita"},
+    "/apply": {"t-ada", "t-rob", "t-rita", "t-eve", "t-mal"},
+    "/egress": {"t-ada", "t-rob", "t-rita", "t-eve", "t-mal"},
+    "/review": {"t-rita"},
+    "/admin": {"t-ada"},
+    "/admin/applications": {"t-ada"},
+    "/admin/projects": {"t-ada"},
+    "/admin/projects/diabetes": {"t-ada"},
+    "/admin/datasets": {"t-ada"},
+    "/admin/datasets/hospital-episodes": {"t-ada"},
+    "/admin/audit": {"t-ada"},
+    "/admin/audit.csv": {"t-ada"},
+    "/register": {"t-ada", "t-rob", "t-rita", "t-eve", "t-mal", "t-nick"},
+}
+
+
+@pytest.mark.parametrize("caller", ["t-ada", "t-rob", "t-rita", "t-eve", "t-mal", "t-nick"])
+def test_pages_every_page_allows_and_refuses_by_role(client: TestClient, caller: str):
+    signed_in(client, caller)
+    for path, allowed in PAGES.items():
+        response = client.get(PREFIX + path, follow_redirects=False)
+        want = 200 if caller in allowed else 403
+        assert response.status_code == want, (path, response.status_code)
+        if want == 403:
+            assert '<p class="error-message">' in response.text and "Traceback" not in response.text
+
+
+def test_pages_signed_out_are_sent_to_sign_in(client: TestClient):
+    for path in PAGES:
+        if path == "/register":
+            continue
+        response = client.get(PREFIX + path, follow_redirects=False)
+        assert response.status_code == 401  # the test authenticator's stand-in for the hub redirect
