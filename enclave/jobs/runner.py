@@ -115,9 +115,31 @@ class Runner:
         self._execute(*started)
         return started[0]
 
+    def recover(self) -> list[int]:
+        """Fail the runs marked running whose container is gone or has stopped: their worker
+        died (or the host restarted) before recording the outcome. Without this they would
+        hold a place of the concurrency limit for ever. Returns their ids."""
+        import docker.errors
+
+        with unit_of_work(self.settings) as session:
+            running = [(r.id, r.container_name) for r in
+                       session.scalars(select(JobRun).where(JobRun.status == JobStatus.RUNNING))]
+        lost = []
+        for run_id, name in running:
+            try:
+                alive = bool(name) and self.client.containers.get(name).status in ("created", "running")
+            except docker.errors.NotFound:
+                alive = False
+            if not alive:
+                self._fail(run_id, "the worker stopped while the run was executing: submit it again")
+                lost.append(run_id)
+        return lost
+
     def work(self, *, once: bool = False, idle_sleep: float = 2.0) -> list[int]:
         """Run queued runs, up to the policy's concurrency at a time, in threads. With
-        ``once``, stop when the queue is empty and every started run has finished."""
+        ``once``, stop when the queue is empty and every started run has finished. Starts
+        by failing runs a dead worker left behind (:meth:`recover`)."""
+        self.recover()
         done: list[int] = []
         while True:
             self.threads = [t for t in self.threads if t.is_alive()]

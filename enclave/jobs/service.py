@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import keyword
 import re
-from dataclasses import dataclass
+import datetime as dt
+from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -26,7 +27,7 @@ from sqlalchemy.orm import Session
 from enclave.audit import append_event
 from enclave.clock import utcnow
 from enclave.config import Settings
-from enclave.db.models import JobRun, Project, User
+from enclave.db.models import JobRun, Membership, Project, User
 from enclave.enums import Role
 from enclave.errors import InvalidInput, InvalidTransition, NotFound, PermissionDenied
 from enclave.jobs.provenance import sha256_bytes
@@ -229,15 +230,14 @@ def get_job(session: Session, actor: User, run_id: int) -> JobRun:
 
 def list_jobs(session: Session, actor: User, slug: str | None = None, limit: int = 100) -> list[JobRun]:
     """Newest first: a project's runs, or every run the actor may see."""
-    query = select(JobRun).order_by(JobRun.id.desc())
+    query = select(JobRun).order_by(JobRun.id.desc()).limit(limit)
     if slug is not None:
         project = get_project(session, slug)
         check_can_view(actor, project)
         query = query.where(JobRun.project_id == project.id)
-    runs = list(session.scalars(query.limit(limit if slug else limit * 10)))
-    if slug is None and not actor.roles & {Role.ADMIN, Role.REVIEWER}:
-        runs = [r for r in runs if is_member(actor, r.project)]
-    return runs[:limit]
+    elif not actor.roles & {Role.ADMIN, Role.REVIEWER}:
+        query = query.where(JobRun.project_id.in_(select(Membership.project_id).where(Membership.user_id == actor.id)))
+    return list(session.scalars(query))
 
 
 def cancel_job(session: Session, actor: User, run_id: int) -> JobRun:
@@ -361,18 +361,20 @@ class RunProvenance:
                 "image_digest": self.image_digest, "views": self.views}
 
     def as_json(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
         return {**asdict(self), "status": self.status.value}
 
 
+def _iso(moment: dt.datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
 def provenance_of(run: JobRun) -> RunProvenance:
-    iso = lambda t: t.isoformat() if t else None  # noqa: E731
+    """The provenance record of a run (no permission check: see get_run_provenance)."""
     return RunProvenance(
         run_id=run.id, project=run.project.slug, submitted_by=run.submitted_by.name, status=run.status,
         notebook=run.notebook, notebook_sha256=run.notebook_sha256, parameters=dict(run.parameters_json),
         image=run.image, image_digest=run.image_digest, views=list(run.views_json), limits=dict(run.limits_json),
-        created_at=run.created_at.isoformat(), started_at=iso(run.started_at), finished_at=iso(run.finished_at),
+        created_at=run.created_at.isoformat(), started_at=_iso(run.started_at), finished_at=_iso(run.finished_at),
         exit_code=run.exit_code, error=run.error, output_dir=f"{OUTPUTS_RELDIR}/{run.id}",
         outputs=dict(run.outputs_json), rerun_of=run.rerun_of_id, comparison=run.comparison_json,
     )

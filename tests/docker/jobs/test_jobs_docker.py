@@ -196,3 +196,16 @@ def test_jobs_worker_runs_the_queue_within_the_concurrency_limit(jobs: JobEnv):
     # Never more than two at once: the third started only after one of the first two ended.
     first_end = min(runs[0].finished_at, runs[1].finished_at)
     assert runs[2].started_at >= first_end
+
+
+def test_jobs_worker_fails_runs_whose_container_is_gone(jobs: JobEnv):
+    nb = jobs.write_notebook("cohort", "x.ipynb", "x = 1")
+    run_id = jobs.submit("alice", "cohort", nb)
+    with unit_of_work(jobs.settings) as session:  # a worker claimed it, then died
+        run = service.claim_next(session, concurrency=2, run_id=run_id)
+        service.start_run(session, run, image="img", image_digest="sha256:0",
+                          container_name=f"{jobs.runner.container_prefix}gone", views=[], limits={})
+    assert jobs.runner.recover() == [run_id]
+    prov = jobs.provenance(run_id)
+    assert prov.status is JobStatus.FAILED and "worker stopped" in prov.error
+    assert jobs.runner.recover() == []

@@ -160,3 +160,34 @@ def test_jobs_output_origin_says_whether_the_file_is_the_runs_output(session, fa
     assert service.output_origin(session, rita, "cohort", "tables/t.csv", "aa") is None
     assert service.output_origin(session, rita, "other", f"jobs/{run.id}/tables/t.csv", "aa") is None
     assert service.output_origin(session, rita, "cohort", f"jobs/{run.id}/nope.csv", "aa") is None
+
+
+def test_jobs_follow_log_prints_until_the_run_ends(session, factory, settings, project):
+    import threading
+    import time
+
+    from enclave.db.session import unit_of_work
+    from enclave.jobs.runner import follow_log
+
+    run = service.submit_job(session, factory.get("alice"), settings, "cohort", "notebooks/a.ipynb")
+    service.claim_next(session, concurrency=1)
+    service.start_run(session, run, image="img", image_digest="sha256:1", container_name="c", views=[], limits={})
+    session.commit()
+    log = service.log_path(settings, run.id)
+    log.parent.mkdir(parents=True)
+    log.write_text("Executing Cell 1\n")
+    run_id = run.id
+
+    def finish_later():
+        time.sleep(1.5)
+        with open(log, "a") as fh:
+            fh.write("Ending Cell 1\n")
+        with unit_of_work(settings) as other:
+            from enclave.db.models import JobRun
+
+            service.finish_run(other, other.get(JobRun, run_id), succeeded=True, exit_code=0, outputs={})
+
+    threading.Thread(target=finish_later).start()
+    seen: list[str] = []
+    follow_log(settings, run_id, seen.append, follow=True, poll=0.2)
+    assert "".join(seen) == "Executing Cell 1\nEnding Cell 1\n"
