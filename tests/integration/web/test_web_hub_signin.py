@@ -148,3 +148,18 @@ def test_hub_signin_hub_down_is_503_not_a_traceback(world_template, monkeypatch)
     login = client.get("/services/enclave/projects", follow_redirects=False)
     assert login.status_code == 302 and "/hub/api/oauth2/authorize" in login.headers["location"]
     assert "code_challenge=" in login.headers["location"]
+
+
+def test_hub_signin_api_accepts_a_real_hub_api_token(hub: str):
+    ada = sign_in(hub, "ada")
+    ada.get("/hub/token")
+    xsrf = ada.cookies.get("_xsrf", path="/hub/") or ada.cookies.get("_xsrf")
+    made = ada.post("/hub/api/users/ada/tokens", json={"note": "script", "expires_in": 600},
+                    headers={"X-XSRFToken": xsrf, "Referer": f"{hub}/hub/token"})
+    assert made.status_code == 201, made.text
+    token = made.json()["token"]
+    api = httpx.Client(base_url=hub, timeout=20)
+    me = api.get("/services/enclave/api/me", headers={"Authorization": f"token {token}"})
+    assert me.status_code == 200 and me.json()["user"]["name"] == "ada" and me.json()["admin_console"] is True
+    queue = api.get("/services/enclave/api/projects/queue", headers={"Authorization": f"token {token}"})
+    assert [p["slug"] for p in queue.json()] == ["copd"]
