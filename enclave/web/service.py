@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from enclave.config import Settings
@@ -31,6 +32,12 @@ def hub_service(settings: Settings, environment: dict[str, str], port: int | Non
         "display": True,
         "info": {"description": "Projects, applications, egress review, the audit log and the public register"},
     }
+
+
+def hub_template_paths() -> list[str]:
+    """Template folders for ``c.JupyterHub.template_paths``: the hub's home page gains a
+    button to the enclave consoles."""
+    return [str(Path(__file__).resolve().parent / "hub_templates")]
 
 
 def hub_service_role() -> dict[str, Any]:

@@ -39,7 +39,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory):
     config = root / "jupyterhub_config.py"
     config.write_text(textwrap.dedent(f"""
         from enclave.config import Settings
-        from enclave.web.service import USER_SCOPES, hub_service, hub_service_role
+        from enclave.web.service import USER_SCOPES, hub_service, hub_service_role, hub_template_paths
         settings = Settings.from_env()
         env = {{"ENCLAVE_HOME": str(settings.home), "ENCLAVE_DB_URL": settings.db_url,
                "ENCLAVE_POLICIES": str(settings.policies_dir), "ENCLAVE_WEB_PORT": "{web}"}}
@@ -55,6 +55,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory):
         c.DummyAuthenticator.password = "correct horse"
         c.Authenticator.allow_all = True
         c.JupyterHub.services = [hub_service(settings, env)]
+        c.JupyterHub.template_paths = hub_template_paths()
         c.JupyterHub.load_roles = [
             hub_service_role(),
             {{"name": "user", "scopes": ["self", *USER_SCOPES]}},
@@ -101,6 +102,8 @@ def sign_in(base: str, name: str) -> httpx.Client:
 
 def test_hub_signin_opens_the_consoles_by_hub_role(hub: str):
     ada = sign_in(hub, "ada")
+    home = ada.get("/hub/home")
+    assert 'id="enclave-consoles" class="btn btn-primary btn-sm" href="/services/enclave/"' in home.text
     page = ada.get("/services/enclave/admin")
     assert page.status_code == 200 and "Dashboard" in page.text, page.text[-500:]
     assert page.url.path == "/services/enclave/admin"
