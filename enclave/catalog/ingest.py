@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,14 @@ from enclave.catalog.report import Problem, ValidationReport
 from enclave.catalog.stats import collect_stats, stat_exprs
 from enclave.catalog.storage import checksum_files, listing_digest, write_manifest
 from enclave.catalog.parsing import parse_expr
-from enclave.catalog.validate import DEFAULT_MAX_FIELD_BYTES, check_exprs, diagnose, failed_checks
+from enclave.catalog.validate import (
+    DEFAULT_MAX_FIELD_BYTES,
+    UNORDERED,
+    check_exprs,
+    diagnose,
+    duplicate_count,
+    failed_checks,
+)
 
 DICTIONARY_FILE = "dictionary.json"
 _OPTOUT = "__opted_out"
@@ -158,6 +165,7 @@ class TableInput:
     text: pl.LazyFrame | None
     size: int
     source: SourceTable | None = None
+    general: pl.LazyFrame | None = None  # the typed frame without format guesses
 
 
 Inputs = dict[str, TableInput]
@@ -175,7 +183,10 @@ def _file_inputs(source: Path, fmt: SourceFormat, dictionary: DataDictionary, re
             report.add(Problem(src.name, "end of file", None, "the last line has no line break: the file looks truncated"))
             continue
         # The text frame is lazy: only scanned if the fast path finds a problem.
-        inputs[src.name] = TableInput(typed_frame(src, header, spec), string_frame(src, spec), src.path.stat().st_size, src)
+        inputs[src.name] = TableInput(
+            typed_frame(src, header, spec), string_frame(src, spec), src.path.stat().st_size, src,
+            general=typed_frame(src, header, spec, exact=False),
+        )
     return inputs
 
 
@@ -236,11 +247,16 @@ def _write_table(
             counts = typed.select(excluded(flag)).collect()
             summary = pl.scan_parquet(path).select(summary_exprs).collect()
     except (pl.exceptions.PolarsError, OSError) as exc:
-        _explain_failure(table, spec, tin, report, limits, first_line(exc))
         path.unlink(missing_ok=True)
+        if tin.general is not None:
+            # Maybe only the date-time format guessed from the first rows was wrong.
+            return _write_table(table, spec, replace(tin, typed=tin.general, general=None), path, optouts, limits, report)
+        _explain_failure(table, spec, tin, report, limits, first_line(exc))
         return None
     row = summary.row(0, named=True)
     failed = failed_checks(row)
+    if row.get(UNORDERED) and duplicate_count(pl.scan_parquet(path), spec):
+        failed.append("check:*:duplicates")
     if failed:
         _explain_failure(table, spec, tin, report, limits, "failed checks: " + ", ".join(failed))
         path.unlink(missing_ok=True)

@@ -17,12 +17,13 @@ from pathlib import Path
 import polars as pl
 
 from enclave.catalog.dictionary import ColumnType, DataDictionary, TableSpec
-from enclave.catalog.parsing import parse_expr
+from enclave.catalog.parsing import exact_format, parse_expr
 from enclave.catalog.report import Problem, ValidationReport
 from enclave.errors import InvalidInput
 
 ROW = "__row"  # 1-based data row number in string frames
 WHERE = "__where"  # optional human location ("Patient.ndjson line 3")
+_SAMPLE_ROWS = 1000
 
 
 class SourceFormat(StrEnum):
@@ -107,16 +108,32 @@ def read_header(src: SourceTable, report: ValidationReport) -> list[str] | None:
         return None
 
 
-def typed_frame(src: SourceTable, header: list[str], spec: TableSpec) -> pl.LazyFrame:
-    """The table parsed into its declared types (raises on the first bad value)."""
+def typed_frame(src: SourceTable, header: list[str], spec: TableSpec, *, exact: bool = True) -> pl.LazyFrame:
+    """The table parsed into its declared types (raises on the first bad value).
+
+    ``exact``: date-times use the one format seen in the first rows (fast); a file whose
+    later rows differ fails and is read again with ``exact=False``, the general format.
+    """
     if src.format is SourceFormat.CSV:
         # Numbers parse natively (fast); dates, times and booleans are read as text and
-        # parsed with one explicit format, much faster than the reader's own inference.
+        # parsed with an explicit format, much faster than the reader's own inference.
         native = {ColumnType.STRING, ColumnType.INTEGER, ColumnType.FLOAT}
         schema = {c: spec.columns[c].type.polars if spec.columns[c].type in native else pl.String() for c in header}
+        formats: dict[str, str | None] = {}
+        if exact:
+            temporal = [c for c, col in spec.columns.items() if col.type in (ColumnType.DATE, ColumnType.DATETIME)]
+            if temporal:
+                try:
+                    sample = pl.read_csv(src.path, n_rows=_SAMPLE_ROWS, infer_schema=False, columns=temporal)
+                    formats = {c: exact_format(sample[c], spec.columns[c].type) for c in temporal}
+                except pl.exceptions.PolarsError:
+                    formats = {}  # unreadable start: the scan itself will report it
         frame = pl.scan_csv(src.path, schema=schema, raise_if_empty=False)
         return frame.select(
-            [pl.col(c) if col.type in native else parse_expr(c, col.type, strict=True).alias(c) for c, col in spec.columns.items()]
+            [
+                pl.col(c) if col.type in native else parse_expr(c, col.type, strict=True, exact=formats.get(c)).alias(c)
+                for c, col in spec.columns.items()
+            ]
         )
     stored = pl.read_parquet_schema(src.path)
     return pl.scan_parquet(src.path).select(

@@ -217,3 +217,25 @@ def test_ingest_streaming_path_matches_single_pass(dictionary, csv_source, tmp_p
         path.unlink()
     err = _refused(csv_source, dictionary, two, limits=IngestLimits(single_pass_bytes=0))
     assert any(p.message.startswith("duplicate primary key") for p in err.report.problems)
+
+
+def test_ingest_accepts_mixed_datetime_forms_after_the_sampled_rows(dictionary, csv_source, out_dir):
+    rows = "".join(f"{100 + i},p1,2022-01-01 10:00:{i % 60:02d},A\n" for i in range(1500))
+    (csv_source / "admissions.csv").write_text(
+        "admission_id,patient_id,admitted_at,ward\n" + rows + "99,p2,2022-02-02T12:00:00.5,B\n"
+    )
+    build_version(csv_source, dictionary, out_dir, fmt=SourceFormat.CSV)
+    admissions = pl.read_parquet(out_dir / "admissions.parquet")
+    assert admissions.height == 1501
+    assert str(admissions.filter(pl.col("admission_id") == 99)["admitted_at"][0]) == "2022-02-02 12:00:00.500000"
+
+
+def test_ingest_accepts_unordered_unique_keys_and_refuses_unordered_duplicates(dictionary, csv_source, out_dir):
+    header = "admission_id,patient_id,admitted_at,ward\n"
+    (csv_source / "admissions.csv").write_text(header + "12,p1,2022-01-01 10:00:00,A\n10,p1,2022-01-01 10:00:00,A\n11,p2,2022-01-01 10:00:00,A\n")
+    assert build_version(csv_source, dictionary, out_dir, fmt=SourceFormat.CSV).tables["admissions"].rows == 3
+    for path in out_dir.iterdir():
+        path.unlink()
+    (csv_source / "admissions.csv").write_text(header + "12,p1,2022-01-01 10:00:00,A\n10,p1,2022-01-01 10:00:00,A\n12,p2,2022-01-01 10:00:00,A\n")
+    err = _refused(csv_source, dictionary, out_dir)
+    assert {p.where for p in err.report.problems if p.message.startswith("duplicate")} == {"row 1", "row 3"}
