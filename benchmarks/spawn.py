@@ -121,8 +121,14 @@ class Hub:
             time.sleep(0.1)
         self.fail(f"{server} not ready within {timeout} s")
 
-    def stop(self, server: str) -> None:
+    def stop(self, server: str, timeout: float = 180) -> None:
+        """Stop ``server`` and wait until the hub has forgotten it (a stop may be pending)."""
         self.api.delete(f"users/res/servers/{server}", params={"remove": "true"})
+        deadline = time.perf_counter() + timeout
+        while server in self.api.get("users/res").json().get("servers", {}):
+            if time.perf_counter() > deadline:
+                self.fail(f"{server} did not stop within {timeout} s")
+            time.sleep(0.2)
 
     def close(self) -> None:
         self.api.close()
