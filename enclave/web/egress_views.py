@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import io
 import json
 import os
 import re
@@ -20,7 +19,7 @@ from enclave.config import Settings
 from enclave.db.models import User
 from enclave.egress.policy import EgressEnv
 from enclave.egress.quarantine import normalise_relpath, outbox_dir, read_object
-from enclave.egress.schemas import EgressRequestOut, request_detail
+from enclave.egress.schemas import EgressRequestOut
 from enclave.egress.service import is_reviewer_for, list_requests, view_request
 from enclave.enums import EgressStatus
 from enclave.errors import NotFound, PermissionDenied
@@ -160,5 +159,3 @@ def check_may_review(actor: User, session: Session, request_id: int) -> None:
         raise PermissionDenied(f"{actor.name} may not review egress request {request_id}: "
                                "it is their own, their project's, or they are not a reviewer")
 
-
-__all__ = ["request_detail", "outbox_files", "review_queue", "file_view", "check_may_review", "FileView"]
