@@ -68,7 +68,8 @@ def pseudonym(key: bytes, domain: str, value: str) -> str:
 
 def pseudonymise(frame: pl.LazyFrame, column: str, key: bytes, domain: str) -> pl.LazyFrame:
     """Replace ``column`` by its pseudonyms (nulls stay null), hashing each distinct value once."""
-    distinct = frame.select(pl.col(column).cast(pl.String).drop_nulls().unique()).collect()[column]
+    # Hash each distinct value once, then join on the column's own type (cheaper than text).
+    distinct = frame.select(pl.col(column).drop_nulls().unique()).collect()[column]
     # HMAC with the key already absorbed: copying that state per value is ~2.5x faster
     # than hmac.digest, which sets the key up again every time (same result).
     keyed = hmac.new(key, f"{domain}\x1f".encode(), "sha256")
@@ -79,13 +80,11 @@ def pseudonymise(frame: pl.LazyFrame, column: str, key: bytes, domain: str) -> p
         return mac.hexdigest()[:PSEUDONYM_HEX]
 
     mapping = pl.DataFrame(
-        {"__value": distinct, "__pseudonym": [one(v) for v in distinct]},
-        schema={"__value": pl.String, "__pseudonym": pl.String},
+        {"__value": distinct, "__pseudonym": pl.Series([one(v) for v in distinct.cast(pl.String)], dtype=pl.String)}
     ).lazy()
     order = frame.collect_schema().names()
     return (
-        frame.with_columns(pl.col(column).cast(pl.String))
-        .join(mapping, left_on=column, right_on="__value", how="left", maintain_order="left")
+        frame.join(mapping, left_on=column, right_on="__value", how="left", maintain_order="left")
         .with_columns(pl.col("__pseudonym").alias(column))
         .select(order)
     )
