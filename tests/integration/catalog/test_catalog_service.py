@@ -247,3 +247,20 @@ def test_demo_load_ingests_both_formats_once(people, settings):
     assert load_demo_datasets(people.session, curator, settings, patients=100, seed=4) == []
     with pytest.raises(PermissionDenied):
         load_demo_datasets(people.session, people.get("alice"), settings)
+
+
+def test_researcher_server_mounts_exactly_the_granted_views(people, settings, demo_data):
+    from enclave.hub.access import project_mounts
+
+    curator = people.get("curator")
+    _ingest(people, settings, demo_data)
+    _ingest(people, settings, demo_data, "ehr", "fhir")
+    kept = service.add_grant(people.session, curator, settings, "cardio", "ehr", expires=FUTURE,
+                             columns=["patient.patient_id", "patient.gender"])
+    gone = service.add_grant(people.session, curator, settings, "cardio", "hospital", expires=FUTURE)
+    service.add_grant(people.session, curator, settings, "diabetes", "hospital", expires=FUTURE)
+    service.revoke_grant(people.session, curator, gone.id)
+    mounts = project_mounts(settings, people.session, kept.project)
+    data = [(m.source, m.target, m.read_only) for m in mounts if m.target.startswith("/data")]
+    assert data == [(Path(kept.view_path).resolve(), "/data/ehr", True)]
+    assert not any(m.source.resolve().is_relative_to(settings.catalog_dir.resolve()) for m in mounts)
