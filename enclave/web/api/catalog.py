@@ -74,7 +74,7 @@ def _version(v: DatasetVersion) -> VersionOut:
     return VersionOut(version=v.version, tier=v.tier, rows=v.row_count, sha256=v.sha256, created_at=v.created_at)
 
 
-def _dataset(d: Dataset) -> DatasetOut:
+def dataset_out(d: Dataset) -> DatasetOut:
     return DatasetOut(name=d.name, description=d.description, tier=d.tier, versions=[_version(v) for v in d.versions])
 
 
@@ -95,14 +95,14 @@ def dataset_detail(session, actor, name: str, version: int | None) -> DatasetDet
         tables = [TableOut(name=t, description=spec.description, columns=[
             ColumnOut(name=c, type=str(col.type), description=col.description, identifier=str(col.identifier))
             for c, col in spec.columns.items()]) for t, spec in dictionary.tables.items()]
-    return DatasetDetailOut(**_dataset(dataset).model_dump(), shown_version=shown, dictionary=tables)
+    return DatasetDetailOut(**dataset_out(dataset).model_dump(), shown_version=shown, dictionary=tables)
 
 
 @router.get("/datasets", response_model=list[DatasetOut], responses=ERRORS)
 def list_datasets(request: Request, ident: Identity = Depends(signed_in)):
     """Every dataset in the catalogue with its versions (metadata only)."""
     with acting(request, ident) as (session, actor):
-        return [_dataset(d) for d in catalog.list_datasets(session, actor)]
+        return [dataset_out(d) for d in catalog.list_datasets(session, actor)]
 
 
 @router.get("/datasets/{name}", response_model=DatasetDetailOut, responses={**ERRORS, 404: {"description": "No such dataset"}})

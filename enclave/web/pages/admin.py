@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -10,6 +11,8 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
 from enclave.audit import read_events, verify_chain
+from enclave.catalog import service as catalog
+from enclave.clock import utcnow
 from enclave.db.models import User
 from enclave.errors import InvalidInput
 from enclave.permissions import check_admin
@@ -18,6 +21,7 @@ from enclave.projects.lifecycle import ProjectAction
 from enclave.users import list_users
 from enclave.web import readmodels
 from enclave.web.api.audit import AuditFilters, to_csv
+from enclave.web.api.catalog import dataset_detail, dataset_out, grant_out
 from enclave.web.auth import Identity
 from enclave.web.context import acting, check_console, render, signed_in, web
 from enclave.web.pages.forms import done_message, form_fields
@@ -131,20 +135,13 @@ def verify(request: Request, ident: Identity = Depends(admin)):
 
 @router.get("/datasets")
 def datasets(request: Request, ident: Identity = Depends(admin)):
-    from enclave.catalog import service as catalog
-    from enclave.web.api.catalog import _dataset
-
     with acting_admin(request, ident) as (session, actor):
-        rows = [_dataset(d) for d in catalog.list_datasets(session, actor)]
+        rows = [dataset_out(d) for d in catalog.list_datasets(session, actor)]
     return render(request, "admin/datasets.html", datasets=rows, done=done_message(request))
 
 
 @router.get("/datasets/{name}")
 def dataset(request: Request, name: str, version: int | None = None, ident: Identity = Depends(admin)):
-    from enclave.catalog import service as catalog
-    from enclave.clock import utcnow
-    from enclave.web.api.catalog import dataset_detail, grant_out
-
     with acting_admin(request, ident) as (session, actor):
         detail = dataset_detail(session, actor, name, version)
         grants = [grant_out(g, utcnow()) for g in catalog.list_grants(session, actor) if g.dataset_version.dataset.name == name]
@@ -154,10 +151,6 @@ def dataset(request: Request, name: str, version: int | None = None, ident: Iden
 
 @router.post("/datasets/{name}/grants")
 async def grant(request: Request, name: str, ident: Identity = Depends(admin)):
-    import datetime as dt
-
-    from enclave.catalog import service as catalog
-
     data = await form_fields(request)
     try:
         expires = dt.date.fromisoformat(data.get("expires", ""))
@@ -172,8 +165,6 @@ async def grant(request: Request, name: str, ident: Identity = Depends(admin)):
 
 @router.post("/grants/{grant_id}/revoke")
 async def revoke(request: Request, grant_id: int, ident: Identity = Depends(admin)):
-    from enclave.catalog import service as catalog
-
     data = await form_fields(request)
     with acting_admin(request, ident) as (session, actor):
         grant = catalog.revoke_grant(session, actor, grant_id, data.get("reason", ""))
