@@ -12,6 +12,7 @@ Pure functions over paths and dictionaries: no database, no Docker.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -28,12 +29,20 @@ SYMLINK = "symlink"
 
 
 def sha256_file(path: Path) -> str:
-    """The sha256 of a file's bytes."""
+    """The sha256 of a file's bytes (a symbolic link is refused, not followed)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def read_nofollow(path: Path) -> bytes:
+    """A file's bytes, refusing (OSError) a symbolic link: outputs are written by jobs and
+    researchers, and a link would make the host read one of its own files."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read()
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -207,8 +216,8 @@ def _compare_file(path: str, digest: str, old: Path, new_digest: str, new: Path)
 def tables_equal(old: Path, new: Path) -> tuple[bool, str]:
     """Two CSV files hold the same table: same columns, same rows (in any order)."""
     try:
-        a = pl.read_csv(old, infer_schema_length=None)
-        b = pl.read_csv(new, infer_schema_length=None)
+        a = pl.read_csv(io.BytesIO(read_nofollow(old)), infer_schema_length=None)
+        b = pl.read_csv(io.BytesIO(read_nofollow(new)), infer_schema_length=None)
     except (pl.exceptions.PolarsError, OSError) as exc:
         return False, f"cannot be read as a table ({str(exc).splitlines()[0]})"
     if a.columns != b.columns:
@@ -225,7 +234,7 @@ def tables_equal(old: Path, new: Path) -> tuple[bool, str]:
 def evidence_equal(old: Path, new: Path) -> tuple[bool, str]:
     """Two evidence sidecars say the same, apart from when they were written."""
     try:
-        a, b = (json.loads(p.read_text(encoding="utf-8")) for p in (old, new))
+        a, b = (json.loads(read_nofollow(p)) for p in (old, new))
     except (OSError, ValueError) as exc:
         return False, f"cannot be read as JSON ({exc})"
     if not (isinstance(a, dict) and isinstance(b, dict)):
@@ -237,7 +246,7 @@ def evidence_equal(old: Path, new: Path) -> tuple[bool, str]:
 
 
 def _cells(path: Path) -> list[tuple[str, str, list[Any]]]:
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = json.loads(read_nofollow(path))
     cells = []
     for cell in data.get("cells", []):
         outputs = []

@@ -35,7 +35,7 @@ from enclave.db.session import unit_of_work
 from enclave.errors import EnclaveError
 from enclave.hub.access import NOTEBOOK_GID, NOTEBOOK_UID, default_views, prepare_workspace, project_mounts
 from enclave.jobs import service
-from enclave.jobs.provenance import comparison, file_manifest, records_json, view_record
+from enclave.jobs.provenance import comparison, file_manifest, read_nofollow, records_json, view_record
 from enclave.jobs.states import FINAL, JobStatus
 from enclave.sandbox import (
     WORKSPACE_PATH,
@@ -243,15 +243,35 @@ class Runner:
         return create
 
     def _prepare_output(self, run: JobRun) -> Path:
-        prepare_workspace(self.settings, run.project.slug)
-        out = service.output_dir(self.settings, run)
-        parent = out.parent
-        for path in (parent, out):
-            path.mkdir(exist_ok=True)
-            if os.geteuid() == 0:
-                os.chown(path, NOTEBOOK_UID, NOTEBOOK_GID)
-            path.chmod(0o770)
-        return out
+        """Create ``outbox/jobs/<run>/`` afresh for the notebook user, never through a link.
+
+        Researchers can change anything inside their workspace, including replacing
+        ``outbox`` or ``outbox/jobs`` with a symbolic link to a host path; the worker (root)
+        must then neither create nor chown anything there. Every step is taken relative to
+        an open directory with O_NOFOLLOW, so a link swapped in meanwhile is refused too.
+        """
+        root = service.workspace_dir(self.settings, run.project)
+        if not root.exists():
+            prepare_workspace(self.settings, run.project.slug)
+        fd = _open_dir(root)
+        try:
+            for part in (*service.OUTPUTS_RELDIR.parts, str(run.id)):
+                fresh = part == str(run.id)
+                try:
+                    os.mkdir(part, 0o770, dir_fd=fd)
+                except FileExistsError:
+                    if fresh:
+                        raise EnclaveError(f"the output directory {service.OUTPUTS_RELDIR}/{run.id} already exists: "
+                                           "move it aside and submit again") from None
+                child = _open_dir(part, dir_fd=fd)
+                if os.geteuid() == 0:
+                    os.chown(child, NOTEBOOK_UID, NOTEBOOK_GID)
+                os.chmod(child, 0o770)
+                os.close(fd)
+                fd = child
+        finally:
+            os.close(fd)
+        return service.output_dir(self.settings, run)
 
     def _execute(self, run_id: int, name: str, kwargs: dict[str, Any]) -> None:
         """Create, feed, watch and clean up the run's container; record the outcome."""
@@ -319,21 +339,30 @@ class Runner:
         with unit_of_work(self.settings) as session:
             run = session.get(JobRun, run_id)
             out = service.output_dir(self.settings, run)
-            outputs = file_manifest(out)
+            # The job could have replaced its output directory (or outbox/) with a link to a
+            # host path: then nothing there is read, and the run fails.
+            linked = not _is_real_subdir(out, service.workspace_dir(self.settings, run.project))
+            outputs = {} if linked else file_manifest(out)
             error = stopped
+            if error is None and linked:
+                error = "the output directory was replaced by a link: outputs not recorded"
             if error is None and state.get("OOMKilled"):
                 error = f"memory limit of {self.policy.job_mem_limit} exceeded: the job was stopped"
             if error is None and exit_code != 0:
                 error = notebook_error(out / service.executed_name(run)) or _log_tail(service.log_path(self.settings, run_id))
             succeeded = error is None and exit_code == 0
             compared = None
-            if succeeded and run.rerun_of_id is not None:
-                original = session.get(JobRun, run.rerun_of_id)
+            original = session.get(JobRun, run.rerun_of_id) if run.rerun_of_id is not None else None
+            original_out = service.output_dir(self.settings, original) if original is not None else None
+            if succeeded and original is not None and not _is_real_subdir(
+                    original_out, service.workspace_dir(self.settings, original.project)):
+                error, succeeded = f"the outputs of run {original.id} are no longer a plain directory: cannot compare", False
+            if succeeded and original is not None:
                 compared = comparison(
                     service.provenance_of(original).inputs(), {
                         "notebook_sha256": run.notebook_sha256, "parameters": run.parameters_json,
                         "image_digest": run.image_digest, "views": run.views_json},
-                    original.outputs_json, service.output_dir(self.settings, original),
+                    original.outputs_json, original_out,
                     outputs, out,
                 ).as_json()
             service.finish_run(session, run, succeeded=succeeded, exit_code=exit_code, outputs=outputs,
@@ -346,6 +375,23 @@ class Runner:
             run = session.get(JobRun, run_id)
             if run is not None and run.status not in FINAL:
                 service.fail_run(session, run, error)
+
+
+def _open_dir(path: str | Path, dir_fd: int | None = None) -> int:
+    """Open a directory without following a link at its last component."""
+    try:
+        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
+    except OSError:
+        raise EnclaveError(f"{path} in the workspace is not a plain directory (a link?): "
+                           "restore it as a folder and submit again") from None
+
+
+def _is_real_subdir(path: Path, root: Path) -> bool:
+    """``path`` is a directory under ``root`` reached without any symbolic link."""
+    try:
+        return path.is_dir() and path.resolve() == root.resolve() / path.relative_to(root)
+    except (OSError, ValueError):
+        return False
 
 
 def _copy_logs(container: Any, log: Path) -> None:
@@ -371,7 +417,7 @@ def notebook_error(executed: Path) -> str | None:
     """The first error an executed notebook holds, as 'cell N: Name: message', counting
     the researcher's own cells only."""
     try:
-        nb = json.loads(executed.read_text(encoding="utf-8"))
+        nb = json.loads(read_nofollow(executed))
     except (OSError, ValueError):
         return None
     cells = [c for c in nb.get("cells", []) if not PAPERMILL_TAGS & set(c.get("metadata", {}).get("tags", []))]

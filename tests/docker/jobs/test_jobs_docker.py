@@ -209,3 +209,30 @@ def test_jobs_worker_fails_runs_whose_container_is_gone(jobs: JobEnv):
     prov = jobs.provenance(run_id)
     assert prov.status is JobStatus.FAILED and "worker stopped" in prov.error
     assert jobs.runner.recover() == []
+
+
+def test_jobs_worker_never_writes_through_a_link_in_the_outbox(jobs: JobEnv):
+    other = jobs.workspace("other")
+    before = {p: (p.stat().st_uid, p.stat().st_mode) for p in [other, *other.rglob("*")]}
+    jobs_dir = jobs.workspace("cohort") / "outbox" / "jobs"
+    jobs_dir.symlink_to(other)  # a researcher swaps outbox/jobs for a link to a host path
+    nb = jobs.write_notebook("cohort", "x.ipynb", "x = 1")
+    run_id = jobs.submit("alice", "cohort", nb)
+    assert jobs.runner.run_next(run_id) is None
+    prov = jobs.provenance(run_id)
+    assert prov.status is JobStatus.FAILED and "not a plain directory" in prov.error
+    after = {p: (p.stat().st_uid, p.stat().st_mode) for p in [other, *other.rglob("*")]}
+    assert after == before  # nothing created, chowned or chmodded there
+
+
+def test_jobs_output_directory_replaced_by_a_link_is_not_read(jobs: JobEnv):
+    secret = jobs.workspace("other") / "secret.csv"
+    secret.write_text("secret\n1\n")
+    nb = jobs.write_notebook(
+        "cohort", "swap.ipynb",
+        "import os, shutil\nout = os.environ['ENCLAVE_JOB_OUTPUT']\nshutil.rmtree(out)\n"
+        f"os.symlink({str(secret.parent)!r}, out)",
+    )
+    prov = jobs.run(jobs.submit("alice", "cohort", nb))
+    assert prov.status is JobStatus.FAILED and "replaced by a link" in prov.error
+    assert prov.outputs == {}

@@ -119,3 +119,14 @@ def test_provenance_evidence_sidecars_match_apart_from_their_time(tmp_path):
     assert results["t.csv.evidence.json"].match is OutputMatch.EQUAL_EVIDENCE
     assert results["u.csv.evidence.json"].match is OutputMatch.DIFFERS
     assert "status" in results["u.csv.evidence.json"].detail
+
+
+def test_provenance_comparison_never_reads_through_a_link(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    host = _write(tmp_path / "host.csv", "secret_column\n42\n")
+    _write(a / "t.csv", "k\n1\n")
+    b.mkdir()
+    os.symlink(host, b / "t.csv")
+    # Even if a file becomes a link after its checksum was taken, it is not read.
+    [result] = compare_outputs({"t.csv": "x"}, a, {"t.csv": "y"}, b)
+    assert result.match is OutputMatch.DIFFERS and "secret_column" not in result.detail
