@@ -313,8 +313,11 @@ def active_views(session: Session, project: Project) -> list[tuple[str, Path]]:
     """(dataset name, host path of its view) for each unexpired, unrevoked grant of ``project``.
 
     The spawner mounts each path read-only at ``/data/<dataset name>``. A view whose
-    directory is missing is left out (fail closed), never replaced by the source.
+    directory is missing is left out (fail closed), never replaced by the source; a
+    project that is not approved or active (e.g. suspended) gets none.
     """
+    if project.status not in GRANTABLE:
+        return []
     out: list[tuple[str, Path]] = []
     for grant in live_grants(session, project):
         if grant.view_path and Path(grant.view_path).is_dir():

@@ -20,6 +20,7 @@ from enclave.db.models import AuditEvent, DatasetVersion, Grant
 from enclave.enums import Role
 from enclave.errors import Conflict, InvalidInput, PermissionDenied
 from enclave.projects import service as projects
+from enclave.projects.lifecycle import ProjectAction
 
 FUTURE = today() + dt.timedelta(days=90)
 
@@ -143,6 +144,8 @@ def test_service_grant_materialises_exact_minimised_view(people, settings, demo_
     assert not set(patients["patient_id"]) & set(source["patient_id"])
     event = _events(people.session, "grant.add")[0]
     assert event.project == "cardio" and event.details["columns"] == grant.columns_json
+    projects.transition_project(people.session, people.admin, "cardio", ProjectAction.SUSPEND, reason="audit")
+    assert service.active_views(people.session, grant.project) == []
 
 
 def test_service_two_projects_views_cannot_be_joined(people, settings, demo_data):
