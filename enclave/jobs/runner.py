@@ -15,6 +15,7 @@ kept outside the workspace in ``$ENCLAVE_HOME/jobs/runs/<run id>/log.txt``.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import secrets
@@ -29,6 +30,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from enclave.clock import utcnow
 from enclave.config import Settings
 from enclave.db.models import Grant, JobRun, Project
 from enclave.db.session import unit_of_work
@@ -90,6 +92,8 @@ class Runner:
     # Container names are <prefix><run id>-<random>: unique even when several enclaves
     # (a demo, a test run) share one engine. Tests use their own prefix.
     container_prefix: str = CONTAINER_PREFIX
+    # A running run without a container is taken as lost only after this long (recover).
+    recover_grace_seconds: float = 120.0
     threads: list[threading.Thread] = field(default_factory=list)
 
     @classmethod
@@ -121,15 +125,18 @@ class Runner:
         hold a place of the concurrency limit for ever. Returns their ids."""
         import docker.errors
 
+        # Another live worker creates its container a moment after claiming: a run that
+        # started within the grace period and has no container yet is not lost.
+        grace = dt.timedelta(seconds=self.recover_grace_seconds)
         with unit_of_work(self.settings) as session:
-            running = [(r.id, r.container_name) for r in
+            running = [(r.id, r.container_name, r.started_at) for r in
                        session.scalars(select(JobRun).where(JobRun.status == JobStatus.RUNNING))]
         lost = []
-        for run_id, name in running:
+        for run_id, name, started in running:
             try:
                 alive = bool(name) and self.client.containers.get(name).status in ("created", "running")
             except docker.errors.NotFound:
-                alive = False
+                alive = started is not None and utcnow() - started < grace
             if not alive:
                 self._fail(run_id, "the worker stopped while the run was executing: submit it again")
                 lost.append(run_id)
@@ -291,6 +298,8 @@ class Runner:
             container = self.client.containers.get(self.client.api.create_container(**create)["Id"])
             sock = container.attach_socket(params={"stdin": 1, "stream": 1})
             container.start()
+            # docker-py wraps the attached socket; closing our sending side is the EOF
+            # papermill waits for, so reach the socket itself.
             raw = getattr(sock, "_sock", sock)
             raw.sendall(notebook)
             raw.shutdown(socket.SHUT_WR)

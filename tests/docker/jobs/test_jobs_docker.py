@@ -205,6 +205,8 @@ def test_jobs_worker_fails_runs_whose_container_is_gone(jobs: JobEnv):
         run = service.claim_next(session, concurrency=2, run_id=run_id)
         service.start_run(session, run, image="img", image_digest="sha256:0",
                           container_name=f"{jobs.runner.container_prefix}gone", views=[], limits={})
+    assert jobs.runner.recover() == []  # just claimed: its worker may be creating the container
+    jobs.runner.recover_grace_seconds = 0
     assert jobs.runner.recover() == [run_id]
     prov = jobs.provenance(run_id)
     assert prov.status is JobStatus.FAILED and "worker stopped" in prov.error
