@@ -74,6 +74,8 @@ class ColumnSpec(BaseModel):
     key: Annotated[str, Field(pattern=NAME_RE)] | None = None
     nullable: bool = True
     values: list[str] | None = None
+    # Opt-out lists may name patients by this column (e.g. NHS number) instead of the key.
+    optout: bool = False
 
     @model_validator(mode="after")
     def _check(self) -> ColumnSpec:
@@ -101,7 +103,14 @@ class TableSpec(BaseModel):
         patient = [n for n, c in self.columns.items() if c.key == PATIENT_DOMAIN]
         if len(patient) > 1:
             raise ValueError(f"more than one column has key: patient ({', '.join(patient)})")
+        if not patient and any(c.optout for c in self.columns.values()):
+            raise ValueError("optout: true needs a column with key: patient in the same table")
         return self
+
+    @property
+    def optout_columns(self) -> list[str]:
+        """Columns other than the patient key that opt-out lists may use."""
+        return [n for n, c in self.columns.items() if c.optout]
 
     @property
     def schema(self) -> dict[str, pl.DataType]:

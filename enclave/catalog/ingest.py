@@ -21,7 +21,7 @@ from rich.progress import Progress
 
 from enclave.catalog import fhir
 from enclave.catalog.dictionary import DataDictionary, TableSpec
-from enclave.catalog.optouts import is_opted_out
+from enclave.catalog.optouts import is_opted_out, resolve_patient_keys
 from enclave.catalog.readers import (
     SourceFormat,
     SourceTable,
@@ -128,6 +128,7 @@ def _build(
         else:
             inputs = _file_inputs(source, fmt, dictionary, report)
         report.raise_if_bad()
+        optouts = _patient_keys(inputs, dictionary, optouts)
         for table, tin in inputs.items():
             spec = dictionary.tables[table]
             task = progress.add_task(f"ingest {table}", total=None) if progress else None
@@ -155,6 +156,15 @@ def _build(
         },
     )
     return built
+
+
+def _patient_keys(inputs: Inputs, dictionary: DataDictionary, optouts: list[str] | tuple[str, ...]) -> list[str]:
+    """Opt-outs as patient keys (an opt-out may name a patient by e.g. NHS number)."""
+    frames = {t: tin.text if tin.text is not None else tin.typed for t, tin in inputs.items()}
+    try:
+        return resolve_patient_keys(frames, dictionary, optouts)
+    except pl.exceptions.PolarsError:
+        return list(optouts)  # unreadable input: writing it fails and reports why
 
 
 @dataclass(frozen=True)

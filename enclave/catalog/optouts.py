@@ -13,6 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
+from enclave.catalog.dictionary import DataDictionary
 from enclave.errors import InvalidInput
 
 MAX_IDENTIFIER_LENGTH = 128
@@ -56,3 +57,23 @@ def is_opted_out(column: str, optouts: Iterable[str]) -> pl.Expr:
     """True for rows whose patient identifier is in ``optouts`` (compared as text)."""
     values = pl.Series("optouts", list(optouts), dtype=pl.String).implode()
     return pl.col(column).cast(pl.String).str.strip_chars().is_in(values).fill_null(False)
+
+
+def resolve_patient_keys(
+    frames: dict[str, pl.LazyFrame], dictionary: DataDictionary, optouts: Iterable[str]
+) -> list[str]:
+    """The patient keys to exclude: the opt-outs themselves plus the keys of patients an
+    opt-out names through another column (``optout: true``, e.g. an NHS number)."""
+    wanted = list(optouts)
+    keys = set(wanted)
+    if not wanted:
+        return []
+    for table, frame in frames.items():
+        spec = dictionary.tables[table]
+        patient, others = spec.patient_column, spec.optout_columns
+        if patient is None or not others:
+            continue
+        named = pl.any_horizontal([is_opted_out(c, wanted) for c in others])
+        found = frame.select(pl.col(patient).filter(named).cast(pl.String).unique()).collect()[patient]
+        keys.update(found.drop_nulls().to_list())
+    return sorted(keys)

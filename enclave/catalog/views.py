@@ -22,7 +22,7 @@ import polars as pl
 from rich.progress import Progress
 
 from enclave.catalog.dictionary import DataDictionary, IdentifierKind, TableSpec
-from enclave.catalog.optouts import is_opted_out
+from enclave.catalog.optouts import is_opted_out, resolve_patient_keys
 from enclave.catalog.pseudonym import pseudonymise
 from enclave.catalog.storage import (
     checksum_files,
@@ -156,6 +156,8 @@ def materialise_view(
 ) -> ViewResult:
     """Write the view into ``final`` (atomically, read-only) from a verified version."""
     verify_dir(version_dir, version_sha256, progress)
+    frames = {t: pl.scan_parquet(version_dir / f"{t}.parquet") for t in dictionary.tables if (version_dir / f"{t}.parquet").exists()}
+    optouts = resolve_patient_keys(frames, dictionary, optouts)
     stage = staging_dir(final)
     try:
         rows: dict[str, int] = {}

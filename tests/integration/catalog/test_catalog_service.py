@@ -267,3 +267,25 @@ def test_researcher_server_mounts_exactly_the_granted_views(people, settings, de
     data = [(m.source, m.target, m.read_only) for m in mounts if m.target.startswith("/data")]
     assert data == [(Path(kept.view_path).resolve(), "/data/ehr", True)]
     assert not any(m.source.resolve().is_relative_to(settings.catalog_dir.resolve()) for m in mounts)
+
+
+def test_service_optout_by_nhs_number_excludes_the_patient_everywhere(people, settings, demo_data):
+    curator = people.get("curator")
+    patients = pl.read_csv(demo_data / "csv" / "patients.csv", infer_schema=False)
+    nhs = patients.filter(pl.col("patient_id") == "P0000005")["nhs_number"][0]
+    service.add_optouts(people.session, curator, [nhs])
+    for name, kind, table in [("hospital", "csv", "lab_results"), ("ehr", "fhir", "observation")]:
+        v = _ingest(people, settings, demo_data, name, kind)
+        for t in v.stats_json["tables"]:
+            stored = pl.read_parquet(Path(v.storage_path) / f"{t}.parquet")
+            assert "P0000005" not in stored["patient_id"].to_list(), (name, t)
+        assert v.stats_json["excluded"]["patients"] == 1
+        assert v.stats_json["excluded"]["rows"] > 1
+    # Recorded after the ingest, an opt-out by NHS number still reaches new views.
+    other = patients.filter(pl.col("patient_id") == "P0000006")["nhs_number"][0]
+    service.add_optouts(people.session, curator, [other])
+    grant = service.add_grant(people.session, curator, settings, "cardio", "hospital", expires=FUTURE)
+    rows = service.describe_grant(people.session, curator, grant.id)
+    source = pl.read_parquet(Path(grant.dataset_version.storage_path) / "patients.parquet")
+    assert rows.rows["patients"] == source.height - 1
+    assert rows.excluded_rows > 0

@@ -20,6 +20,8 @@ def test_dictionary_parses_tables_keys_and_types(dictionary):
         (lambda d: d["tables"]["patients"].update(primary_key=["nope"]), "undeclared columns: nope"),
         (lambda d: d["tables"]["patients"]["columns"]["weight"].update(key="x"), "declare identifier"),
         (lambda d: d["tables"]["patients"]["columns"]["age"].update(values=["1"]), "string column"),
+        (lambda d: (d["tables"]["patients"]["columns"]["patient_id"].pop("key"),
+                    d["tables"]["patients"]["columns"]["name"].update(optout=True)), "needs a column with key: patient"),
     ],
 )
 def test_dictionary_refuses_bad_declarations_with_one_line(change, expected, dictionary_data):
