@@ -21,7 +21,7 @@ from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from enclave.audit import append_event
@@ -40,6 +40,8 @@ from enclave.projects.service import check_can_view, get_project
 WORKER = "system:job-worker"
 # A notebook larger than this is refused at submission (it is copied and hashed).
 MAX_NOTEBOOK_BYTES = 20 * 1024 * 1024
+# The PostgreSQL advisory lock that serialises claims (any constant unique to jobs).
+CLAIM_LOCK_KEY = 0x656E636A6F6273  # "encjobs"
 PARAM_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 
 
@@ -276,18 +278,25 @@ def running_count(session: Session) -> int:
 def claim_next(session: Session, concurrency: int, run_id: int | None = None) -> JobRun | None:
     """Take the oldest queued run (or ``run_id``) if fewer than ``concurrency`` run now.
 
-    Called in its own unit of work: SQLite's immediate transactions and PostgreSQL's row
-    locks make two workers never claim the same run. Returns None when nothing may start.
+    Called in its own unit of work, which the caller commits after :func:`start_run`.
+    Claims are serialised (SQLite's immediate transactions; a transaction-level advisory
+    lock on PostgreSQL), so the count of running runs cannot be read by two workers at
+    once and two workers never claim the same run. Returns None when nothing may start.
     A run whose project left its working status is failed here, not started (fail closed).
     """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CLAIM_LOCK_KEY})
     if running_count(session) >= concurrency:
         return None
-    query = select(JobRun).where(JobRun.status == JobStatus.QUEUED).order_by(JobRun.id)
+    query = select(JobRun.id).where(JobRun.status == JobStatus.QUEUED).order_by(JobRun.id)
     if run_id is not None:
         query = query.where(JobRun.id == run_id)
-    run = session.scalars(query.limit(1).with_for_update(skip_locked=True)).first()
-    if run is None:
+    # Lock the row alone: PostgreSQL refuses FOR UPDATE over the outer joins of JobRun's
+    # eagerly loaded relationships.
+    claimed = session.scalars(query.limit(1).with_for_update()).first()
+    if claimed is None:
         return None
+    run = session.get(JobRun, claimed)
     if run.project.status not in WORKING:
         _move(session, WORKER, run, JobAction.FAIL, JobActor.WORKER,
               error=f"project {run.project.slug} is {run.project.status.value}: jobs run only in active projects")
