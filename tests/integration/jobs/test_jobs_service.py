@@ -191,3 +191,30 @@ def test_jobs_follow_log_prints_until_the_run_ends(session, factory, settings, p
     seen: list[str] = []
     follow_log(settings, run_id, seen.append, follow=True, poll=0.2)
     assert "".join(seen) == "Executing Cell 1\nEnding Cell 1\n"
+
+
+def test_jobs_container_gets_the_servers_isolation_and_no_network(session, factory, settings, project):
+    from enclave.hub.access import project_mounts
+    from enclave.jobs.runner import JobView, Runner
+    from enclave.sandbox import ContainerPolicy, Mount, create_kwargs, host_config
+
+    view = settings.views_dir / "cohort" / "demo"
+    view.mkdir(parents=True)
+    policy = ContainerPolicy(mem_limit="2g", job_mem_limit="6g")
+    runner = Runner(settings, policy, client=None)
+    run = service.submit_job(session, factory.get("alice"), settings, "cohort", "notebooks/a.ipynb", {"k": 1})
+    mounts = [Mount(source=str(m.source), target=m.target, read_only=m.read_only)
+              for m in project_mounts(settings, session, run.project, views=lambda *_: [("demo", view)])]
+    job = runner._create_kwargs(run, mounts, "img", "name", [JobView("demo", view, 3, "v3")])
+    server = host_config(policy, mounts)
+    # Exactly the server's isolation, but no network at all and the job memory limit.
+    assert job["host_config"] == server | {"network_mode": "none", "mem_limit": "6g", "memswap_limit": "6g"}
+    assert {m["Target"]: m["ReadOnly"] for m in job["host_config"]["mounts"]} == {
+        "/home/jovyan/project": False, "/data/demo": True}
+    for key, value in create_kwargs(policy).items():
+        if key != "labels":
+            assert job[key] == value
+    assert job["environment"]["ENCLAVE_DATASETS"] == '{"demo": "3"}'
+    assert job["command"][:2] == ["papermill", "-"] and '{"k": 1}' in job["command"]
+    out = service.output_dir(settings, run)
+    assert out.is_dir() and not out.is_symlink()
