@@ -12,10 +12,10 @@ worker's name) and writes an audit event in the caller's transaction.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import keyword
 import re
-import datetime as dt
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
