@@ -16,12 +16,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 from rich.progress import Progress
 
-from enclave.catalog.dictionary import DataDictionary, IdentifierKind, TableSpec
+from enclave.catalog.dictionary import ColumnSpec, DataDictionary, IdentifierKind, TableSpec
 from enclave.catalog.optouts import is_opted_out, resolve_patient_keys
 from enclave.catalog.pseudonym import pseudonymise
 from enclave.catalog.storage import (
@@ -62,7 +61,7 @@ class ViewResult:
     excluded_rows: int
 
 
-def _viewable(col_spec: Any) -> bool:
+def _viewable(col_spec: ColumnSpec) -> bool:
     return col_spec.identifier is not IdentifierKind.DIRECT or col_spec.key is not None
 
 
