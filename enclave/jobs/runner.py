@@ -186,11 +186,12 @@ class Runner:
                     for m in project_mounts(self.settings, session, run.project,
                                             views=lambda *_: [(v.dataset, v.path) for v in views])
                 ]
-                image, digest = self._image(session, run)
+                image_name, digest = self._image(session, run)
                 name = f"{self.container_prefix}{run.id}-{secrets.token_hex(3)}"
-                kwargs = self._create_kwargs(run, mounts, image, name, views)
+                # Created from the digest: exactly the image recorded, even if the name is re-tagged.
+                kwargs = self._create_kwargs(run, mounts, digest, name, views)
                 records = [view_record(v.dataset, v.path, v.version, v.version_sha256) for v in views]
-                service.start_run(session, run, image=self.policy.image, image_digest=digest, container_name=name,
+                service.start_run(session, run, image=image_name, image_digest=digest, container_name=name,
                                   views=records_json(records), limits=self._limits())
         except EnclaveError as exc:
             if claimed is None:
@@ -200,19 +201,22 @@ class Runner:
         return claimed, name, kwargs
 
     def _image(self, session: Session, run: JobRun) -> tuple[str, str]:
-        """The image to use and its digest: a rerun uses its original's exact image while the
-        engine still has it; a new run uses the policy's image as it is now."""
+        """The image's name and digest (its id): a
+        rerun uses its original's exact image while the engine still has it; a new run uses
+        the policy's image as it is now."""
         import docker.errors
 
         if run.rerun_of_id is not None:
             original = session.get(JobRun, run.rerun_of_id)
             if original is not None and original.image_digest:
                 try:
-                    return original.image_digest, self.client.images.get(original.image_digest).id
+                    found = self.client.images.get(original.image_digest)
+                    return original.image or self.policy.image, found.id
                 except docker.errors.ImageNotFound:
                     pass
         try:
-            return self.policy.image, self.client.images.get(self.policy.image).id
+            found = self.client.images.get(self.policy.image)
+            return self.policy.image, found.id
         except docker.errors.ImageNotFound:
             raise EnclaveError(f"the notebook image {self.policy.image} is missing: build it with scripts/build-images.sh") from None
 
