@@ -241,11 +241,15 @@ def main() -> None:
                   f"{'   goal <= 60 s' if count == 25 else ''}")
             with ThreadPoolExecutor(max_workers=count) as pool:
                 list(pool.map(enclave.stop, servers))
+    except SystemExit:
+        print(f"kept {work} (hub logs) for a look", file=sys.stderr)
+        raise
+    else:
+        shutil.rmtree(work, ignore_errors=True)
     finally:
         for hub in hubs:
             hub.close()
         cleanup(client)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
