@@ -1,8 +1,11 @@
+import datetime as dt
 import json
 from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from enclave.catalog.fhir import builtin_dictionary
 from enclave.catalog.ingest import IngestLimits, build_version
@@ -239,3 +242,53 @@ def test_ingest_accepts_unordered_unique_keys_and_refuses_unordered_duplicates(d
     (csv_source / "admissions.csv").write_text(header + "12,p1,2022-01-01 10:00:00,A\n10,p1,2022-01-01 10:00:00,A\n12,p2,2022-01-01 10:00:00,A\n")
     err = _refused(csv_source, dictionary, out_dir)
     assert {p.where for p in err.report.problems if p.message.startswith("duplicate")} == {"row 1", "row 3"}
+
+
+def test_ingest_refuses_wrongly_typed_parquet_column_naming_rows(dictionary, csv_source, tmp_path, out_dir):
+    src = tmp_path / "pq"
+    src.mkdir()
+    for name, spec in dictionary.tables.items():
+        frame = pl.read_csv(csv_source / f"{name}.csv", schema=spec.schema)
+        if name == "patients":
+            frame = frame.with_columns(pl.Series("age", ["34", "old", "52", "19"]))
+        frame.write_parquet(src / f"{name}.parquet")
+    err = _refused(src, dictionary, out_dir, fmt=SourceFormat.PARQUET)
+    assert [(p.where, p.column) for p in err.report.problems] == [("row 2", "age")]
+
+
+def test_ingest_refuses_non_utf8_fhir_line(fhir_export, out_dir):
+    with open(fhir_export / "Patient.ndjson", "ab") as fh:
+        fh.write(b'{"resourceType": "Patient", "id": "pat-9", "name": [{"family": "\\xff\\xfe"}]}\n'.replace(b"\\xff\\xfe", b"\xff\xfe"))
+    err = _refused(fhir_export, builtin_dictionary(), out_dir, fmt=SourceFormat.FHIR)
+    assert [(p.where, p.message) for p in err.report.problems] == [("Patient.ndjson line 3", "not valid UTF-8")]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.integers(-(2**62), 2**62),
+            st.floats(allow_nan=False, allow_infinity=False, width=64),
+            st.dates(min_value=dt.date(1800, 1, 1), max_value=dt.date(2200, 12, 31)),
+            st.datetimes(min_value=dt.datetime(1900, 1, 1), max_value=dt.datetime(2100, 1, 1)),
+            st.text(alphabet=st.characters(blacklist_categories=["Cs", "Cc"]), max_size=30),
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_ingest_round_trips_any_typed_values(tmp_path_factory, rows):
+    from enclave.catalog.dictionary import parse_dictionary
+
+    col = lambda t: {"type": t, "identifier": "none", "description": t}  # noqa: E731
+    d = parse_dictionary({"description": "d", "tables": {"t": {"description": "t", "columns": {
+        "i": col("integer"), "f": col("float"), "d": col("date"), "ts": col("datetime"), "s": col("string"), "b": col("boolean")}}}})
+    frame = pl.DataFrame(rows, schema=d.tables["t"].schema, orient="row")
+    work = tmp_path_factory.mktemp("rt")
+    frame.write_csv(work / "t.csv", datetime_format="%Y-%m-%d %H:%M:%S%.6f")
+    out = work / "cat" / "v1"
+    out.mkdir(parents=True)
+    build_version(work / "t.csv", d, out, fmt=SourceFormat.CSV)
+    stored = pl.read_parquet(out / "t.parquet")
+    assert stored.equals(frame)
