@@ -227,8 +227,11 @@ def egress_show(ctx: typer.Context, request_id: int, as_json: bool = _JSON) -> N
     from enclave.egress.schemas import request_detail
 
     env = _egress_env()
+    from enclave.jobs.service import get_run_provenance
+
     with _acting(ctx) as (session, actor):
         detail = request_detail(session, actor, env, request_id)
+        cited = [get_run_provenance(session, actor, run_id) for run_id in detail.cited_runs]
     if as_json:
         _print_json(detail)
         return
@@ -243,10 +246,32 @@ def egress_show(ctx: typer.Context, request_id: int, as_json: bool = _JSON) -> N
          "; ".join(f"{v.reviewer}: {v.decision.value} {v.comment}".strip() for v in f.votes)
          + (f" (+{f.hidden_votes} hidden until you vote)" if f.hidden_votes else ""),
          f.outcome.value if f.outcome else "") for f in detail.file_list])
+    for run in cited:
+        typer.echo(f"cited run {run.run_id}: {run.status.value} {run.notebook} (sha256 {run.notebook_sha256[:12]}) "
+                   f"parameters {run.parameters} finished {run.finished_at or '-'}; see 'enclave job show {run.run_id}'")
+    for f in detail.file_list:
+        for r in f.replies:
+            typer.echo(f"reply on {f.path} (round {r.round}) by {r.author}: {r.message}")
     if detail.project_history:
         _print_table("Earlier requests of this project", ["id", "status", "files"], [
             (h.id, h.status.value, ", ".join(f"{x['path']} ({(x['sha256'] or '')[:12]})" for x in h.files))
             for h in detail.project_history])
+
+
+@app.command("reply")
+def egress_reply(
+    ctx: typer.Context,
+    request_id: int,
+    path: str = typer.Argument(..., help="The file whose comments you answer (its path in the outbox)."),
+    message: str = typer.Option(..., "--message", help="What you changed, or why the output is safe as it is."),
+) -> None:
+    """Answer the reviewers' comments on a file of a request returned for changes."""
+    from enclave.egress import service
+
+    env = _egress_env()
+    with _acting(ctx) as (session, actor):
+        service.reply_to_comment(session, actor, env, request_id, path, message)
+    typer.echo(f"request {request_id}: reply recorded on {path}; resubmit with 'enclave egress submit {request_id}'")
 
 
 @app.command("download")

@@ -396,3 +396,26 @@ class GrantView(Base):
     removed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     grant: Mapped[Grant] = relationship(lazy="joined")
+
+
+# --- Egress replies (enclave.egress.service.reply_to_comment): answers to reviewers --------
+
+
+class EgressReply(Base):
+    """A researcher's answer to the reviewers' comments on one file of a returned request.
+
+    It names no reviewer and no vote, so showing it to a reviewer reveals nothing of how
+    the others voted.
+    """
+
+    __tablename__ = "egress_replies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    request_id: Mapped[int] = mapped_column(ForeignKey("egress_requests.id", ondelete="CASCADE"))
+    file_id: Mapped[int] = mapped_column(ForeignKey("egress_files.id", ondelete="CASCADE"))
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    round: Mapped[int] = mapped_column(Integer)
+    message: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    author: Mapped[User] = relationship(lazy="joined")

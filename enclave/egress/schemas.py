@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from enclave.db.models import EgressRequest, User
 from enclave.egress.policy import EgressEnv
 from enclave.egress.review import project_history, required_reviews, review_state
-from enclave.egress.service import current_round, is_reviewer_for, view_request
+from enclave.egress.service import current_round, is_reviewer_for, replies_of, view_request
 from enclave.egress.workflow import OWNERS
 from enclave.enums import EgressStatus, ReviewDecision
 
@@ -44,6 +44,15 @@ class VoteOut(BaseModel):
     at: dt.datetime
 
 
+class ReplyOut(BaseModel):
+    """A researcher's answer to the comments on a file (names no reviewer and no vote)."""
+
+    author: str
+    round: int
+    message: str
+    at: dt.datetime
+
+
 class FileOut(BaseModel):
     path: str
     group: str | None
@@ -54,6 +63,7 @@ class FileOut(BaseModel):
     votes: list[VoteOut]
     hidden_votes: int
     outcome: ReviewDecision | None
+    replies: list[ReplyOut] = []
 
 
 class GroupOut(BaseModel):
@@ -85,12 +95,16 @@ def request_detail(session: Session, actor: User, env: EgressEnv, request_id: in
     """Everything about one request that ``actor`` may see (votes follow the independence rule)."""
     request = view_request(session, actor, request_id)
     groups = {g.id: g.name for g in request.groups}
+    replies: dict[int, list[ReplyOut]] = {}
+    for r in replies_of(session, request):
+        replies.setdefault(r.file_id, []).append(ReplyOut(author=r.author.name, round=r.round, message=r.message,
+                                                          at=r.created_at))
     files = [FileOut(
         path=d.file.relpath, group=groups.get(d.file.group_id) if d.file.group_id else None, sha256=d.file.sha256,
         size=d.file.size, check_status=d.file.check_status, findings=list((d.file.check_json or {}).get("findings", [])),
         votes=[VoteOut(reviewer=v.reviewer.name, decision=v.decision, comment=v.comment, round=v.round, at=v.created_at)
                for v in d.votes],
-        hidden_votes=d.hidden_votes, outcome=d.outcome,
+        hidden_votes=d.hidden_votes, outcome=d.outcome, replies=replies.get(d.file.id, []),
     ) for d in review_state(session, env, actor, request)]
     history = [HistoryOut(id=r.id, status=r.status, title=r.title, files=[
         {"path": f.relpath, "sha256": f.sha256, "size": f.size} for f in r.files])

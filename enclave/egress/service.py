@@ -14,7 +14,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from enclave.audit import append_event
-from enclave.db.models import EgressFile, EgressFileGroup, EgressRequest, EgressReview, JobRun, User, utcnow
+from enclave.db.models import (
+    EgressFile,
+    EgressFileGroup,
+    EgressReply,
+    EgressRequest,
+    EgressReview,
+    JobRun,
+    User,
+    utcnow,
+)
 from enclave.disclosure.evidence import is_sidecar, sidecar_path
 from enclave.disclosure.verdict import Verdict, worst
 from enclave.egress import notify
@@ -41,6 +50,7 @@ class EgressAudit:
     VOTE = "egress.vote"
     RELEASE = "egress.release"
     DOWNLOAD = "egress.download"
+    REPLY = "egress.reply"
 
 
 def target_of(request: EgressRequest) -> str:
@@ -359,3 +369,56 @@ def withdraw_request(session: Session, actor: User, env: EgressEnv, request_id: 
 def check_not_final(request: EgressRequest) -> None:
     if request.status in FINAL:
         raise InvalidTransition(f"egress request {request.id} is {request.status.value}: it can no longer change")
+
+
+# --- answering reviewers ------------------------------------------------------------------------
+
+MAX_REPLY_CHARS = 5000
+
+
+def reply_to_comment(
+    session: Session, actor: User, env: EgressEnv, request_id: int, relpath: str, message: str
+) -> EgressReply:
+    """The author or a project member answers the reviewers' comments on one file of a
+    request returned for changes (before resubmitting it).
+
+    The reply is kept with the round it answers and shown to everyone who may see the
+    request; it records no reviewer or vote, so reviewers learn nothing of others' votes.
+    """
+    request = get_request(session, request_id, for_update=True)
+    if actor.id != request.author_id and not is_member(actor, request.project):
+        raise PermissionDenied(
+            f"{actor.name} may not reply on egress request {request.id}: only its author and members of "
+            f"{request.project.slug} may"
+        )
+    if request.status is not EgressStatus.CHANGES_REQUESTED:
+        raise InvalidTransition(
+            f"egress request {request.id} is {request.status.value}: replies to reviewers are taken only while "
+            "it is returned for changes"
+        )
+    _check_project_working(request)
+    relpath = normalise_relpath(relpath)
+    file = next((f for f in request.files if f.relpath == relpath), None)
+    if file is None:
+        raise NotFound(f"egress request {request.id} has no file {relpath}: see 'enclave egress show {request.id}'")
+    text = (message or "").strip()
+    if not text:
+        raise InvalidInput("write the reply with --message TEXT: what you changed, or why the output is safe as it is")
+    if len(text) > MAX_REPLY_CHARS:
+        raise InvalidInput(f"a reply may have at most {MAX_REPLY_CHARS} characters (this has {len(text)}): shorten it")
+    if not any(v.comment for v in current_votes(request, file, session)):
+        raise InvalidInput(f"no reviewer commented on outbox/{relpath}: there is nothing to reply to")
+    reply = EgressReply(request_id=request.id, file_id=file.id, author_id=actor.id, round=current_round(request),
+                        message=text)
+    session.add(reply)
+    session.flush()
+    append_event(session, actor, EgressAudit.REPLY, project=request.project, target=target_of(request),
+                 details={"file": relpath, "round": reply.round, "message": text})
+    return reply
+
+
+def replies_of(session: Session, request: EgressRequest) -> list[EgressReply]:
+    """The replies on a request, oldest first (callers have checked the viewer may see it)."""
+    return list(session.scalars(
+        select(EgressReply).where(EgressReply.request_id == request.id).order_by(EgressReply.id)
+    ))
