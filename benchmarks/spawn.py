@@ -163,6 +163,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7, help="side-by-side spawn rounds (default 7)")
     parser.add_argument("--concurrency", type=int, nargs="*", default=[10, 25],
                         help="server counts started at once (default 10 25)")
+    parser.add_argument("--keep-logs", action="store_true", help="keep the temporary directory with the hub logs")
     parser.add_argument("--image", default=os.environ.get("ENCLAVE_NOTEBOOK_IMAGE", "enclave-notebook:latest"))
     args = parser.parse_args()
 
@@ -245,7 +246,10 @@ def main() -> None:
         print(f"kept {work} (hub logs) for a look", file=sys.stderr)
         raise
     else:
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep_logs:
+            print(f"hub logs: {work}/enclave.log, {work}/plain.log")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     finally:
         for hub in hubs:
             hub.close()
