@@ -22,6 +22,8 @@ from enclave.web.auth import HUB_ROLE_ADMIN, HUB_ROLE_REVIEW
 from enclave.web.testing import StaticTokenAuthenticator
 
 REPO = Path(__file__).resolve().parents[3]
+NOTEBOOK = ('{"cells": [{"cell_type": "code", "execution_count": null, "metadata": {"tags": ["parameters"]}, '
+            '"outputs": [], "source": ["min_age = 18"]}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
 PREFIX = "/services/enclave"
 
 # token -> (hub user, hub roles/scopes on the token)
@@ -71,6 +73,10 @@ def build_world(home: Path) -> Settings:
     outbox.mkdir(parents=True)
     (outbox / "admissions.csv").write_text("age_band,admissions\n0-4,120\n5-9,3\n10-14,85\n")
     (outbox / "notes.txt").write_text("Model converged after 12 iterations.\n")
+    for slug in ("asthma", "diabetes"):  # a notebook each workspace may submit as a job
+        notebooks = settings.workspaces_dir / slug / "notebooks"
+        notebooks.mkdir(parents=True, exist_ok=True)
+        (notebooks / "analysis.ipynb").write_text(NOTEBOOK)
     return settings
 
 

@@ -1,0 +1,102 @@
+"""Read-only job views for the consoles: the workspace notebooks a member may submit, a
+run's log, the form's parameter rows, and where an egress file came from.
+
+Every function checks who may see what through ``enclave.jobs.service`` first.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from enclave.config import Settings
+from enclave.db.models import User
+from enclave.egress.schemas import EgressRequestDetail
+from enclave.jobs.service import (
+    OUTPUTS_RELDIR,
+    RunProvenance,
+    get_job,
+    get_run_provenance,
+    log_path,
+    output_origin,
+    parse_parameters,
+)
+from enclave.permissions import check_member
+from enclave.projects.service import get_project
+
+MAX_NOTEBOOKS = 500
+MAX_DEPTH = 6
+LOG_TAIL_BYTES = 256 * 1024
+
+
+def workspace_notebooks(session: Session, actor: User, settings: Settings, slug: str) -> list[str]:
+    """The ``.ipynb`` files of a project's workspace (members only), outside ``outbox/``;
+    hidden folders, checkpoints and links are left out."""
+    project = get_project(session, slug)
+    check_member(actor, project, f"see the workspace of project {slug}")
+    root = settings.workspaces_dir / project.slug
+    found: list[str] = []
+    if not root.is_dir() or root.is_symlink():
+        return found
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        rel = Path(folder).relative_to(root)
+        at_top = not rel.parts
+        dirs[:] = [] if len(rel.parts) >= MAX_DEPTH else sorted(
+            d for d in dirs
+            if not d.startswith(".") and not (at_top and d == OUTPUTS_RELDIR.parts[0])
+            and not os.path.islink(os.path.join(folder, d))
+        )
+        for name in sorted(files):
+            path = Path(folder) / name
+            if name.endswith(".ipynb") and not name.startswith(".") and not path.is_symlink() and path.is_file():
+                found.append(path.relative_to(root).as_posix())
+                if len(found) >= MAX_NOTEBOOKS:
+                    return found
+    return found
+
+
+def run_log(session: Session, actor: User, settings: Settings, run_id: int) -> str:
+    """The end of a run's log (papermill's progress and the cells' output), for those who may see the run."""
+    get_job(session, actor, run_id)
+    path = log_path(settings, run_id)
+    if not path.is_file():
+        return ""
+    with open(path, "rb") as fh:
+        size = fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, size - LOG_TAIL_BYTES))
+        text = fh.read().decode("utf-8", errors="replace")
+    return text if size <= LOG_TAIL_BYTES else "[... earlier lines left out ...]\n" + text
+
+
+def form_parameters(names: list[str], values: list[str]) -> dict[str, Any]:
+    """The form's key/value rows, read like the CLI's ``-p NAME=VALUE`` (JSON if it parses, else a string)."""
+    rows = [(n.strip(), v) for n, v in zip(names, values, strict=False) if n.strip() or v.strip()]
+    return parse_parameters([f"{name}={value}" for name, value in rows])
+
+
+@dataclass(frozen=True)
+class FileOrigin:
+    """Which run wrote an egress file, and whether the submitted bytes are what it recorded."""
+
+    run_id: int
+    path: str
+    unchanged: bool | None  # None: not yet submitted (no quarantined copy to compare)
+
+
+def file_origins(session: Session, actor: User, detail: EgressRequestDetail) -> dict[str, FileOrigin]:
+    """Per file of an egress request written by one of its project's runs: the run, and whether unchanged."""
+    origins: dict[str, FileOrigin] = {}
+    for f in detail.file_list:
+        found = output_origin(session, actor, detail.project, f.path, f.sha256 or "")
+        if found is not None:
+            origins[f.path] = FileOrigin(found.run_id, found.path, found.unchanged if f.sha256 else None)
+    return origins
+
+
+def cited_runs(session: Session, actor: User, detail: EgressRequestDetail) -> list[RunProvenance]:
+    """The provenance of the runs an egress request cites."""
+    return [get_run_provenance(session, actor, int(run_id)) for run_id in detail.cited_runs]
