@@ -105,3 +105,14 @@ def extra_service_roles(settings: Settings) -> list[dict[str, Any]]:
             raise
         return []
     return [hub_service_role()]
+
+
+def extra_template_paths() -> list[str]:
+    """Template folders that extend the hub's own pages (the web app's home-page link)."""
+    try:
+        from enclave.web.service import hub_template_paths
+    except ModuleNotFoundError as exc:
+        if exc.name != "enclave.web.service":
+            raise
+        return []
+    return hub_template_paths()
