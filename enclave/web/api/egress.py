@@ -6,6 +6,7 @@ import io
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path as PathParam, Query, Request
 from fastapi.responses import Response
@@ -30,6 +31,13 @@ CHANGE_ERRORS = {**ERRORS, 400: {"description": "Invalid input"}, 404: {"descrip
 class CreateIn(BaseModel):
     project: str = Field(min_length=1, max_length=40)
     title: str = Field(default="", max_length=200)
+    cited_runs: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(
+        default_factory=list, max_length=50, description="Job runs of the project that produced the outputs")
+
+
+class ReplyIn(BaseModel):
+    path: str = Field(min_length=1, max_length=1000, description="The file whose comments are answered")
+    message: str = Field(min_length=1, max_length=5000)
 
 
 class FilesIn(BaseModel):
@@ -88,7 +96,8 @@ def create(body: CreateIn, request: Request, ident: Identity = Depends(signed_in
     """Start a draft request for one of my active projects."""
     env = env_of(request)
     with acting(request, ident) as (session, actor):
-        return EgressRequestOut.of(service.create_request(session, actor, env, body.project, body.title))
+        return EgressRequestOut.of(service.create_request(session, actor, env, body.project, body.title,
+                                                          cited_runs=body.cited_runs))
 
 
 @router.get("/requests/{request_id}", response_model=EgressRequestDetail, responses=CHANGE_ERRORS)
@@ -124,6 +133,16 @@ def submit(body: SubmitIn, request: Request, request_id: int = ID, ident: Identi
     env = env_of(request)
     with acting(request, ident) as (session, actor):
         return EgressRequestOut.of(service.submit_request(session, actor, env, request_id, body.exception))
+
+
+@router.post("/requests/{request_id}/replies", response_model=EgressRequestDetail, status_code=201,
+             responses=CHANGE_ERRORS)
+def reply(body: ReplyIn, request: Request, request_id: int = ID, ident: Identity = Depends(signed_in)):
+    """Answer the reviewers' comments on a file of a request returned for changes (author and members)."""
+    env = env_of(request)
+    with acting(request, ident) as (session, actor):
+        service.reply_to_comment(session, actor, env, request_id, body.path, body.message)
+        return request_detail(session, actor, env, request_id)
 
 
 @router.post("/requests/{request_id}/withdraw", response_model=EgressRequestOut, responses=CHANGE_ERRORS)

@@ -8,10 +8,11 @@ from fastapi.responses import RedirectResponse
 from enclave.egress import release, review, service
 from enclave.egress.policy import EgressEnv
 from enclave.egress.schemas import EgressRequestOut, request_detail
-from enclave.enums import ProjectStatus, ReviewDecision
+from enclave.enums import EgressStatus, ProjectStatus, ReviewDecision
 from enclave.errors import InvalidInput
-from enclave.projects.service import projects_of
-from enclave.web import egress_views
+from enclave.permissions import is_member
+from enclave.projects.service import get_project, projects_of
+from enclave.web import egress_views, jobs_views
 from enclave.web.auth import Identity
 from enclave.web.context import acting, check_console, render, signed_in, web
 from enclave.web.pages.forms import done_message, form_fields
@@ -63,7 +64,12 @@ def request_page(request: Request, request_id: int, ident: Identity = Depends(si
             present = {f.path for f in detail.file_list}
             outbox = [f for f in egress_views.outbox_files(session, actor, env.settings, detail.project)
                       if f["path"] not in present]
-    return render(request, "egress/request.html", req=detail, outbox=outbox, done=done_message(request))
+        origins = jobs_views.file_origins(session, actor, detail)
+        runs = jobs_views.cited_runs(session, actor, detail)
+        may_reply = detail.status is EgressStatus.CHANGES_REQUESTED and (
+            actor.name == detail.author or is_member(actor, get_project(session, detail.project)))
+    return render(request, "egress/request.html", req=detail, outbox=outbox, origins=origins, runs=runs,
+                  may_reply=may_reply, done=done_message(request))
 
 
 @router.post("/egress/{request_id}/files")
@@ -96,6 +102,16 @@ async def submit(request: Request, request_id: int, ident: Identity = Depends(si
     return _back(request, f"egress/{request_id}", "submitted")
 
 
+@router.post("/egress/{request_id}/reply")
+async def reply(request: Request, request_id: int, ident: Identity = Depends(signed_in)):
+    """The author or a member answers the reviewers' comments on one file."""
+    data = await form_fields(request)
+    env = _env(request)
+    with acting(request, ident) as (session, actor):
+        service.reply_to_comment(session, actor, env, request_id, data.get("path", ""), data.get("message", ""))
+    return _back(request, f"egress/{request_id}", "replied")
+
+
 @router.post("/egress/{request_id}/withdraw")
 def withdraw(request: Request, request_id: int, ident: Identity = Depends(signed_in)):
     env = _env(request)
@@ -118,7 +134,9 @@ def review_request(request: Request, request_id: int, ident: Identity = Depends(
     with acting(request, ident) as (session, actor):
         egress_views.check_may_review(actor, session, request_id)
         detail = request_detail(session, actor, env, request_id)
-    return render(request, "review/request.html", req=detail, done=done_message(request))
+        origins = jobs_views.file_origins(session, actor, detail)
+        runs = jobs_views.cited_runs(session, actor, detail)
+    return render(request, "review/request.html", req=detail, origins=origins, runs=runs, done=done_message(request))
 
 
 @router.get("/review/{request_id}/file")
@@ -128,8 +146,11 @@ def review_file(request: Request, request_id: int, path: str, ident: Identity = 
         egress_views.check_may_review(actor, session, request_id)
         detail = request_detail(session, actor, env, request_id)
         view = egress_views.file_view(session, actor, env, request_id, path)
+        origins = jobs_views.file_origins(session, actor, detail)
+        runs = jobs_views.cited_runs(session, actor, detail)
     entry = next(f for f in detail.file_list if f.path == view.path)
-    return render(request, "review/file.html", req=detail, view=view, entry=entry)
+    return render(request, "review/file.html", req=detail, view=view, entry=entry, file_origin=origins.get(entry.path),
+                  runs=runs)
 
 
 @router.post("/review/{request_id}/vote")
