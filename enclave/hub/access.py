@@ -132,13 +132,42 @@ def project_mounts(
 
 def prepare_workspace(settings: Settings, slug: str) -> Path:
     """Create the project's workspace and its ``outbox/`` on the host, owned by the
-    notebook user (uid 1000) so the non-root container can write there."""
+    notebook user (uid 1000) so the non-root container can write there.
+
+    This runs as root on a folder researchers write to, so it never follows a link: a
+    member who replaced ``outbox`` with a symbolic link (to anything on the host) gets a
+    refusal, not a chown of the link's target.
+    """
     root = workspace_dir(settings, slug)
-    outbox = root / "outbox"
-    outbox.mkdir(parents=True, exist_ok=True)
-    for path in (root, outbox):
-        if os.geteuid() == 0:
-            os.chown(path, NOTEBOOK_UID, NOTEBOOK_GID)
-        path.chmod(0o770)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    parent_fd = os.open(root.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        root_fd = _open_own_dir(parent_fd, root.name, root)
+        try:
+            outbox_fd = _open_own_dir(root_fd, "outbox", root / "outbox")
+            os.close(outbox_fd)
+        finally:
+            os.close(root_fd)
+    finally:
+        os.close(parent_fd)
     return root
+
+
+def _open_own_dir(parent_fd: int, name: str, shown: Path) -> int:
+    """Create (if absent) and open the directory ``name`` under ``parent_fd`` without
+    following links; give it to the notebook user, mode 0770. Returns its descriptor."""
+    try:
+        os.mkdir(name, 0o770, dir_fd=parent_fd)
+    except FileExistsError:
+        pass
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent_fd)
+    except OSError:
+        raise PolicyError(
+            f"{shown} is a link or a file, not a folder: the server will not start until an admin removes it"
+        ) from None
+    if os.geteuid() == 0:
+        os.fchown(fd, NOTEBOOK_UID, NOTEBOOK_GID)
+    os.fchmod(fd, 0o770)
+    return fd
 

@@ -19,6 +19,7 @@ from enclave.sandbox import ContainerPolicy
 
 CULLER = "idle-culler"
 ENFORCER = "enclave-enforcer"
+JOB_WORKER = "enclave-jobs"
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ def enclave_environment(settings: Settings) -> dict[str, str]:
 
 
 def builtin_services(settings: Settings, policy: ContainerPolicy, enforce_interval: int = 20) -> list[dict[str, Any]]:
-    """The idle culler (timeout from policies/containers.yaml) and the enforcer."""
+    """The idle culler (timeout from policies/containers.yaml), the enforcer and the job worker."""
     return [
         {
             "name": CULLER,
@@ -71,6 +72,12 @@ def builtin_services(settings: Settings, policy: ContainerPolicy, enforce_interv
             "name": ENFORCER,
             "command": [sys.executable, "-m", "enclave.cli.main", "hub", "enforce",
                         f"--interval={enforce_interval}"],
+            "environment": enclave_environment(settings),
+        },
+        {
+            # Batch jobs run while the hub runs: the worker starts and stops with it.
+            "name": JOB_WORKER,
+            "command": [sys.executable, "-m", "enclave.cli.main", "job", "worker"],
             "environment": enclave_environment(settings),
         },
     ]
@@ -116,3 +123,15 @@ def extra_template_paths() -> list[str]:
             raise
         return []
     return hub_template_paths()
+
+
+def extra_user_scopes() -> list[str]:
+    """Scopes every signed-in person needs: opening the web app's consoles (what they may
+    do there is decided by the enclave's own roles, on the server)."""
+    try:
+        from enclave.web.service import USER_SCOPES
+    except ModuleNotFoundError as exc:
+        if exc.name != "enclave.web.service":
+            raise
+        return []
+    return list(USER_SCOPES)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import json
 import os
 from typing import Any
 
@@ -20,6 +21,7 @@ from traitlets import Unicode, default
 
 from enclave import sandbox
 from enclave.audit import append_event
+from enclave.catalog.service import live_grants
 from enclave.clock import utcnow
 from enclave.config import Settings
 from enclave.db.session import unit_of_work
@@ -130,12 +132,17 @@ class EnclaveSpawner(DockerSpawner):
             try:
                 user, project = check_can_spawn(session, self.user.name, slug, utcnow())
                 mounts = project_mounts(settings, session, project)
+                prepare_workspace(settings, project.slug)
+                # What enclave.safe records in each output's evidence: the versions read.
+                self._enclave_datasets = {
+                    g.dataset_version.dataset.name: str(g.dataset_version.version)
+                    for g in live_grants(session, project)
+                }
             except EnclaveError as exc:
                 refused = str(exc)
                 append_event(session, self.user.name, ServerAction.REFUSE, project=slug[:40] or None,
                              target=f"server:{self.user.name}/{slug}", details={"reason": refused})
             else:
-                prepare_workspace(settings, project.slug)
                 append_event(session, user, ServerAction.SPAWN, project=project,
                              target=f"server:{user.name}/{slug}",
                              details={"image": policy.image, "mounts": [m.target for m in mounts]})
@@ -171,6 +178,11 @@ class EnclaveSpawner(DockerSpawner):
             host_config=self.client.create_host_config(**host_config),
             **extra,
         )
+
+    def get_env(self) -> dict[str, str]:
+        env = super().get_env()
+        env["ENCLAVE_DATASETS"] = json.dumps(getattr(self, "_enclave_datasets", {}), sort_keys=True)
+        return env
 
     async def stop(self, now: bool = False) -> None:
         had_container = bool(self.object_id)  # not after a refused start: nothing ran

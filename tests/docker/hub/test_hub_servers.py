@@ -65,6 +65,11 @@ def test_hub_server_reads_its_granted_view_but_cannot_write_it(hub, client, alph
     assert code != 0 and "Read-only file system" in out
 
 
+def test_hub_server_tells_the_safe_library_which_dataset_versions_it_reads(client, alpha):
+    code, out = exec_in(client, alpha, "sh", "-c", "echo $ENCLAVE_DATASETS")
+    assert code == 0 and out.strip() == '{"tiny": "1"}', out
+
+
 def test_hub_server_start_is_audited_with_its_mounts(hub, alpha):
     starts = [e for e in audit(hub, "hub.server_start") if e.target == "server:alice/alpha"]
     assert starts and starts[-1].details["mounts"] == ["/home/jovyan/project", "/data/tiny"]

@@ -104,3 +104,23 @@ def test_prepare_workspace_creates_outbox_owned_by_the_notebook_user(settings):
     assert (root / "outbox").is_dir()
     if __import__("os").geteuid() == 0:
         assert (root.stat().st_uid, (root / "outbox").stat().st_uid) == (1000, 1000)
+
+
+def test_prepare_workspace_refuses_an_outbox_replaced_by_a_link(settings, tmp_path):
+    import os
+
+    import pytest
+
+    from enclave.errors import PolicyError
+
+    root = prepare_workspace(settings, "alpha")
+    target = tmp_path / "host-secret"
+    target.mkdir(mode=0o700)
+    before = target.stat()
+    (root / "outbox").rmdir()
+    (root / "outbox").symlink_to(target)  # what a member could do from inside the server
+    with pytest.raises(PolicyError, match="is a link or a file"):
+        prepare_workspace(settings, "alpha")
+    after = target.stat()
+    assert (after.st_uid, after.st_mode) == (before.st_uid, before.st_mode)
+    assert os.path.islink(root / "outbox")
