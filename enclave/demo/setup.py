@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import os
 import secrets
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,13 +59,16 @@ PROJECTS = (
 
 # What each project is approved to see of the demo dataset (data minimisation).
 GRANTS = {
-    "cardio": dict(columns=["patients.sex", "patients.ethnicity", "patients.deprivation_decile",
-                            "patients.patient_id", "admissions.*", "diagnoses.*"], where=[]),
+    "cardio": dict(columns=["patients.sex", "patients.date_of_birth", "patients.ethnicity",
+                            "patients.deprivation_decile", "patients.patient_id", "admissions.*", "diagnoses.*"],
+                   where=[]),
     "diabetes": dict(columns=["patients.sex", "patients.patient_id", "patients.deprivation_decile",
                               "lab_results.*", "prescriptions.*"], where=[]),
 }
 
-DATASET = "hospital"
+DATASET = "demo"
+# The example notebooks researchers find in their workspace.
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
 
 def _accounts_file(settings: Settings) -> Path:
@@ -126,8 +130,6 @@ def setup_demo(settings: Settings, patients: int = 2000) -> dict[str, dict[str, 
     if not source.exists():
         stage = settings.home / ".demo-source-staging"
         if stage.exists():
-            import shutil
-
             shutil.rmtree(stage)
         write_csv(generate(patients, seed=2026), stage)
         stage.rename(source)
@@ -143,7 +145,25 @@ def setup_demo(settings: Settings, patients: int = 2000) -> dict[str, dict[str, 
             if not catalog.live_grants(session, project):
                 catalog.add_grant(session, admin, settings, slug, DATASET, expires=end - dt.timedelta(days=1),
                                   columns=grant["columns"], where=grant["where"])
+    for slug in GRANTS:
+        _place_notebooks(settings, slug)
     return accounts
+
+
+def _place_notebooks(settings: Settings, slug: str) -> None:
+    """Copy the example notebooks into the project's workspace (once; never overwrite)."""
+    from enclave.hub.access import NOTEBOOK_GID, NOTEBOOK_UID, prepare_workspace
+
+    target = prepare_workspace(settings, slug) / "notebooks"
+    target.mkdir(exist_ok=True)
+    for source in sorted(NOTEBOOKS.glob("*.ipynb")) if NOTEBOOKS.is_dir() else []:
+        dest = target / source.name
+        if not dest.exists():
+            shutil.copyfile(source, dest)
+        if os.geteuid() == 0:
+            os.chown(dest, NOTEBOOK_UID, NOTEBOOK_GID)
+    if os.geteuid() == 0:
+        os.chown(target, NOTEBOOK_UID, NOTEBOOK_GID)
 
 
 def current_code(settings: Settings, name: str) -> str:

@@ -21,12 +21,16 @@ def test_setup_demo_creates_signable_accounts_projects_and_views(settings):
             project = projects.get_project(session, slug)
             assert project.status is ProjectStatus.ACTIVE
             views = catalog.active_views(session, project)
-            assert [name for name, _ in views] == ["hospital"]
+            assert [name for name, _ in views] == ["demo"]
             assert all(path.exists() for _, path in views)
         # The two projects see different, minimised parts of the dataset.
         cardio, diabetes = (catalog.live_grants(session, projects.get_project(session, s))[0] for s in ("cardio", "diabetes"))
         assert "patients.nhs_number" not in cardio.columns_json and cardio.columns_json != diabetes.columns_json
         assert verify_chain(session).ok
+    for slug in ("cardio", "diabetes"):
+        notebooks = settings.workspaces_dir / slug / "notebooks"
+        assert sorted(p.name for p in notebooks.glob("*.ipynb")) == ["cohort_analysis.ipynb", "quickstart.ipynb"]
+        assert (settings.workspaces_dir / slug / "outbox").is_dir()
     with unit_of_work(settings) as session:
         user = signin.verify_sign_in(session, "ada", accounts["ada"]["password"], current_code(settings, "ada"), utcnow())
         assert user.name == "ada"
