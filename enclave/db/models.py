@@ -411,7 +411,7 @@ class EgressReply(Base):
     __tablename__ = "egress_replies"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    request_id: Mapped[int] = mapped_column(ForeignKey("egress_requests.id", ondelete="CASCADE"))
+    request_id: Mapped[int] = mapped_column(ForeignKey("egress_requests.id", ondelete="CASCADE"), index=True)
     file_id: Mapped[int] = mapped_column(ForeignKey("egress_files.id", ondelete="CASCADE"))
     author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     round: Mapped[int] = mapped_column(Integer)
