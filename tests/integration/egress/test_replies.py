@@ -105,3 +105,24 @@ def test_reply_through_the_cli_and_shown_by_egress_show(world: World):
     assert f"reply on {PATH} (round 1) by rita: Rounded to 5." in shown.output
     refused = runner.invoke(app, ["--as", "ria", "egress", "reply", str(rid), PATH, "--message", "x"])
     assert refused.exit_code != 0 and refused.stderr.strip().count("\n") == 0 and "Traceback" not in refused.stderr
+
+
+def test_egress_show_prints_the_cited_runs(world: World):
+    from typer.testing import CliRunner
+
+    from enclave.cli.main import app
+    from enclave.jobs import service as jobs
+
+    notebook = world.settings.workspaces_dir / world.slug / "notebooks" / "counts.ipynb"
+    notebook.parent.mkdir(parents=True)
+    notebook.write_bytes(b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
+    with world.uow() as s:
+        run_id = jobs.submit_job(s, get_user(s, "rita"), world.settings, world.slug, "notebooks/counts.ipynb",
+                                 {"min_age": 50}).id
+    runner = CliRunner()
+    created = runner.invoke(app, ["--as", "rita", "egress", "create", world.slug, "--cite-run", str(run_id)])
+    assert created.exit_code == 0, created.output
+    rid = int(created.output.split()[3])  # "created egress request N (draft): ..."
+    shown = runner.invoke(app, ["--as", "max", "egress", "show", str(rid)])
+    assert shown.exit_code == 0, shown.output
+    assert f"cited run {run_id}: queued notebooks/counts.ipynb" in shown.output and "min_age" in shown.output
