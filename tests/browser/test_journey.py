@@ -12,6 +12,7 @@ enforcer stops ada's server. Screenshots: journey-*.png in ENCLAVE_SCREENSHOTS.
 
 from __future__ import annotations
 
+import calendar
 import hashlib
 import os
 import re
@@ -33,7 +34,10 @@ import pytest
 import yaml
 
 from enclave.config import Settings
-from enclave.db.session import upgrade
+from sqlalchemy import select
+
+from enclave.db.models import AuditEvent
+from enclave.db.session import unit_of_work, upgrade
 from enclave.demo.setup import current_code, setup_demo
 from enclave.egress.release import verify_release
 from enclave.egress.signing import PUBLIC_NAME
@@ -46,8 +50,11 @@ docker = pytest.importorskip("docker")
 pytestmark = [pytest.mark.browser, pytest.mark.docker, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-# Not another suite's prefix: those sessions remove everything named with theirs.
+# Not another suite's prefix: those sessions remove everything named with theirs. Each
+# session adds its own tag, since people sharing the machine may run this test at once.
 NAME_PREFIX = "enclave-journey-"
+SESSION = f"{NAME_PREFIX}{uuid.uuid4().hex[:6]}-"
+LEFTOVER_AGE = 30 * 60  # seconds: older journey containers are a crashed session's
 OUTPUT = "deprivation_by_sex.csv"
 NOTEBOOK = "notebooks/journey.ipynb"
 ENFORCE_WAIT = 90  # seconds; the enforcer runs every 20 s
@@ -92,17 +99,23 @@ class Hub:
         return response.json().get("servers", {})
 
 
-def _remove_leftovers(client) -> None:  # type: ignore[no-untyped-def]
-    for container in client.containers.list(all=True, filters={"name": NAME_PREFIX}):
-        if container.name.startswith(NAME_PREFIX):
+def _age(created: str) -> float:
+    """Seconds since an engine timestamp such as 2026-11-22T11:39:39.05Z."""
+    return time.time() - calendar.timegm(time.strptime(created[:19], "%Y-%m-%dT%H:%M:%S"))
+
+
+def _remove(client, prefix: str, older_than: float = -1) -> None:  # type: ignore[no-untyped-def]
+    """Remove containers and networks named ``prefix``... (and older than ``older_than`` s)."""
+    for container in client.containers.list(all=True, filters={"name": prefix}):
+        if container.name.startswith(prefix) and _age(container.attrs["Created"]) > older_than:
             container.remove(force=True)
-    for network in client.networks.list(filters={"name": NAME_PREFIX}):
-        if network.name.startswith(NAME_PREFIX):
+    for network in client.networks.list(filters={"name": prefix}):
+        if network.name.startswith(prefix) and _age(network.attrs["Created"]) > older_than:
             try:
                 release_host_access(client, network.name)
-            except Exception:  # noqa: BLE001 - best effort; the network goes anyway
+                network.remove()
+            except Exception:  # noqa: BLE001 - best effort
                 pass
-            network.remove()
 
 
 def _write_notebook(settings: Settings) -> None:
@@ -123,13 +136,13 @@ def hub(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
         client.images.get(image)
     except docker.errors.ImageNotFound:
         subprocess.run(["bash", str(REPO / "scripts" / "build-images.sh")], check=True)
-    _remove_leftovers(client)
+    _remove(client, NAME_PREFIX, older_than=LEFTOVER_AGE)
 
     work = tmp_path_factory.mktemp("journey")
     home, policies = work / "home", work / "policies"
     shutil.copytree(REPO / "policies", policies)
     containers = yaml.safe_load((policies / "containers.yaml").read_text())
-    containers.update(image=image, network=f"{NAME_PREFIX}net-{uuid.uuid4().hex[:6]}")
+    containers.update(image=image, network=f"{SESSION}net")
     (policies / "containers.yaml").write_text(yaml.safe_dump(containers))
     settings = Settings.from_env({"ENCLAVE_HOME": str(home), "ENCLAVE_POLICIES": str(policies)})
     upgrade(settings)
@@ -140,7 +153,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
     config = work / "hub_journey_config.py"
     config.write_text(
         f"load_subconfig({str(REPO / 'jupyterhub_config.py')!r})\n"
-        f"c.EnclaveSpawner.prefix = {NAME_PREFIX + 'nb'!r}\n"
+        f"c.EnclaveSpawner.prefix = {SESSION + 'nb'!r}\n"
         f"c.JupyterHub.services.append({{'name': 'journey-observer', 'api_token': {token!r}}})\n"
         "c.JupyterHub.load_roles.append({'name': 'journey-observer-role', 'services': ['journey-observer'],\n"
         "    'scopes': ['list:users', 'read:users', 'read:servers']})\n"
@@ -182,10 +195,10 @@ def hub(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
             os.killpg(proc.pid, 9)
             proc.wait()
         if request.session.testsfailed:
-            for container in client.containers.list(all=True, filters={"name": NAME_PREFIX}):
+            for container in client.containers.list(all=True, filters={"name": SESSION}):
                 print(f"\n--- logs of {container.name} ---\n{container.logs(tail=80).decode(errors='replace')}")
             print(f"\n--- hub log tail ({log}) ---\n{hub.log_tail(20000)}")
-        _remove_leftovers(client)
+        _remove(client, SESSION)
         client.close()
 
 
@@ -244,6 +257,13 @@ def _run_all_cells(page, outbox_file: Path, timeout: float = 180) -> None:  # ty
             outputs = page.locator(".jp-OutputArea-output").all_inner_texts()
             raise AssertionError(f"{outbox_file.name} did not appear within {timeout} s; outputs: {outputs}")
         time.sleep(1)
+
+
+def _enforced_stops(settings: Settings) -> list[AuditEvent]:
+    with unit_of_work(settings) as session:
+        events = session.scalars(select(AuditEvent).where(AuditEvent.action == "hub.server_enforced_stop")).all()
+        session.expunge_all()
+        return list(events)
 
 
 def test_journey_from_sign_in_to_release_and_suspension(browser, hub: Hub, tmp_path: Path) -> None:
@@ -379,6 +399,13 @@ def test_journey_from_sign_in_to_release_and_suspension(browser, hub: Hub, tmp_p
             raise AssertionError(f"ada's cardio server still runs {ENFORCE_WAIT} s after the suspension:\n"
                                  f"{hub.log_tail()}")
         time.sleep(2)
+    # The enforcer did it (its audit event follows the stop), for the suspension.
+    deadline = time.monotonic() + 15
+    while not (stops := _enforced_stops(settings)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert [(e.project, e.target) for e in stops] == [("cardio", "server:ada/cardio")], stops
+    assert "suspended" in stops[0].details["reason"], stops[0].details
+    assert docker.from_env().containers.list(filters={"name": f"{SESSION}nb-ada--cardio"}) == []
     public.reload()
     assert public.locator("#reg-cardio").count() == 0  # the register lists approved and active projects
     ada_context.close()
