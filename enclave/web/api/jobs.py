@@ -5,11 +5,13 @@ A submitted run waits in the queue until the worker (``enclave job worker``) sta
 
 from __future__ import annotations
 
+from dataclasses import field
 from typing import Any
 
 from fastapi import APIRouter, Depends, Path as PathParam, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field, field_validator
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from enclave.db.models import JobRun
 from enclave.jobs import service
@@ -73,30 +75,11 @@ class JobOut(BaseModel):
                    reproduced=None if p.comparison is None else bool(p.comparison.get("matches")))
 
 
-class ProvenanceOut(BaseModel):
+@pydantic_dataclass(frozen=True)
+class ProvenanceOut(service.RunProvenance):
     """Everything recorded about a run (see docs/jobs.md), and its reruns."""
 
-    run_id: int
-    project: str
-    submitted_by: str
-    status: JobStatus
-    notebook: str
-    notebook_sha256: str
-    parameters: dict[str, Any]
-    image: str | None
-    image_digest: str | None
-    views: list[dict[str, Any]]
-    limits: dict[str, Any]
-    created_at: str
-    started_at: str | None
-    finished_at: str | None
-    exit_code: int | None
-    error: str | None
-    output_dir: str
-    outputs: dict[str, str]
-    rerun_of: int | None
-    comparison: dict[str, Any] | None
-    reruns: list[JobOut]
+    reruns: list[JobOut] = field(default_factory=list)
 
 
 @router.get("", response_model=list[JobOut], responses=CHANGE_ERRORS)
