@@ -46,5 +46,7 @@ c.EnclaveSpawner.http_timeout = 60
 
 c.JupyterHub.services = hubconf.builtin_services(settings, policy) + hubconf.extra_services(settings)
 c.JupyterHub.load_roles = hubconf.builtin_service_roles() + hubconf.extra_service_roles(settings)
+# After sign-in: the consoles, not the spawn page of a default server the enclave refuses.
+c.JupyterHub.default_url = hubconf.landing_url()
 c.JupyterHub.template_paths = hubconf.extra_template_paths()
 c.JupyterHub.extra_user_scopes = set(hubconf.extra_user_scopes())

@@ -125,6 +125,20 @@ def extra_template_paths() -> list[str]:
     return hub_template_paths()
 
 
+def landing_url() -> str:
+    """Where people go after signing in (``c.JupyterHub.default_url``): the consoles, where
+    they pick a project and open its server. Left to itself the hub would offer its
+    default, unnamed server, which the enclave always refuses (a server belongs to one
+    project); without the web app, the hub's home page."""
+    try:
+        from enclave.web.service import SERVICE_NAME
+    except ModuleNotFoundError as exc:
+        if exc.name != "enclave.web.service":
+            raise
+        return "/hub/home"
+    return f"/services/{SERVICE_NAME}/"
+
+
 def extra_user_scopes() -> list[str]:
     """Scopes every signed-in person needs: opening the web app's consoles (what they may
     do there is decided by the enclave's own roles, on the server)."""

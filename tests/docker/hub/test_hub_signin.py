@@ -34,6 +34,13 @@ def test_hub_login_accepts_password_and_code_and_mirrors_roles(hub):
     assert {"user", "enclave-researcher"} <= roles and "admin" not in roles
 
 
+def test_hub_login_leads_to_the_consoles_not_a_default_server(hub):
+    # The hub's own default (a spawn page for an unnamed server) offers a start the
+    # enclave always refuses: a server belongs to one project, chosen in the consoles.
+    response = login(hub, "alice", PASSWORD, current_totp(hub.totp["alice"]))
+    assert response.status_code == 302 and response.headers["location"] == "/services/enclave/"
+
+
 @pytest.mark.parametrize(
     ("password", "otp", "says"),
     [
