@@ -226,7 +226,7 @@ def _accounts(hub: Hub) -> dict[str, dict[str, str]]:
 
 
 def _signed_in(browser, hub: Hub, name: str):  # type: ignore[no-untyped-def]
-    """A new browser context signed in as ``name``; returns its page on the hub's home."""
+    """A new browser context signed in as ``name``; returns its page on the consoles' start page."""
     context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
     page = context.new_page()
     _sign_in(page, hub, name)
@@ -235,8 +235,8 @@ def _signed_in(browser, hub: Hub, name: str):  # type: ignore[no-untyped-def]
 
 
 def _wait_signed_in(page) -> None:  # type: ignore[no-untyped-def]
-    """The hub sends a signed-in person on from the login page (to its spawn page)."""
-    page.wait_for_url(lambda url: "/hub/login" not in url, timeout=30_000)
+    """The hub sends a signed-in person on from the login page (to the consoles)."""
+    page.wait_for_url(re.compile(rf".*{CONSOLE}/.*"), timeout=30_000)
 
 
 def _run_all_cells(page, outbox_file: Path, timeout: float = 180) -> None:  # type: ignore[no-untyped-def]
@@ -282,12 +282,10 @@ def test_journey_from_sign_in_to_release_and_suspension(browser, hub: Hub, tmp_p
     _sign_in(ada, hub, "ada")
     _wait_signed_in(ada)
 
-    # 2. The console opens from the hub's home; the cardio server starts from it and JupyterLab loads.
-    ada.goto(f"{hub.url}/hub/home")
-    shot(ada, "journey-02-hub-home")
-    ada.get_by_role("link", name="Open the enclave consoles").click()
-    ada.wait_for_url(f"{console}/*", timeout=30_000)
-    ada.goto(f"{console}/projects")
+    # 2. Signing in leads to the consoles; the cardio server starts from there and JupyterLab loads.
+    assert ada.get_by_role("heading", name="Welcome, ada").is_visible()
+    shot(ada, "journey-02-console")
+    ada.locator("a.card", has_text="My projects").click()
     cardio = ada.locator("article", has=ada.locator("#p-cardio"))
     cardio.get_by_role("link", name="Start or open notebook server").click()
     ada.wait_for_url(f"{hub.url}/hub/spawn/ada/cardio*", timeout=30_000)
