@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import calendar
 import hashlib
+import json
 import os
 import re
 import secrets
@@ -33,9 +34,9 @@ import onetimepass
 import pytest
 import yaml
 
-from enclave.config import Settings
 from sqlalchemy import select
 
+from enclave.config import Settings
 from enclave.db.models import AuditEvent
 from enclave.db.session import unit_of_work, upgrade
 from enclave.demo.setup import current_code, setup_demo
@@ -220,8 +221,6 @@ def _sign_in(page, hub: Hub, name: str, code: str | None = None) -> None:  # typ
 
 
 def _accounts(hub: Hub) -> dict[str, dict[str, str]]:
-    import json
-
     return json.loads((hub.settings.home / "demo-accounts.json").read_text())
 
 
