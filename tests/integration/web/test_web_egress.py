@@ -62,6 +62,8 @@ def test_egress_two_reviewers_approve_then_release_and_members_download(client: 
                                json={"path": path, "decision": "approve", "comment": "published figure"})
             assert vote.status_code == 200, vote.text
     assert client.get(API + f"/requests/{in_review}", headers=h("t-rob")).json()["status"] == "approved"
+    overview = client.get(PREFIX + f"/review/{in_review}", headers=h("t-rita")).text
+    assert overview.count('class="badge badge-approve">approved</span>') == 2
     assert client.post(API + f"/requests/{in_review}/release", headers=h("t-rob")).status_code == 403
     released = client.post(API + f"/requests/{in_review}/release", headers=h("t-rita"))
     assert released.status_code == 200 and released.json()["status"] == "released"

@@ -104,6 +104,9 @@ def test_hub_signin_opens_the_consoles_by_hub_role(hub: str):
     ada = sign_in(hub, "ada")
     home = ada.get("/hub/home")
     assert 'id="enclave-consoles" class="btn btn-primary btn-sm" href="/services/enclave/"' in home.text
+    # No "My Server" or "Add New Server": every server belongs to a project and opens from the consoles.
+    assert 'id="start"' not in home.text and "new-server-btn" not in home.text
+    assert 'id="no-project-servers"' in home.text
     page = ada.get("/services/enclave/admin")
     assert page.status_code == 200 and "Dashboard" in page.text, page.text[-500:]
     assert page.url.path == "/services/enclave/admin"
