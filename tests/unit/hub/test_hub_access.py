@@ -124,3 +124,52 @@ def test_prepare_workspace_refuses_an_outbox_replaced_by_a_link(settings, tmp_pa
     after = target.stat()
     assert (after.st_uid, after.st_mode) == (before.st_uid, before.st_mode)
     assert os.path.islink(root / "outbox")
+
+
+def test_wait_until_listening_returns_once_the_port_accepts():
+    import asyncio
+    import socket
+    import time
+
+    from enclave.hub.spawner import wait_until_listening
+
+    async def scenario() -> tuple[bool, float]:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        server: list[asyncio.base_events.Server] = []
+
+        async def open_later() -> None:
+            await asyncio.sleep(0.3)
+            server.append(await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port))
+
+        async def never_stopped() -> bool:
+            return False
+
+        opener = asyncio.create_task(open_later())
+        start = time.monotonic()
+        ok = await wait_until_listening("127.0.0.1", port, timeout=5, interval=0.05, stopped=never_stopped)
+        elapsed = time.monotonic() - start
+        await opener
+        server[0].close()
+        return ok, elapsed
+
+    ok, elapsed = asyncio.run(scenario())
+    assert ok and 0.25 <= elapsed < 1.0
+
+
+def test_wait_until_listening_gives_up_when_the_container_stopped():
+    import asyncio
+    import socket
+
+    from enclave.hub.spawner import wait_until_listening
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    async def stopped() -> bool:
+        return True
+
+    ok = asyncio.run(wait_until_listening("127.0.0.1", port, timeout=10, interval=0.05, stopped=stopped))
+    assert ok is False
