@@ -19,6 +19,7 @@ import argparse
 import datetime as dt
 import os
 import secrets
+import signal
 import shutil
 import socket
 import statistics
@@ -137,6 +138,11 @@ class Hub:
             self.proc.wait(timeout=90)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.proc.wait()
+        try:  # whatever the hub left of its process group (its proxy, services)
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def summary(times: list[float]) -> tuple[float, float]:

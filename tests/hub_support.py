@@ -41,3 +41,22 @@ def ingest(session: Session, admin: User, settings: Settings, where: Path, name:
 
 def grant(session: Session, admin: User, settings: Settings, slug: str, name: str, days: int = 30) -> Grant:
     return catalog.add_grant(session, admin, settings, slug, name, expires=today() + dt.timedelta(days=days))
+
+
+def stop_hub_process(proc: "subprocess.Popen[bytes]", timeout: float = 60) -> None:
+    """Stop a hub started with ``start_new_session=True``, then whatever is left of its
+    process group (a proxy or service the hub did not stop), so no test leaks processes."""
+    import os
+    import signal
+    import subprocess
+
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

@@ -45,6 +45,7 @@ from enclave.egress.signing import PUBLIC_NAME
 from enclave.hub.access import NOTEBOOK_GID, NOTEBOOK_UID
 from enclave.sandbox import release_host_access
 from tests.browser.test_web_consoles import PREFIX as CONSOLE, shot
+from tests.hub_support import stop_hub_process
 
 docker = pytest.importorskip("docker")
 
@@ -189,12 +190,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
         yield hub
     finally:
         api.close()
-        proc.terminate()  # the hub stops its servers, services and proxy
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
+        stop_hub_process(proc)  # the hub stops its servers and services; then the rest of its group
         if request.session.testsfailed:
             for container in client.containers.list(all=True, filters={"name": SESSION}):
                 print(f"\n--- logs of {container.name} ---\n{container.logs(tail=80).decode(errors='replace')}")

@@ -33,7 +33,7 @@ from enclave.sandbox import release_host_access
 from enclave.hub.signin import enrol_totp, set_password
 from enclave.users import set_training
 from tests.conftest import Factory
-from tests.hub_support import grant, ingest
+from tests.hub_support import grant, ingest, stop_hub_process
 
 REPO = Path(__file__).resolve().parents[3]
 # Not tests/docker/conftest.py's prefix: its sessions remove everything named with theirs,
@@ -214,12 +214,7 @@ def hub(client, image, tmp_path_factory, request) -> Iterator[Hub]:
         yield Hub(url, api, token, settings, env, ports["ENCLAVE_HUB_API_PORT"], network, log, totp)
     finally:
         api.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_hub_process(proc)
         _remove_leftovers(client)
         if request.session.testsfailed:
             print(f"\n--- hub log ({log}) ---\n{log.read_text()[-20000:]}")
