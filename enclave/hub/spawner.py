@@ -107,6 +107,11 @@ class EnclaveSpawner(DockerSpawner):
     # --- the options form: the user's active projects ------------------------------------
 
     async def _render_options_form(self) -> str:
+        if self.name:
+            # A named server is its project's server: open it at once (the start re-checks
+            # access and refuses with the reason), with no form to confirm what the URL says.
+            return ""
+
         def active_projects() -> list[tuple[str, str]]:
             with unit_of_work(self.enclave_settings()) as session:
                 user = find_user(session, self.user.name)
