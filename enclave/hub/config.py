@@ -93,35 +93,23 @@ def builtin_service_roles() -> list[dict[str, Any]]:
 
 
 def extra_services(settings: Settings) -> list[dict[str, Any]]:
-    """Further hub-managed services of the enclave (JupyterHub service dicts)."""
-    try:
-        from enclave.web.service import hub_service
-    except ModuleNotFoundError as exc:  # a build without the web app
-        if exc.name != "enclave.web.service":
-            raise
-        return []
+    """Further hub-managed services of the enclave: the web app at /services/enclave/."""
+    from enclave.web.service import hub_service
+
     return [hub_service(settings, enclave_environment(settings))]
 
 
 def extra_service_roles(settings: Settings) -> list[dict[str, Any]]:
     """Roles (scopes) for :func:`extra_services`, as JupyterHub role dicts with ``services``."""
-    try:
-        from enclave.web.service import hub_service_role
-    except ModuleNotFoundError as exc:
-        if exc.name != "enclave.web.service":
-            raise
-        return []
+    from enclave.web.service import hub_service_role
+
     return [hub_service_role()]
 
 
 def extra_template_paths() -> list[str]:
-    """Template folders that extend the hub's own pages (the web app's home-page link)."""
-    try:
-        from enclave.web.service import hub_template_paths
-    except ModuleNotFoundError as exc:
-        if exc.name != "enclave.web.service":
-            raise
-        return []
+    """Template folders that extend the hub's own pages (the web app's home page)."""
+    from enclave.web.service import hub_template_paths
+
     return hub_template_paths()
 
 
@@ -129,23 +117,15 @@ def landing_url() -> str:
     """Where people go after signing in (``c.JupyterHub.default_url``): the consoles, where
     they pick a project and open its server. Left to itself the hub would offer its
     default, unnamed server, which the enclave always refuses (a server belongs to one
-    project); without the web app, the hub's home page."""
-    try:
-        from enclave.web.service import SERVICE_NAME
-    except ModuleNotFoundError as exc:
-        if exc.name != "enclave.web.service":
-            raise
-        return "/hub/home"
+    project)."""
+    from enclave.web.service import SERVICE_NAME
+
     return f"/services/{SERVICE_NAME}/"
 
 
 def extra_user_scopes() -> list[str]:
     """Scopes every signed-in person needs: opening the web app's consoles (what they may
     do there is decided by the enclave's own roles, on the server)."""
-    try:
-        from enclave.web.service import USER_SCOPES
-    except ModuleNotFoundError as exc:
-        if exc.name != "enclave.web.service":
-            raise
-        return []
+    from enclave.web.service import USER_SCOPES
+
     return list(USER_SCOPES)
