@@ -6,6 +6,8 @@ Factories reach every state through the service layer, never by editing rows.
 from __future__ import annotations
 
 import datetime as dt
+import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -103,3 +105,31 @@ class Factory:
 @pytest.fixture
 def factory(session: Session, settings: Settings) -> Factory:
     return Factory(session, settings)
+
+
+PG_ADMIN_URL = os.environ.get("ENCLAVE_TEST_PG_URL", "postgresql+psycopg://root@/postgres?host=/var/run/postgresql")
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh database on the real PostgreSQL server (started by make test / .ci/run),
+    dropped afterwards. Fails, never skips, when the server is not there."""
+    from sqlalchemy import create_engine, text
+
+    from enclave.db.session import engine_for
+
+    name = f"enclave_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_URL} ({exc}); run 'make services' first")
+    url = PG_ADMIN_URL.replace("/postgres?", f"/{name}?")
+    try:
+        yield url
+    finally:
+        engine_for(url).dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

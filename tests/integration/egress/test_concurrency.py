@@ -3,9 +3,7 @@ concurrently, against SQLite and PostgreSQL; no update, vote or transition is lo
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,7 +14,7 @@ from egress_world import World, build_world
 from enclave.audit import list_events, verify_chain
 from enclave.config import Settings
 from enclave.db.models import EgressRequest, EgressReview
-from enclave.db.session import engine_for, upgrade
+from enclave.db.session import upgrade
 from enclave.egress import release as release_service
 from enclave.egress import review
 from enclave.egress import service as egress
@@ -27,7 +25,6 @@ from enclave.users import get_user
 
 pytestmark = pytest.mark.slow
 N = 50
-PG_SOCKET = "/var/run/postgresql"
 
 
 def _run_all(jobs: list[Callable[[], object]]) -> list[object]:
@@ -81,29 +78,15 @@ def test_concurrency_sqlite_loses_no_update(world: World) -> None:
 
 
 @pytest.fixture
-def pg_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    psycopg = pytest.importorskip("psycopg")
-    if not Path(PG_SOCKET).exists():
-        pytest.skip("PostgreSQL is not running (start it as .ci/run does)")
-    name = f"enclave_egress_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(f"host={PG_SOCKET} dbname=postgres user={os.environ.get('PGUSER', 'root')}",
-                         autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg://{os.environ.get('PGUSER', 'root')}@/{name}?host={PG_SOCKET}"
+def pg_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pg_url: str) -> World:
     monkeypatch.setenv("ENCLAVE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("ENCLAVE_DB_URL", url)
+    monkeypatch.setenv("ENCLAVE_DB_URL", pg_url)
     monkeypatch.setenv("ENCLAVE_POLICIES", str(Path(__file__).resolve().parents[3] / "policies"))
     settings = Settings.from_env()
-    try:
-        upgrade(settings)
-        world = build_world(settings)
-        world.env = EgressEnv.load(settings)
-        yield world
-    finally:
-        engine_for(url).dispose()
-        with psycopg.connect(f"host={PG_SOCKET} dbname=postgres user={os.environ.get('PGUSER', 'root')}",
-                             autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    upgrade(settings)
+    world = build_world(settings)
+    world.env = EgressEnv.load(settings)
+    return world
 
 
 @pytest.mark.postgres

@@ -2,39 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Iterator
-
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import inspect
 
 from enclave.config import Settings
 from enclave.db.models import Base
 from enclave.db.session import engine_for, head_revision, unit_of_work, upgrade
-
-PG_ADMIN_URL = os.environ.get("ENCLAVE_TEST_PG_URL", "postgresql+psycopg://root@/postgres?host=/var/run/postgresql")
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh database on the real PostgreSQL server (started by make test / .ci/run)."""
-    name = f"enclave_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001
-        pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_URL} ({exc}); run 'make services' first")
-    url = PG_ADMIN_URL.replace("/postgres?", f"/{name}?")
-    yield url
-    engine_for(url).dispose()
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
 
 def _assert_schema_matches_models(url: str) -> None:
     with engine_for(url).connect() as conn:

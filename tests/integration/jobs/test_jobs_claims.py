@@ -4,16 +4,14 @@ on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import json
-import os
 import threading
-import uuid
 from pathlib import Path
 
 import pytest
 
 from enclave.config import Settings
 from enclave.db.models import JobRun
-from enclave.db.session import engine_for, unit_of_work, upgrade
+from enclave.db.session import unit_of_work, upgrade
 from enclave.enums import Role
 from enclave.jobs import service
 from enclave.jobs.states import JobStatus
@@ -22,7 +20,6 @@ from enclave.projects.lifecycle import ProjectAction
 from enclave.projects.tiers import load_tiers
 from enclave.users import add_user, get_user
 
-PG_SOCKET = "/var/run/postgresql"
 NOTEBOOK = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
 
 
@@ -77,24 +74,13 @@ def test_jobs_claims_respect_the_limit_under_concurrency_sqlite(settings: Settin
 
 
 @pytest.mark.postgres
-def test_jobs_claims_respect_the_limit_under_concurrency_postgres(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    psycopg = pytest.importorskip("psycopg")
-    if not Path(PG_SOCKET).exists():
-        pytest.skip("PostgreSQL is not running (start it as .ci/run does)")
-    user = os.environ.get("PGUSER", "root")
-    name = f"enclave_jobs_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(f"host={PG_SOCKET} dbname=postgres user={user}", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg://{user}@/{name}?host={PG_SOCKET}"
+def test_jobs_claims_respect_the_limit_under_concurrency_postgres(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pg_url: str
+):
     monkeypatch.setenv("ENCLAVE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("ENCLAVE_DB_URL", url)
+    monkeypatch.setenv("ENCLAVE_DB_URL", pg_url)
     monkeypatch.setenv("ENCLAVE_POLICIES", str(Path(__file__).resolve().parents[3] / "policies"))
     settings = Settings.from_env()
-    try:
-        upgrade(settings)
-        _queue(settings, 6)
-        _check(settings, _claim_race(settings, workers=6, limit=2), limit=2)
-    finally:
-        engine_for(url).dispose()
-        with psycopg.connect(f"host={PG_SOCKET} dbname=postgres user={user}", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    upgrade(settings)
+    _queue(settings, 6)
+    _check(settings, _claim_race(settings, workers=6, limit=2), limit=2)
