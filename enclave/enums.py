@@ -35,3 +35,17 @@ class ReviewDecision(StrEnum):
     APPROVE = "approve"
     REQUEST_CHANGES = "request_changes"
     REJECT = "reject"
+
+
+class IncidentKind(StrEnum):
+    """Why an incident was opened (enclave.incidents)."""
+
+    # The egress meter saw a server send more to the browser than its tier allows.
+    EGRESS_VOLUME = "egress_volume"
+    # Files with the same sha256 as a revoked view's were found in a workspace.
+    REVOKED_VIEW_COPY = "revoked_view_copy"
+
+
+class IncidentStatus(StrEnum):
+    OPEN = "open"
+    CLEARED = "cleared"

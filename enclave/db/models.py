@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Date,
     DateTime,
     Enum,
@@ -25,7 +26,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 from enclave.clock import utcnow
-from enclave.enums import EgressStatus, ProjectStatus, ReviewDecision, Role
+from enclave.enums import EgressStatus, IncidentKind, IncidentStatus, ProjectStatus, ReviewDecision, Role
 
 __all__ = ["utcnow"]  # re-exported for callers that build rows
 
@@ -70,6 +71,9 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(255))
     totp_secret: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Set when repeated incidents disable the account (enclave.incidents); an admin re-enables it.
+    disabled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
 
     role_rows: Mapped[list[UserRole]] = relationship(
         back_populates="user", cascade="all, delete-orphan", lazy="selectin"
@@ -419,3 +423,34 @@ class EgressReply(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     author: Mapped[User] = relationship(lazy="joined")
+
+
+# --- Incidents (enclave.incidents): what the egress meter and the enforcer report -------
+
+
+class Incident(Base):
+    """A security incident about one person's server, open until an admin clears it.
+
+    While an open incident ``suspends`` its person, they can neither sign in nor start a
+    server (``enclave.incidents.check_not_suspended``).
+    """
+
+    __tablename__ = "incidents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[IncidentKind] = mapped_column(_enum(IncidentKind))
+    status: Mapped[IncidentStatus] = mapped_column(_enum(IncidentStatus), default=IncidentStatus.OPEN, index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id"))
+    server: Mapped[str] = mapped_column(String(64), default="")
+    suspends: Mapped[bool] = mapped_column(Boolean, default=False)
+    details_json: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    opened_by: Mapped[str] = mapped_column(String(64))
+    opened_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    cleared_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    cleared_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    clear_note: Mapped[str | None] = mapped_column(Text)
+
+    user: Mapped[User] = relationship(foreign_keys=[user_id], lazy="joined")
+    project: Mapped[Project | None] = relationship(lazy="joined")
+    cleared_by: Mapped[User | None] = relationship(foreign_keys=[cleared_by_id], lazy="joined")
