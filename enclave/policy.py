@@ -74,6 +74,7 @@ POLICY_FILES: dict[str, str] = {
     "disclosure.yaml": "enclave.disclosure.policy:DisclosurePolicy",
     "containers.yaml": "enclave.sandbox:ContainerPolicy",
     "egress.yaml": "enclave.egress.policy:EgressPolicy",
+    "browser.yaml": "enclave.hub.browser_policy:BrowserPolicy",
 }
 
 
