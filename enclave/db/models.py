@@ -70,6 +70,9 @@ class User(Base):
     # Sign-in secrets (hashed password, TOTP seed); set by the hub's authenticator.
     password_hash: Mapped[str | None] = mapped_column(String(255))
     totp_secret: Mapped[str | None] = mapped_column(String(64))
+    # The TOTP time step of the last accepted code: that step and earlier ones are refused
+    # (RFC 6238 section 5.2), so a code cannot sign in twice.
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     # Set when repeated incidents disable the account (enclave.incidents); an admin re-enables it.
     disabled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -454,3 +457,56 @@ class Incident(Base):
     user: Mapped[User] = relationship(foreign_keys=[user_id], lazy="joined")
     project: Mapped[Project | None] = relationship(lazy="joined")
     cleared_by: Mapped[User | None] = relationship(foreign_keys=[cleared_by_id], lazy="joined")
+
+
+# --- Retention (enclave.projects.retention): a closed project's archive and its destruction --
+
+
+class DataRetention(Base):
+    """What happened to a closed project's data: archived when it closed, destroyed after
+    the retention period of its tier, with the signed destruction record.
+
+    Once ``destroyed_at`` is set the row is immutable (database triggers refuse changes).
+    """
+
+    __tablename__ = "data_retention"
+
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), primary_key=True)
+    closed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    retention_days: Mapped[int] = mapped_column(Integer)
+    destroy_after: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    policy_version: Mapped[str] = mapped_column(String(64))
+    archive_path: Mapped[str | None] = mapped_column(Text)
+    archive_sha256: Mapped[str | None] = mapped_column(String(64))
+    archive_size: Mapped[int | None] = mapped_column(BigInteger)
+    destroyed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    destroyed_by: Mapped[str | None] = mapped_column(String(64))
+    destruction_record: Mapped[dict[str, Any] | None] = mapped_column()
+
+    project: Mapped[Project] = relationship(lazy="joined")
+
+
+# --- Break-glass (enclave.hub.breakglass): an admin's time-limited access to one server --
+
+
+class BreakGlass(Base):
+    """An admin's window into one researcher's project server, with the written reason.
+
+    While it is open (``opened_at`` <= now < ``expires_at``, not ``closed_at``) the hub
+    gives ``actor`` access to the server ``owner``/``project.slug`` and nothing else.
+    """
+
+    __tablename__ = "break_glass"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    actor_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    opened_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    actor: Mapped[User] = relationship(foreign_keys=[actor_id], lazy="joined")
+    owner: Mapped[User] = relationship(foreign_keys=[owner_id], lazy="joined")
+    project: Mapped[Project] = relationship(lazy="joined")
