@@ -279,6 +279,10 @@ class EgressFile(Base):
     size: Mapped[int | None] = mapped_column(BigInteger)
     check_status: Mapped[str | None] = mapped_column(String(16))
     check_json: Mapped[dict[str, Any] | None] = mapped_column()
+    # The canonical form (enclave.egress.canonical): what reviewers see and release writes;
+    # None when the file has none (it cannot be released) or was not yet submitted.
+    canonical_sha256: Mapped[str | None] = mapped_column(String(64))
+    canonical_size: Mapped[int | None] = mapped_column(BigInteger)
     added_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     request: Mapped[EgressRequest] = relationship(back_populates="files")
