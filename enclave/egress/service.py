@@ -27,6 +27,7 @@ from enclave.db.models import (
 from enclave.disclosure.evidence import is_sidecar, sidecar_path
 from enclave.disclosure.verdict import Verdict, worst
 from enclave.egress import notify
+from enclave.egress.canonical import canonicalise_objects, with_canonical_findings
 from enclave.egress.checks import check_objects
 from enclave.egress.policy import EgressEnv
 from enclave.egress.quarantine import StoredFile, inspect_outbox_file, normalise_relpath, quarantine_file
@@ -314,18 +315,22 @@ def submit_request(
     new_round = current_round(request) + 1
     previous = {f.id: (f.sha256, _last_outcome_was_approve(session, env, request, f) if f.sha256 else False) for f in files}
     stored = {f.relpath: quarantine_file(env.settings, request.project.slug, f.relpath, limits.max_file_bytes) for f in files}
+    # What reviewers will see and release will write; a file without one fails its check.
+    canonical = canonicalise_objects(env.settings, env.disclosure, {p: s.path for p, s in stored.items()})
     evidence = {p: e for p in stored if (e := _quarantine_evidence(env, request.project.slug, p)) is not None}
     results = check_objects(env.settings, env.disclosure, {p: s.path for p, s in stored.items()},
                             {p: e.path for p, e in evidence.items()})
+    results = with_canonical_findings(results, canonical)
     reset: list[str] = []
     for file in files:
         copy = stored[file.relpath]
         old_sha, was_approved = previous[file.id]
-        keep_round = old_sha == copy.sha256 and was_approved
+        keep_round = old_sha == copy.sha256 and was_approved and file.canonical_sha256 == canonical[file.relpath].sha256
         if not keep_round:
             reset.append(file.relpath)
         result = results[file.relpath]
         file.sha256, file.size = copy.sha256, copy.size
+        file.canonical_sha256, file.canonical_size = canonical[file.relpath].sha256, canonical[file.relpath].size
         file.check_status = result["status"]
         file.check_json = {"round": file_round(file) if keep_round else new_round, **result,
                            "evidence_sha256": evidence[file.relpath].sha256 if file.relpath in evidence else None}
@@ -336,7 +341,8 @@ def submit_request(
     overall = worst(Verdict(f.check_status) for f in files)
     append_event(session, actor, EgressAudit.SUBMIT, project=request.project, target=target_of(request), details={
         "round": new_round, "check_status": overall, "exception": justification, "reviews_reset": reset,
-        "files": [{"path": f.relpath, "sha256": f.sha256, "size": f.size, "check": f.check_status} for f in files],
+        "files": [{"path": f.relpath, "sha256": f.sha256, "size": f.size, "canonical_sha256": f.canonical_sha256,
+                   "check": f.check_status} for f in files],
     })
     move(session, env, actor, request, EgressStatus.SUBMITTED, Owner.RESEARCHER, round=new_round)
     if overall is Verdict.FAIL and justification is None:
