@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,8 +168,16 @@ def _place_notebooks(settings: Settings, slug: str) -> None:
 
 
 def current_code(settings: Settings, name: str) -> str:
-    """The current one-time code of a demo account (demo accounts only)."""
+    """A one-time code of a demo account that the next sign-in accepts (demo accounts
+    only). A code signs in once: after a sign-in in the current 30-second step this is
+    the next step's code, and if that was used too it waits until it is accepted."""
     accounts = _load_accounts(settings)
     if name not in accounts:
         raise InvalidInput(f"{name!r} is not a demo account: demo accounts are {', '.join(sorted(accounts)) or 'not set up'}")
-    return signin.current_totp(accounts[name]["totp_secret"])
+    with unit_of_work(settings) as session:
+        user = find_user(session, name)
+        last_step = user.totp_last_step if user is not None else None
+    code, wait = signin.unused_totp(accounts[name]["totp_secret"], last_step, dt.datetime.now(dt.UTC))
+    if wait:
+        time.sleep(wait)
+    return code

@@ -7,12 +7,18 @@ The hub's authenticator (``enclave.hub.auth``) is a thin wrapper around
 Lockout: after ``max_failures`` failed attempts within ``window`` (counted from the
 audit log since the user's last success), further attempts are refused without
 checking the secrets until the window has passed without new failures.
+
+Replay: each person's last accepted TOTP time step is stored, and a code of that step
+or an earlier one is refused (RFC 6238, section 5.2). The step is claimed with one
+conditional UPDATE, so of two concurrent sign-ins with the same code only one succeeds.
+A refused replay is a failed sign-in like any other (audited, counted for lockout).
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import hmac
 import os
 import urllib.parse
 from dataclasses import dataclass
@@ -20,8 +26,9 @@ from enum import StrEnum
 
 import bcrypt
 import onetimepass
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from enclave.audit import append_event
 from enclave.db.models import AuditEvent, User
@@ -31,6 +38,8 @@ from enclave.permissions import check_admin
 from enclave.users import find_user, get_user
 
 MIN_PASSWORD_CHARS = 12
+TOTP_PERIOD = 30  # seconds per time step
+TOTP_SKEW_STEPS = 1  # steps either side accepted: clocks a little apart
 MAX_PASSWORD_BYTES = 72  # bcrypt's limit; longer inputs would be silently cut or refused
 TOTP_ISSUER = "Enclave"
 
@@ -115,6 +124,29 @@ def current_totp(secret: str, at: dt.datetime | None = None) -> str:
     return f"{onetimepass.get_totp(secret, clock=clock):06d}"
 
 
+def totp_step(at: dt.datetime) -> int:
+    """The RFC 6238 time step (counter) of the instant ``at``."""
+    return int(at.timestamp()) // TOTP_PERIOD
+
+
+def totp_for_step(secret: str, step: int) -> str:
+    """The six-digit code of ``secret`` for time step ``step``."""
+    return f"{onetimepass.get_totp(secret, clock=step * TOTP_PERIOD):06d}"
+
+
+def unused_totp(secret: str, last_step: int | None, at: dt.datetime) -> tuple[str, float]:
+    """A code that a sign-in at or after ``at`` will accept, given the last accepted step:
+    the current step's if unused, else the next step's (accepted ahead of time by the skew
+    tolerance). Returns the code and the seconds to wait before it is accepted (0 unless
+    even the next step was used)."""
+    now_step = totp_step(at)
+    target = max(now_step, (last_step if last_step is not None else now_step - 1) + 1)
+    wait = 0.0
+    if target > now_step + TOTP_SKEW_STEPS:
+        wait = (target - TOTP_SKEW_STEPS) * TOTP_PERIOD - at.timestamp()
+    return totp_for_step(secret, target), max(0.0, wait)
+
+
 def _recent_failures(session: Session, name: str, since: dt.datetime) -> int:
     rows = session.scalars(
         select(AuditEvent.action)
@@ -154,8 +186,12 @@ def verify_sign_in(
         reason = "not enrolled"
     elif not pw_ok:
         reason = "wrong password"
-    elif not _totp_ok(user.totp_secret, otp, now):
-        reason = "wrong or missing code"
+    else:
+        step = _totp_matching_step(user.totp_secret, otp, now)
+        if step is None:
+            reason = "wrong or missing code"
+        elif not _claim_step(session, user, step):
+            reason = "code already used"
     if reason is not None:
         append_event(session, name or "anonymous", SignInAction.LOGIN_FAILED, target=target,
                      details={"reason": reason})
@@ -166,9 +202,31 @@ def verify_sign_in(
     return user
 
 
-def _totp_ok(secret: str, otp: str, now: dt.datetime) -> bool:
+def _totp_matching_step(secret: str, otp: str, now: dt.datetime) -> int | None:
+    """The time step whose code ``otp`` is (within the skew tolerance), else None."""
     code = (otp or "").strip().replace(" ", "")
     if not (code.isdigit() and len(code) == 6):
+        return None
+    now_step = totp_step(now)
+    for step in range(now_step - TOTP_SKEW_STEPS, now_step + TOTP_SKEW_STEPS + 1):
+        if hmac.compare_digest(totp_for_step(secret, step), code):
+            return step
+    return None
+
+
+def _claim_step(session: Session, user: User, step: int) -> bool:
+    """Record ``step`` as the user's last accepted one if it is later than the stored one.
+
+    One conditional UPDATE: the database serialises two sign-ins with the same code (the
+    second waits for the first's row lock, then finds the step taken), so only one wins.
+    """
+    result = session.execute(
+        update(User)
+        .where(User.id == user.id, or_(User.totp_last_step.is_(None), User.totp_last_step < step))
+        .values(totp_last_step=step)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
         return False
-    # One step either side tolerates clocks a little apart.
-    return bool(onetimepass.valid_totp(code, secret, clock=int(now.timestamp()), window=1))
+    set_committed_value(user, "totp_last_step", step)
+    return True

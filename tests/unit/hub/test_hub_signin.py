@@ -11,7 +11,17 @@ from enclave.clock import utcnow
 from enclave.db.models import AuditEvent
 from enclave.enums import Role
 from enclave.errors import InvalidInput, PermissionDenied
-from enclave.hub.signin import Lockout, SignInRefused, current_totp, enrol_totp, set_password, verify_sign_in
+from enclave.hub.signin import (
+    Lockout,
+    SignInRefused,
+    current_totp,
+    enrol_totp,
+    set_password,
+    totp_for_step,
+    totp_step,
+    unused_totp,
+    verify_sign_in,
+)
 from enclave.users import add_user
 
 PASSWORD = "correct horse battery"
@@ -97,3 +107,60 @@ def test_set_password_needs_an_admin_except_for_the_first_admin(factory):
         set_password(factory.session, boss, "alice", "short")
     other = add_user(factory.session, boss, "carol", {Role.ADMIN})
     set_password(factory.session, other, "alice", PASSWORD)
+
+
+def _failures(session, reason):
+    events = session.scalars(select(AuditEvent).where(AuditEvent.action == "hub.login_failed")).all()
+    return [e for e in events if e.details.get("reason") == reason]
+
+
+def test_verify_sign_in_refuses_a_replayed_code(factory):
+    enrolment = _enrolled(factory)
+    now = utcnow()
+    code = current_totp(enrolment.secret, now)
+    assert verify_sign_in(factory.session, "alice", PASSWORD, code, now)
+    with pytest.raises(SignInRefused, match="wrong user name, password or authenticator code"):
+        verify_sign_in(factory.session, "alice", PASSWORD, code, now + dt.timedelta(seconds=5))
+    assert len(_failures(factory.session, "code already used")) == 1
+
+
+def test_verify_sign_in_refuses_an_earlier_step_after_a_later_one(factory):
+    enrolment = _enrolled(factory)
+    now = utcnow()
+    ahead = current_totp(enrolment.secret, now + dt.timedelta(seconds=30))  # accepted: one step of skew
+    assert verify_sign_in(factory.session, "alice", PASSWORD, ahead, now)
+    with pytest.raises(SignInRefused):
+        verify_sign_in(factory.session, "alice", PASSWORD, current_totp(enrolment.secret, now), now)
+    # Once the clock has moved two steps on, a fresh code works again.
+    later = now + dt.timedelta(seconds=60)
+    assert verify_sign_in(factory.session, "alice", PASSWORD, current_totp(enrolment.secret, later), later)
+
+
+def test_verify_sign_in_counts_replays_towards_lockout(factory):
+    enrolment = _enrolled(factory)
+    now = utcnow()
+    lockout = Lockout(max_failures=2, window=dt.timedelta(minutes=15))
+    code = current_totp(enrolment.secret, now)
+    verify_sign_in(factory.session, "alice", PASSWORD, code, now, lockout)
+    for _ in range(2):
+        with pytest.raises(SignInRefused, match="wrong user name"):
+            verify_sign_in(factory.session, "alice", PASSWORD, code, now, lockout)
+    fresh = current_totp(enrolment.secret, now + dt.timedelta(seconds=30))
+    with pytest.raises(SignInRefused, match="too many failed sign-ins"):
+        verify_sign_in(factory.session, "alice", PASSWORD, fresh, now, lockout)
+
+
+def test_unused_totp_gives_a_code_the_next_sign_in_accepts(factory):
+    enrolment = _enrolled(factory)
+    now = dt.datetime(2026, 12, 1, 10, 0, 5, tzinfo=dt.UTC)
+    step = totp_step(now)
+    assert unused_totp(enrolment.secret, None, now) == (current_totp(enrolment.secret, now), 0.0)
+    assert unused_totp(enrolment.secret, step, now) == (totp_for_step(enrolment.secret, step + 1), 0.0)
+    code, wait = unused_totp(enrolment.secret, step + 1, now)
+    assert code == totp_for_step(enrolment.secret, step + 2) and wait == pytest.approx(25.0)
+    # Each code it gives signs in once, in turn.
+    clock = now
+    for _ in range(3):
+        code, wait = unused_totp(enrolment.secret, factory.get("alice").totp_last_step, clock)
+        clock += dt.timedelta(seconds=wait)
+        assert verify_sign_in(factory.session, "alice", PASSWORD, code, clock)
