@@ -292,12 +292,15 @@ def egress_download(
 def egress_verify(
     record: _Path = typer.Argument(..., help="A release.json (files/ beside it are checked too)."),
     public_key: _Optional[_Path] = typer.Option(None, "--public-key", help="The enclave's egress-signing.pub."),
+    keyring: _Optional[_Path] = typer.Option(None, "--keyring", help="The enclave's keyring.json (every key it ever signed with)."),
 ) -> None:
     """Verify a release record's signature (and the released files beside it); exit 1 if it fails."""
     from enclave.egress.release import verify_release
-    from enclave.egress.signing import PUBLIC_NAME
+    from enclave.egress.signing import site_verifier
 
-    key = public_key or (_settings().keys_dir / PUBLIC_NAME)
+    if public_key and keyring:
+        raise _InvalidInput("give --public-key or --keyring, not both")
+    key = keyring or public_key or site_verifier(_settings().keys_dir)
     report = verify_release(record, key)
     if not report.ok:
         raise _InvalidInput(f"release record NOT verified: {'; '.join(report.problems)}")

@@ -88,6 +88,7 @@ GROUPS: list[tuple[str, str]] = [
     ("enclave.cli.jobs", "job"),
     ("enclave.cli.hub", "hub"),
     ("enclave.cli.demo", "demo"),
+    ("enclave.cli.keys", "keys"),
 ]
 
 for _module, _name in GROUPS:

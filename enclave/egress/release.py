@@ -4,7 +4,13 @@ download released files; verify a record.
 Layout of one release (also what ``download`` writes):
 
     export/<project>/request-<id>/release.json     the signed release record
-    export/<project>/request-<id>/files/<path>     the approved bytes, as quarantined
+    export/<project>/request-<id>/files/<path>     the approved file in its canonical form
+
+Only the canonical form (``enclave.egress.canonical``) leaves: the bytes the reviewers saw,
+rebuilt from what the file means, never the bytes the researcher submitted. The record
+names both, per file: ``sha256``/``size`` of the released bytes and ``submitted`` (the
+sha256 and size of what was submitted). Records of format ``enclave-release/1`` (released
+the submitted bytes, so there the two were one) still verify.
 
 The release is built in a staging folder and renamed into place before the database
 commits; an interrupted release leaves the request approved and is simply run again
@@ -27,12 +33,13 @@ from sqlalchemy.orm import Session
 
 from enclave.audit import append_event
 from enclave.db.models import EgressRequest, Grant, JobRun, User, utcnow
+from enclave.egress.canonical import problem_of
 from enclave.egress.crash import crash_point
 from enclave.egress.policy import EgressEnv
 from enclave.egress.quarantine import CHUNK, read_object
 from enclave.egress.review import file_outcome, required_reviews
 from enclave.egress.service import EgressAudit, current_votes, get_request, move, target_of
-from enclave.egress.signing import load_or_create_key, load_public_key, sign_record, verify_envelope
+from enclave.egress.signing import load_or_create_key, load_public_key, sign_record, site_verifier, verify_envelope
 from enclave.egress.workflow import Owner
 from enclave.enums import EgressStatus, ReviewDecision, Role
 from enclave.errors import Conflict, InvalidInput, InvalidTransition, NotFound, PermissionDenied
@@ -41,7 +48,8 @@ from enclave.projects.lifecycle import WORKING
 
 RECORD_NAME = "release.json"
 FILES_DIR = "files"
-FORMAT = "enclave-release/1"
+FORMAT = "enclave-release/2"
+KNOWN_FORMATS = frozenset({"enclave-release/1", FORMAT})
 
 
 def release_dir(env: EgressEnv, request: EgressRequest) -> Path:
@@ -71,8 +79,9 @@ def build_record(session: Session, env: EgressEnv, actor: User, request: EgressR
         files.append({
             "path": file.relpath,
             "group": groups[file.group_id].name if file.group_id in groups else None,
-            "sha256": file.sha256,
-            "size": file.size,
+            "sha256": file.canonical_sha256,
+            "size": file.canonical_size,
+            "submitted": {"sha256": file.sha256, "size": file.size},
             "check": {"status": file.check_status, "findings": (file.check_json or {}).get("findings", [])},
             "reviews": [{"reviewer": v.reviewer.name, "decision": str(v.decision), "comment": v.comment,
                          "round": v.round, "at": _iso(v.created_at)} for v in current_votes(request, file, session)],
@@ -146,6 +155,10 @@ def release_request(session: Session, actor: User, env: EgressEnv, request_id: i
     for file in request.files:  # fail closed: re-derive the decision rather than trust the status alone
         if file_outcome([v.decision for v in current_votes(request, file, session)], required) is not ReviewDecision.APPROVE:
             raise Conflict(f"outbox/{file.relpath} of request {request.id} is not approved by {required} reviewers: it cannot be released")
+        if file.canonical_sha256 is None:  # only the reviewed canonical form may leave; there is none
+            reason = problem_of(file.check_json) or (
+                "it was submitted before releases were put in canonical form; request changes so that its author resubmits it")
+            raise Conflict(f"outbox/{file.relpath} of request {request.id} cannot be released: {reason}")
     final = release_dir(env, request)
     final.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
     for stale in final.parent.glob(f".staging-request-{request.id}-*"):
@@ -153,9 +166,9 @@ def release_request(session: Session, actor: User, env: EgressEnv, request_id: i
     staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".staging-request-{request.id}-"))
     try:
         for file in request.files:
-            assert file.sha256 is not None
+            assert file.canonical_sha256 is not None
             target = _safe_join(staging / FILES_DIR, file.relpath)
-            _copy_verified(read_object(env.settings, file.sha256), target, file.sha256)
+            _copy_verified(read_object(env.settings, file.canonical_sha256), target, file.canonical_sha256)
             target.chmod(0o444)  # released bytes are immutable
             crash_point("release.copy")
         record = build_record(session, env, actor, request)
@@ -177,7 +190,8 @@ def release_request(session: Session, actor: User, env: EgressEnv, request_id: i
     request.release_record_path = str(final / RECORD_NAME)
     append_event(session, actor, EgressAudit.RELEASE, project=request.project, target=target_of(request), details={
         "record": request.release_record_path, "signature": envelope["signature"]["value"],
-        "files": [{"path": f.relpath, "sha256": f.sha256, "size": f.size} for f in request.files],
+        "files": [{"path": f.relpath, "sha256": f.canonical_sha256, "size": f.canonical_size,
+                   "submitted_sha256": f.sha256} for f in request.files],
     })
     move(session, env, actor, request, EgressStatus.RELEASED, Owner.SYSTEM)
     return request
@@ -193,7 +207,7 @@ def download_release(session: Session, actor: User, env: EgressEnv, request_id: 
     if request.status is not EgressStatus.RELEASED or not request.release_record_path:
         raise InvalidTransition(f"egress request {request.id} is {request.status.value}: only released requests can be downloaded")
     source = Path(request.release_record_path).parent
-    report = verify_release(source / RECORD_NAME, env.settings.keys_dir / "egress-signing.pub")
+    report = verify_release(source / RECORD_NAME, site_verifier(env.settings.keys_dir))
     if not report.ok:
         raise Conflict(f"the export of request {request.id} no longer matches its record ({report.problems[0]}): tell the enclave operator")
     dest = Path(dest)
@@ -254,6 +268,10 @@ def verify_release(record_path: Path, public_key_path: Path) -> VerifyReport:
     except InvalidInput as exc:
         return VerifyReport(ok=False, problems=[str(exc)])
     report = VerifyReport(ok=True, record=record)
+    if record.get("format") not in KNOWN_FORMATS:
+        report.ok = False
+        report.problems.append(f"unknown record format {record.get('format')!r}: verify it with a newer enclave")
+        return report
     files_dir = record_path.parent / FILES_DIR
     if files_dir.is_dir():
         listed = set()
