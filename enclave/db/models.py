@@ -73,9 +73,6 @@ class User(Base):
     # The TOTP time step of the last accepted code: that step and earlier ones are refused
     # (RFC 6238 section 5.2), so a code cannot sign in twice.
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
-    # The TOTP time step of the last accepted code: that step and earlier ones are refused
-    # (RFC 6238 section 5.2), so a code cannot sign in twice.
-    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     # Set when repeated incidents disable the account (enclave.incidents); an admin re-enables it.
     disabled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
@@ -490,32 +487,6 @@ class DataRetention(Base):
     destroyed_by: Mapped[str | None] = mapped_column(String(64))
     destruction_record: Mapped[dict[str, Any] | None] = mapped_column()
 
-    project: Mapped[Project] = relationship(lazy="joined")
-
-
-# --- Break-glass (enclave.hub.breakglass): an admin's time-limited access to one server --
-
-
-class BreakGlass(Base):
-    """An admin's window into one researcher's project server, with the written reason.
-
-    While it is open (``opened_at`` <= now < ``expires_at``, not ``closed_at``) the hub
-    gives ``actor`` access to the server ``owner``/``project.slug`` and nothing else.
-    """
-
-    __tablename__ = "break_glass"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    actor_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
-    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
-    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
-    reason: Mapped[str] = mapped_column(Text)
-    opened_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
-    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-
-    actor: Mapped[User] = relationship(foreign_keys=[actor_id], lazy="joined")
-    owner: Mapped[User] = relationship(foreign_keys=[owner_id], lazy="joined")
     project: Mapped[Project] = relationship(lazy="joined")
 
 
