@@ -30,8 +30,9 @@ from enclave.clock import today
 from enclave.config import Settings
 from enclave.db.session import unit_of_work, upgrade
 from enclave.sandbox import release_host_access
-from enclave.hub.signin import enrol_totp, set_password
-from enclave.users import set_training
+from enclave.clock import utcnow
+from enclave.hub.signin import enrol_totp, set_password, unused_totp
+from enclave.users import get_user, set_training
 from tests.conftest import Factory
 from tests.hub_support import grant, ingest, stop_hub_process
 
@@ -81,6 +82,15 @@ class Hub:
     def stop(self, user: str, server: str) -> None:
         self.api.delete(f"users/{user}/servers/{server}", params={"remove": "true"})
 
+    def code(self, user: str) -> str:
+        """A one-time code of ``user`` that the hub accepts now: a code signs in once, so
+        after a sign-in in this 30-second step it is the next step's (or it waits)."""
+        with unit_of_work(self.settings) as session:
+            last = get_user(session, user).totp_last_step
+        code, wait = unused_totp(self.totp[user], last, utcnow())
+        time.sleep(wait)
+        return code
+
 
 def _populate(settings: Settings, work: Path) -> dict[str, str]:
     """Users, projects, datasets and grants, all through the service layer."""
@@ -101,7 +111,7 @@ def _populate(settings: Settings, work: Path) -> dict[str, str]:
         grant(session, f.admin, settings, "delta", "tiny", days=2)
         # tina's training runs out after she joined.
         set_training(session, f.admin, "tina", today() - dt.timedelta(days=1))
-        for name in ("alice", "bob"):
+        for name in ("alice", "bob", f.admin.name):  # the admin is a member of no project
             set_password(session, f.admin, name, PASSWORD)
             totp[name] = enrol_totp(session, f.admin, name).secret
         f.user("nora")  # has a password but no authenticator app

@@ -10,7 +10,6 @@ from sqlalchemy import select
 
 from enclave.db.models import AuditEvent
 from enclave.db.session import unit_of_work
-from enclave.hub.signin import current_totp
 from tests.docker.hub.conftest import PASSWORD
 
 
@@ -27,7 +26,7 @@ def login(hub, username: str, password: str, otp: str | None) -> httpx.Response:
 
 
 def test_hub_login_accepts_password_and_code_and_mirrors_roles(hub):
-    response = login(hub, "alice", PASSWORD, current_totp(hub.totp["alice"]))
+    response = login(hub, "alice", PASSWORD, hub.code("alice"))
     assert response.status_code == 302, response.text[:500]
     assert "jupyterhub-session-id" in response.headers.get("set-cookie", "")
     roles = set(hub.api.get("users/alice").json()["roles"])
@@ -37,7 +36,7 @@ def test_hub_login_accepts_password_and_code_and_mirrors_roles(hub):
 def test_hub_login_leads_to_the_consoles_not_a_default_server(hub):
     # The hub's own default (a spawn page for an unnamed server) offers a start the
     # enclave always refuses: a server belongs to one project, chosen in the consoles.
-    response = login(hub, "alice", PASSWORD, current_totp(hub.totp["alice"]))
+    response = login(hub, "alice", PASSWORD, hub.code("alice"))
     assert response.status_code == 302 and response.headers["location"] == "/services/enclave/"
 
 
@@ -50,7 +49,7 @@ def test_hub_login_leads_to_the_consoles_not_a_default_server(hub):
     ],
 )
 def test_hub_login_refuses_wrong_password_or_code(hub, password, otp, says):
-    code = current_totp(hub.totp["bob"])
+    code = hub.code("bob")
     if otp == "right":
         otp = code
     elif otp == "wrong":
@@ -72,3 +71,15 @@ def test_hub_login_attempts_are_audited_without_secrets(hub):
         events = session.scalars(select(AuditEvent).where(AuditEvent.action.startswith("hub.login"))).all()
     assert {"hub.login", "hub.login_failed"} <= {e.action for e in events}
     assert all("a wrong secret pw" not in str(e.details) for e in events)
+
+
+def test_hub_login_refuses_a_replayed_code_and_audits_it(hub):
+    code = hub.code("alice")
+    assert login(hub, "alice", PASSWORD, code).status_code == 302
+    replay = login(hub, "alice", PASSWORD, code)
+    assert replay.status_code == 403 and "wrong user name, password or authenticator code" in replay.text
+    assert "jupyterhub-session-id" not in replay.headers.get("set-cookie", "")
+    with unit_of_work(hub.settings) as session:
+        last = session.scalars(select(AuditEvent).where(AuditEvent.target == "user:alice")
+                               .order_by(AuditEvent.seq.desc())).first()
+    assert last.action == "hub.login_failed" and last.details["reason"] == "code already used"
