@@ -5,6 +5,7 @@ and the workflow's steps. Everything goes through the service layer, in tmp_path
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,12 @@ from enclave.users import add_user
 SAFE_TABLE = b"region,count\nnorth,120\nsouth,85\neast,240\n"
 NOTEBOOK = b'{"cells": [{"cell_type": "markdown", "metadata": {}, "source": ["# Method\\n", "Counts by region."]}], ' \
            b'"metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
+# The notebook as released: its canonical form (enclave.egress.canonical), sources joined,
+# a generated cell id, keys sorted. The table is canonical already.
+NOTEBOOK_RELEASED = (json.dumps({"cells": [{"cell_type": "markdown", "id": "cell-1", "metadata": {},
+                                            "source": "# Method\nCounts by region."}],
+                                 "metadata": {}, "nbformat": 4, "nbformat_minor": 5},
+                                indent=1, sort_keys=True) + "\n").encode()
 
 
 @dataclass
@@ -76,6 +83,7 @@ from enclave.enums import EgressStatus, ReviewDecision  # noqa: E402
 from enclave.users import get_user  # noqa: E402
 
 FILES = {"tables/by_region.csv": SAFE_TABLE, "analysis.ipynb": NOTEBOOK}
+RELEASED = {"tables/by_region.csv": SAFE_TABLE, "analysis.ipynb": NOTEBOOK_RELEASED}
 
 
 def draft(world: World, files: dict[str, bytes] | None = None, author: str = "rita", group: str = "main",

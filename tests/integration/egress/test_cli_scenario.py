@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from egress_world import NOTEBOOK, SAFE_TABLE
+from egress_world import NOTEBOOK, NOTEBOOK_RELEASED, SAFE_TABLE
 from enclave.cli.main import app
 
 SMALL_CELLS = b"region,count\nnorth,3\nsouth,85\n"
@@ -98,7 +98,7 @@ def test_cli_scenario_safe_table_and_notebook_through_two_reviewers(cli: Cli, tm
     got = tmp_path / "received"
     cli("--as", "rita", "egress", "download", rid, "--to", str(got))
     assert (got / "files" / "tables" / "by_region.csv").read_bytes() == SAFE_TABLE
-    assert (got / "files" / "analysis.ipynb").read_bytes() == NOTEBOOK
+    assert (got / "files" / "analysis.ipynb").read_bytes() == NOTEBOOK_RELEASED  # its canonical form
     assert sorted(p.name for p in (got / "files").rglob("*") if p.is_file()) == ["analysis.ipynb", "by_region.csv"]
 
     # The custodian verifies with the public key only.

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from egress_world import FILES, World, draft, release, submit, to_state, vote_all
+from egress_world import FILES, RELEASED, World, draft, release, submit, to_state, vote_all
 from enclave.audit import list_events, verify_chain
 from enclave.egress import release as release_service
 from enclave.egress.signing import PRIVATE_NAME, PUBLIC_NAME, load_or_create_key
@@ -29,9 +29,13 @@ def test_release_record_is_complete_signed_and_verifies(world: World) -> None:
     assert report.ok and report.files_checked == 2
     record = report.record
     assert record["request"]["id"] == rid and record["project"]["slug"] == world.slug
-    assert {f["path"]: f["sha256"] for f in record["files"]} == {
-        p: __import__("hashlib").sha256(b).hexdigest() for p, b in FILES.items()}
-    assert all(f["size"] == len(FILES[f["path"]]) for f in record["files"])
+    sha = lambda data: __import__("hashlib").sha256(data).hexdigest()  # noqa: E731
+    # Released: the canonical form; submitted: the researcher's bytes. Both are named.
+    assert record["format"] == "enclave-release/2"
+    assert {f["path"]: f["sha256"] for f in record["files"]} == {p: sha(b) for p, b in RELEASED.items()}
+    assert all(f["size"] == len(RELEASED[f["path"]]) for f in record["files"])
+    assert {f["path"]: f["submitted"] for f in record["files"]} == {
+        p: {"sha256": sha(b), "size": len(b)} for p, b in FILES.items()}
     assert all({r["reviewer"] for r in f["reviews"]} == {"ria", "rob"} for f in record["files"])
     assert record["policies"]["disclosure"]["version"] and record["policies"]["disclosure"]["sha256"]
     assert record["groups"][0]["context"] and record["groups"][0]["controls"]
@@ -85,7 +89,7 @@ def test_download_only_author_and_members_and_every_download_audited(world: Worl
     for name in ("rita", "max"):
         with world.uow() as s:
             release_service.download_release(s, get_user(s, name), world.env, rid, tmp_path / name)
-        for relpath, data in FILES.items():
+        for relpath, data in RELEASED.items():
             assert (tmp_path / name / "files" / relpath).read_bytes() == data
         assert _verify(world, tmp_path / name / "release.json").ok
     with world.uow() as s:
@@ -97,7 +101,7 @@ def test_download_only_author_and_members_and_every_download_audited(world: Worl
     (again / "files" / "tables" / "by_region.csv").write_bytes(FILES["tables/by_region.csv"])
     with world.uow() as s:
         release_service.download_release(s, get_user(s, "rita"), world.env, rid, again)
-    assert (again / "files" / "analysis.ipynb").read_bytes() == FILES["analysis.ipynb"]
+    assert (again / "files" / "analysis.ipynb").read_bytes() == RELEASED["analysis.ipynb"]
     (again / "files" / "analysis.ipynb").write_bytes(b"my own notes")
     with world.uow() as s, pytest.raises(Conflict, match="already exists with other content"):
         release_service.download_release(s, get_user(s, "rita"), world.env, rid, again)
