@@ -1,9 +1,14 @@
 """The evidence sidecar: what the safe-statistics library knew when it built an output.
 
 Saved beside the output as ``<name>.evidence.json``; it records, per cell, the count and the
-dominance figures, the rules and policy applied, the dataset versions read and the sha256
-of the output's bytes. The checker trusts it only while that hash matches the file. The
-sidecar itself holds exact small counts, so it never leaves the enclave.
+dominance figures, the rules and policy applied, the dataset views read (version and
+checksum), the query that produced the table (``enclave.safe.query``; None when the table
+was built from a frame of unknown origin) and the sha256 of the output's bytes.
+
+The researcher can write anything into a sidecar, so nothing in it is trusted as such: the
+enclave re-runs the recorded query in a fresh container (``enclave.egress.replay``) and
+hands the checker an :class:`Evidence` only when the table comes out the same. The sidecar
+itself holds exact small counts, so it never leaves the enclave.
 """
 
 from __future__ import annotations
@@ -36,7 +41,9 @@ class OutputRef(_Strict):
 
 class DatasetRef(_Strict):
     name: str
-    version: str
+    version: str | None = None
+    # The view's checksum (the ``sha256`` of /data/<name>/manifest.json) as the table was made.
+    view_sha256: str | None = None
 
 
 class EvidenceCell(_Strict):
@@ -72,6 +79,8 @@ class Evidence(_Strict):
     cells: list[EvidenceCell]
     created: str
     library: str
+    # The reproducible query (``enclave.safe.query.Query.record()``); None: not reproducible.
+    query: dict[str, Any] | None = None
 
 
 def sidecar_path(output: Path) -> Path:

@@ -2,10 +2,15 @@
 
 Works on pandas and polars DataFrames and computes with polars::
 
-    from enclave.safe import crosstab
-    r = crosstab(df, index="year", columns="grant_type", values="income", aggfunc="mean")
+    from enclave.safe import crosstab, query
+    grants = query("demo", "grants")               # /data/demo/grants.parquet, reproducibly
+    r = crosstab(grants, index="year", columns="grant_type", values="income", aggfunc="mean")
     r.status, r.findings, r.table
     r.save("project/outbox/income_by_year.csv")   # writes the table and its evidence
+
+A table built from a query is reproducible: the enclave re-runs the query on submit and
+trusts its evidence only if the table comes out the same. A table built from any other
+frame still works, but its evidence is not trusted and the file is checked as it stands.
 
 The disclosure policy comes from ``$ENCLAVE_DISCLOSURE_POLICY`` when set, else the
 guidance defaults; every function also takes ``policy=``.
@@ -16,6 +21,7 @@ from enclave.disclosure.verdict import Verdict
 from enclave.safe.regression import logit, ols
 from enclave.safe.result import SafeResult
 from enclave.safe.summaries import describe, histogram
+from enclave.safe.query import Query, query
 from enclave.safe.tables import crosstab, pivot_table
 
 __all__ = [
@@ -29,4 +35,6 @@ __all__ = [
     "logit",
     "ols",
     "pivot_table",
+    "Query",
+    "query",
 ]

@@ -29,6 +29,7 @@ from enclave.disclosure.policy import DisclosurePolicy
 from enclave.disclosure.rules import MISSING, NEGATIVES, TOP1, TOP2, TOPN, TOTAL, N
 from enclave.disclosure.verdict import Verdict
 from enclave.errors import InvalidInput
+from enclave.safe.query import data_root, parse_query
 
 DATASETS_ENV = "ENCLAVE_DATASETS"
 SAVE_SUFFIXES = {".csv": ",", ".tsv": "\t"}
@@ -58,6 +59,8 @@ class SafeResult:
     rules: list[str]
     analysis: dict[str, Any]
     extra: dict[str, Any] = field(default_factory=dict)
+    # The reproducible query the table was computed from (None: a frame of unknown origin).
+    query: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         lines = [f"status: {self.status}"]
@@ -82,17 +85,22 @@ class SafeResult:
             raise InvalidInput(f"{path.name}: save tables as .csv or .tsv (the output checker reads those)")
         if not path.parent.is_dir():
             raise InvalidInput(f"{path.parent} is not a directory; create it first (e.g. project/outbox)")
-        table = self.table.copy()
-        if isinstance(table.columns, pd.MultiIndex):
-            table.columns = [" | ".join(str(p) for p in col if str(p)) for col in table.columns]
         temp = path.with_name(f".{path.name}.partial")
-        table.to_csv(temp, sep=sep, na_rep="", lineterminator="\n")
+        temp.write_bytes(self.render(sep))
         os.replace(temp, path)
-        evidence = self._evidence(path, _datasets(datasets))
+        evidence = self.evidence(path.name, sha256_file(path), path.stat().st_size, _datasets(datasets, self.query))
         write_evidence(sidecar_path(path), evidence)
         return path
 
-    def _evidence(self, path: Path, datasets: list[DatasetRef]) -> Evidence:
+    def render(self, sep: str = ",") -> bytes:
+        """The bytes ``save`` writes for the table (the enclave's replay renders the same)."""
+        table = self.table.copy()
+        if isinstance(table.columns, pd.MultiIndex):
+            table.columns = [" | ".join(str(p) for p in col if str(p)) for col in table.columns]
+        return table.to_csv(sep=sep, na_rep="", lineterminator="\n").encode("utf-8")
+
+    def evidence_cells(self) -> list[EvidenceCell]:
+        """Every cell as computed, before suppression, with its figures and verdicts."""
         stats = self.cell_stats
         nk_share, p_ratio = dominance_figures(stats, self.policy)
         columns = {c: stats[c].to_list() if c in stats.columns else [None] * stats.height
@@ -112,8 +120,12 @@ class SafeResult:
                     suppressed=self.hidden[i],
                 )
             )
+        return cells
+
+    def evidence(self, name: str, sha256: str, size: int, datasets: list[DatasetRef]) -> Evidence:
+        """The evidence of this result saved as ``name`` (bytes with ``sha256`` and ``size``)."""
         return Evidence(
-            output=OutputRef(file=path.name, sha256=sha256_file(path), bytes=path.stat().st_size),
+            output=OutputRef(file=name, sha256=sha256, bytes=size),
             analysis=self.analysis | self.extra,
             policy_version=self.policy.version,
             policy=self.policy.model_dump(mode="json"),
@@ -121,9 +133,10 @@ class SafeResult:
             datasets=datasets,
             status=self.status,
             findings=[f.to_dict() for f in self.findings],
-            cells=cells,
+            cells=self.evidence_cells(),
             created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             library=f"enclave.safe {enclave.__version__}",
+            query=self.query,
         )
 
 
@@ -145,18 +158,32 @@ def dominance_figures(stats: pl.DataFrame, policy: DisclosurePolicy) -> tuple[li
     return nk_share, p_ratio
 
 
-def _datasets(given: Mapping[str, str] | None) -> list[DatasetRef]:
+def _datasets(given: Mapping[str, str] | None, query: dict[str, Any] | None = None) -> list[DatasetRef]:
+    """The datasets announced (name -> version) and those the query reads, each with the
+    checksum of its view as mounted now (from the view's manifest)."""
     if given is None:
         raw = os.environ.get(DATASETS_ENV, "").strip()
-        if not raw:
-            return []
-        try:
-            given = json.loads(raw)
-        except json.JSONDecodeError:
-            raise InvalidInput(f"${DATASETS_ENV} is not JSON ({{\"name\": \"version\"}}); ask an administrator to fix the workspace") from None
-        if not isinstance(given, dict):
-            raise InvalidInput(f"${DATASETS_ENV} must map dataset names to versions; ask an administrator to fix the workspace")
-    return [DatasetRef(name=str(k), version=str(v)) for k, v in given.items()]
+        given = {}
+        if raw:
+            try:
+                given = json.loads(raw)
+            except json.JSONDecodeError:
+                raise InvalidInput(f"${DATASETS_ENV} is not JSON ({{\"name\": \"version\"}}); ask an administrator to fix the workspace") from None
+            if not isinstance(given, dict):
+                raise InvalidInput(f"${DATASETS_ENV} must map dataset names to versions; ask an administrator to fix the workspace")
+    names = {str(k): str(v) for k, v in given.items()}
+    read = parse_query(query).datasets() if query is not None else set()
+    return [DatasetRef(name=n, version=names.get(n), view_sha256=_view_sha256(n)) for n in sorted(set(names) | read)]
+
+
+def _view_sha256(dataset: str) -> str | None:
+    """The checksum the catalogue wrote into the view's manifest (None if there is none)."""
+    try:
+        manifest = json.loads((data_root() / dataset / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    digest = manifest.get("sha256") if isinstance(manifest, dict) else None
+    return digest if isinstance(digest, str) else None
 
 
 def _as_list(label: Any) -> list[Any]:

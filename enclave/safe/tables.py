@@ -15,6 +15,7 @@ from enclave.disclosure.rules import STATUS, N
 from enclave.disclosure.verdict import Verdict
 from enclave.errors import InvalidInput
 from enclave.safe.frames import as_names, require_columns, to_polars
+from enclave.safe.query import Query
 from enclave.safe.result import SafeResult
 from enclave.safe.stats import AGGFUNCS, STAT, cell_stats
 from enclave.safe.suppression import protect
@@ -35,6 +36,9 @@ def crosstab(
     policy: DisclosurePolicy | None = None,
 ) -> SafeResult:
     """A checked cross-tabulation of ``data`` (pandas or polars), like ``pandas.crosstab``.
+
+    Give ``data`` as an :func:`enclave.safe.query` to make the table reproducible: its
+    evidence then records the query, and the enclave re-runs it on submit.
 
     Counts by default; with ``values`` and ``aggfunc`` (mean, sum, median, std, count, min,
     max) the statistic of ``values`` per cell. Every cell is checked (threshold, zeros, and
@@ -83,6 +87,9 @@ def _table(
     policy: DisclosurePolicy | None,
 ) -> SafeResult:
     policy = policy or load_disclosure_policy()
+    recorded = data.record() if isinstance(data, Query) else None
+    if isinstance(data, Query):
+        data = data.collect()
     if aggfunc is not None and aggfunc not in AGGFUNCS:
         raise InvalidInput(f"aggfunc {aggfunc!r} is not supported; choose one of: {', '.join(AGGFUNCS)}")
     if not index:
@@ -167,7 +174,23 @@ def _table(
         rules=list(rules),
         analysis={"kind": kind, "index": index, "columns": [] if synthetic else columns,
                   "values": values, "aggfunc": aggfunc or "count", "margins": margins},
+        query=recorded,
     )
+
+
+def tabulate(analysis: dict[str, Any], data: Any, policy: DisclosurePolicy) -> SafeResult:
+    """Re-run a table from its evidence's ``analysis`` record (what the enclave's replay does)."""
+    kind = analysis.get("kind")
+    if kind not in ("crosstab", "pivot_table"):
+        raise InvalidInput(f"only crosstab and pivot_table tables can be re-run, not {kind!r}")
+    values = analysis.get("values")
+    aggfunc = analysis.get("aggfunc") if values is not None else None
+    index = as_names(analysis.get("index"), "index")
+    columns = as_names(analysis.get("columns"), "columns")
+    margins = analysis.get("margins")
+    if not isinstance(margins, bool) or (values is not None and not isinstance(values, str)):
+        raise InvalidInput("the analysis record is malformed (margins must be true/false, values a column name)")
+    return _table(kind, data, index, columns, values, aggfunc, margins, policy)
 
 
 def _to_pandas(shown, row_labels, col_labels, index, columns, margins, counts_only, synthetic, values, aggfunc) -> pd.DataFrame:
