@@ -152,19 +152,17 @@ def setup_demo(settings: Settings, patients: int = 2000) -> dict[str, dict[str, 
 
 
 def _place_notebooks(settings: Settings, slug: str) -> None:
-    """Copy the example notebooks into the project's workspace (once; never overwrite)."""
+    """Copy the example notebooks into the project's workspace (once; never overwrite),
+    never writing through a link a member put there (``enclave.workspace_fs``)."""
     from enclave.hub.access import NOTEBOOK_GID, NOTEBOOK_UID, prepare_workspace
+    from enclave.workspace_fs import open_workspace
 
-    target = prepare_workspace(settings, slug) / "notebooks"
-    target.mkdir(exist_ok=True)
-    for source in sorted(NOTEBOOKS.glob("*.ipynb")) if NOTEBOOKS.is_dir() else []:
-        dest = target / source.name
-        if not dest.exists():
-            shutil.copyfile(source, dest)
-        if os.geteuid() == 0:
-            os.chown(dest, NOTEBOOK_UID, NOTEBOOK_GID)
-    if os.geteuid() == 0:
-        os.chown(target, NOTEBOOK_UID, NOTEBOOK_GID)
+    owner = (NOTEBOOK_UID, NOTEBOOK_GID)
+    prepare_workspace(settings, slug)
+    with open_workspace(settings.workspaces_dir, slug) as workspace, \
+            workspace.opendir("notebooks", create=True, owner=owner) as target:
+        for source in sorted(NOTEBOOKS.glob("*.ipynb")) if NOTEBOOKS.is_dir() else []:
+            target.write_atomic(source.name, source.read_bytes(), mode=0o644, owner=owner, replace=False)
 
 
 def current_code(settings: Settings, name: str) -> str:

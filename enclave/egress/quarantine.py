@@ -2,8 +2,8 @@
 
 The outbox is writable from inside the researcher's container, so everything in it is
 untrusted: a path may be a symbolic link to a dataset, a hard link, a device or a FIFO,
-or may change between two looks. Files are therefore opened one path component at a
-time with ``O_NOFOLLOW`` relative to the already-open parent directory, checked on the
+or may change between two looks. Files are therefore opened relative to the open
+outbox with no link followed at any depth (``enclave.workspace_fs``), checked on the
 open descriptor (``fstat``), and copied from that descriptor while being hashed. The copy
 lands in ``quarantine/objects/<aa>/<sha256>`` (written to a temporary name, fsynced,
 made read-only, then renamed), so what is reviewed and released is exactly what was
@@ -13,10 +13,8 @@ ENCLAVE_HOME, outside every container, and is never mounted into one.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
-import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -27,6 +25,7 @@ from pathlib import Path, PurePosixPath
 from enclave.config import Settings
 from enclave.egress.crash import crash_point
 from enclave.errors import InvalidInput, NotFound
+from enclave.workspace_fs import LinkRefused, WorkspaceDir, open_workspace
 
 CHUNK = 1024 * 1024
 
@@ -64,62 +63,33 @@ def normalise_relpath(relpath: str) -> str:
     return "/".join(parts)
 
 
-def _open_dir(name: str, dir_fd: int | None, shown: str) -> int:
-    try:
-        return os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-    except FileNotFoundError:
-        raise NotFound(f"{shown} does not exist: check the path (files must be inside the project's outbox/)") from None
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise InvalidInput(f"{shown} is a symbolic link or not a folder: only real folders inside outbox/ are allowed") from None
-        raise InvalidInput(f"{shown} cannot be opened ({exc.strerror}): check its permissions") from None
-
-
 @contextmanager
 def open_outbox_file(settings: Settings, slug: str, relpath: str) -> Iterator[tuple[int, os.stat_result]]:
     """Open ``outbox/<relpath>`` of project ``slug`` without following any link; yield (fd, stat).
 
     Refuses symbolic links (at any depth, the outbox itself included), hard links, and
-    anything that is not a regular file, each with one line saying what to do.
+    anything that is not a regular file, each with one line saying what to do
+    (``enclave.workspace_fs`` does the opening).
     """
     relpath = normalise_relpath(relpath)
-    shown = f"outbox/{relpath}"
-    fds: list[int] = []
-    try:
-        workspaces = os.open(settings.workspaces_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        fds.append(workspaces)
-        fds.append(_open_dir(slug, fds[-1], f"the workspace of project {slug}"))
-        fds.append(_open_dir("outbox", fds[-1], f"the outbox of project {slug}"))
-        *folders, name = relpath.split("/")
-        for i, folder in enumerate(folders):
-            fds.append(_open_dir(folder, fds[-1], "outbox/" + "/".join(folders[: i + 1])))
+    with open_outbox(settings, slug) as outbox:
         try:
-            # O_NONBLOCK: opening a FIFO must not wait for a writer.
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY, dir_fd=fds[-1])
-        except FileNotFoundError:
-            raise NotFound(f"{shown} does not exist: save the output into the project's outbox/ first") from None
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise InvalidInput(f"{shown} is a symbolic link: links cannot leave the enclave; save a real copy of the output instead") from None
-            raise InvalidInput(f"{shown} cannot be opened ({exc.strerror}): check its permissions") from None
-        fds.append(fd)
-        st = os.fstat(fd)
-        if stat.S_ISLNK(st.st_mode):  # pragma: no cover - O_NOFOLLOW already refuses links
-            raise InvalidInput(f"{shown} is a symbolic link: save a real copy of the output instead")
-        if not stat.S_ISREG(st.st_mode):
-            kind = ("a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode)
-                    else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
-                    else "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
-            raise InvalidInput(f"{shown} is {kind}: only regular files can leave the enclave")
-        if st.st_nlink != 1:
-            raise InvalidInput(
-                f"{shown} has {st.st_nlink} hard links: it may be another file (such as a dataset) under a new name; "
-                "save a real copy of the output instead of linking it"
-            )
-        yield fd, st
-    finally:
-        for fd in reversed(fds):
-            os.close(fd)
+            with outbox.open_file(relpath, single_link=True) as opened:
+                yield opened
+        except NotFound:
+            raise NotFound(f"outbox/{relpath} does not exist: save the output into the project's outbox/ first") from None
+
+
+def open_outbox(settings: Settings, slug: str) -> WorkspaceDir:
+    """The project's ``outbox/`` as an open folder, reached without following a link."""
+    with open_workspace(settings.workspaces_dir, slug) as workspace:
+        try:
+            return workspace.opendir("outbox")
+        except LinkRefused:
+            raise LinkRefused(f"the outbox of project {slug} is a symbolic link or not a folder: "
+                              "only the real outbox/ folder is read; ask an admin to restore it") from None
+        except NotFound:
+            raise NotFound(f"the outbox of project {slug} does not exist: open the project's server once to create it") from None
 
 
 def check_size(relpath: str, size: int, max_bytes: int) -> None:

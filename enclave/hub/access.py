@@ -11,7 +11,6 @@ and the user's training is current; it mounts the project's live views read-only
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,9 +24,11 @@ from enclave.config import Settings
 from enclave.db.models import Grant, Project, User
 from enclave.enums import ProjectStatus
 from enclave.errors import PermissionDenied, PolicyError
+from enclave.incidents import check_not_suspended
 from enclave.permissions import is_member
 from enclave.projects.service import projects_of
 from enclave.users import find_user
+from enclave.workspace_fs import LinkRefused, open_workspace
 
 WORKSPACE_TARGET = "/home/jovyan/project"
 DATA_TARGET = "/data"
@@ -72,6 +73,7 @@ def check_can_spawn(session: Session, user_name: str, slug: str, now: dt.datetim
     user = find_user(session, user_name)
     if user is None:
         raise PermissionDenied(f"{user_name} is not an enclave user: ask an admin to add you")
+    check_not_suspended(session, user)  # an open incident or a disabled account
     if not slug:
         names = ", ".join(p.slug for p in spawnable_projects(session, user)) or "none yet"
         raise PermissionDenied(
@@ -134,40 +136,17 @@ def prepare_workspace(settings: Settings, slug: str) -> Path:
     """Create the project's workspace and its ``outbox/`` on the host, owned by the
     notebook user (uid 1000) so the non-root container can write there.
 
-    This runs as root on a folder researchers write to, so it never follows a link: a
-    member who replaced ``outbox`` with a symbolic link (to anything on the host) gets a
-    refusal, not a chown of the link's target.
+    This runs as root on a folder researchers write to, so it never follows a link
+    (``enclave.workspace_fs``): a member who replaced ``outbox`` with a symbolic link (to
+    anything on the host) gets a refusal, not a chown of the link's target.
     """
-    root = workspace_dir(settings, slug)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    parent_fd = os.open(root.parent, os.O_RDONLY | os.O_DIRECTORY)
+    owner = (NOTEBOOK_UID, NOTEBOOK_GID)
     try:
-        root_fd = _open_own_dir(parent_fd, root.name, root)
-        try:
-            outbox_fd = _open_own_dir(root_fd, "outbox", root / "outbox")
-            os.close(outbox_fd)
-        finally:
-            os.close(root_fd)
-    finally:
-        os.close(parent_fd)
-    return root
-
-
-def _open_own_dir(parent_fd: int, name: str, shown: Path) -> int:
-    """Create (if absent) and open the directory ``name`` under ``parent_fd`` without
-    following links; give it to the notebook user, mode 0770. Returns its descriptor."""
-    try:
-        os.mkdir(name, 0o770, dir_fd=parent_fd)
-    except FileExistsError:
-        pass
-    try:
-        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent_fd)
-    except OSError:
+        with open_workspace(settings.workspaces_dir, slug, create=True, owner=owner) as workspace:
+            workspace.opendir("outbox", create=True, owner=owner).close()
+    except LinkRefused:
         raise PolicyError(
-            f"{shown} is a link or a file, not a folder: the server will not start until an admin removes it"
+            f"{workspace_dir(settings, slug)} or its outbox is a link or a file, not a folder: "
+            "the server will not start until an admin removes it"
         ) from None
-    if os.geteuid() == 0:
-        os.fchown(fd, NOTEBOOK_UID, NOTEBOOK_GID)
-    os.fchmod(fd, 0o770)
-    return fd
-
+    return workspace_dir(settings, slug)

@@ -6,7 +6,8 @@ every output file). Comparing a rerun with its original says, file by file, whet
 outputs match (byte-identical, equal as tables for CSV, equal cell by cell for the
 executed notebook) and which inputs changed, which is usually why they do not.
 
-Pure functions over paths and dictionaries: no database, no Docker.
+Functions over dictionaries and folders read through ``enclave.workspace_fs``: no
+database, no Docker.
 """
 
 from __future__ import annotations
@@ -14,56 +15,40 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 from collections.abc import Iterable, Mapping
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import polars as pl
 
-# An output that is a symbolic link is recorded, never followed: on the host it could
-# point anywhere (the job wrote it inside a container, where paths mean something else).
-SYMLINK = "symlink"
+from enclave.errors import EnclaveError, NotFound
+from enclave.workspace_fs import SYMLINK, WorkspaceDir, open_tree
 
+# How large an output may be for a rerun to compare it beyond its checksum.
+COMPARE_MAX_BYTES = 256 * 1024 * 1024
 
-def sha256_file(path: Path) -> str:
-    """The sha256 of a file's bytes (a symbolic link is refused, not followed)."""
-    digest = hashlib.sha256()
-    with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def read_nofollow(path: Path) -> bytes:
-    """A file's bytes, refusing (OSError) a symbolic link: outputs are written by jobs and
-    researchers, and a link would make the host read one of its own files."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    with os.fdopen(fd, "rb") as fh:
-        return fh.read()
+# A folder of outputs: an open one (reached without links), or a host path the enclave
+# owns, which is opened the same way.
+Folder = Path | WorkspaceDir
 
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def file_manifest(directory: Path) -> dict[str, str]:
-    """Every file under ``directory`` (relative POSIX path -> sha256), symlinks not followed."""
-    manifest: dict[str, str] = {}
-    if not directory.is_dir():
-        return manifest
-    for root, dirs, files in os.walk(directory, followlinks=False):
-        dirs.sort()
-        for name in sorted(files + [d for d in dirs if (Path(root) / d).is_symlink()]):
-            path = Path(root) / name
-            rel = path.relative_to(directory).as_posix()
-            if path.is_symlink():
-                manifest[rel] = SYMLINK
-            elif path.is_file():
-                manifest[rel] = sha256_file(path)
-    return dict(sorted(manifest.items()))
+def file_manifest(directory: Folder) -> dict[str, str]:
+    """Every file under ``directory`` (relative POSIX path -> sha256); a link is recorded
+    as ``symlink``, never followed (``enclave.workspace_fs``). A missing folder has none."""
+    if isinstance(directory, WorkspaceDir):
+        return directory.manifest()
+    try:
+        with open_tree(directory) as folder:
+            return folder.manifest()
+    except NotFound:
+        return {}
 
 
 @dataclass(frozen=True)
@@ -181,27 +166,39 @@ def _short(digest: Any) -> str:
 
 
 def compare_outputs(
-    original: Mapping[str, str], original_dir: Path, rerun: Mapping[str, str], rerun_dir: Path,
+    original: Mapping[str, str], original_dir: Folder, rerun: Mapping[str, str], rerun_dir: Folder,
 ) -> list[FileComparison]:
-    """Compare two output manifests (relative path -> sha256) file by file."""
-    results: list[FileComparison] = []
-    for path, digest in sorted(original.items()):
-        if path not in rerun:
-            results.append(FileComparison(path, OutputMatch.MISSING, "the rerun did not write it"))
-            continue
-        results.append(_compare_file(path, digest, original_dir / path, rerun[path], rerun_dir / path))
-    for path in sorted(set(rerun) - set(original)):
-        results.append(FileComparison(path, OutputMatch.EXTRA, "only the rerun wrote it"))
-    return results
+    """Compare two output manifests (relative path -> sha256) file by file. The files are
+    read through ``enclave.workspace_fs``: a link, even one swapped in after the checksum
+    was taken, is never read."""
+    with ExitStack() as stack:
+        old_dir, new_dir = (d if isinstance(d, WorkspaceDir) else stack.enter_context(open_tree(d))
+                            for d in (original_dir, rerun_dir))
+        results: list[FileComparison] = []
+        for path, digest in sorted(original.items()):
+            if path not in rerun:
+                results.append(FileComparison(path, OutputMatch.MISSING, "the rerun did not write it"))
+                continue
+            results.append(_compare_file(path, digest, old_dir, rerun[path], new_dir))
+        for path in sorted(set(rerun) - set(original)):
+            results.append(FileComparison(path, OutputMatch.EXTRA, "only the rerun wrote it"))
+        return results
 
 
-def _compare_file(path: str, digest: str, old: Path, new_digest: str, new: Path) -> FileComparison:
+def _compare_file(path: str, digest: str, old_dir: WorkspaceDir, new_digest: str, new_dir: WorkspaceDir) -> FileComparison:
     if SYMLINK in (digest, new_digest):
         return FileComparison(path, OutputMatch.DIFFERS, "a symbolic link: not compared")
     if digest == new_digest:
         return FileComparison(path, OutputMatch.IDENTICAL)
-    suffix = old.suffix.lower()
-    if old.name.endswith(EVIDENCE_SUFFIX):
+    name = PurePosixPath(path)
+    suffix = name.suffix.lower()
+    if not (name.name.endswith(EVIDENCE_SUFFIX) or suffix in (".csv", ".ipynb")):
+        return FileComparison(path, OutputMatch.DIFFERS, "the bytes differ")
+    try:
+        old, new = (d.read_bytes(path, max_bytes=COMPARE_MAX_BYTES) for d in (old_dir, new_dir))
+    except EnclaveError as exc:
+        return FileComparison(path, OutputMatch.DIFFERS, f"not compared: {exc}")
+    if name.name.endswith(EVIDENCE_SUFFIX):
         same, detail = evidence_equal(old, new)
         return FileComparison(path, OutputMatch.EQUAL_EVIDENCE if same else OutputMatch.DIFFERS, detail)
     if suffix == ".csv":
@@ -213,11 +210,11 @@ def _compare_file(path: str, digest: str, old: Path, new_digest: str, new: Path)
     return FileComparison(path, OutputMatch.DIFFERS, "the bytes differ")
 
 
-def tables_equal(old: Path, new: Path) -> tuple[bool, str]:
+def tables_equal(old: bytes, new: bytes) -> tuple[bool, str]:
     """Two CSV files hold the same table: same columns, same rows (in any order)."""
     try:
-        a = pl.read_csv(io.BytesIO(read_nofollow(old)), infer_schema_length=None)
-        b = pl.read_csv(io.BytesIO(read_nofollow(new)), infer_schema_length=None)
+        a = pl.read_csv(io.BytesIO(old), infer_schema_length=None)
+        b = pl.read_csv(io.BytesIO(new), infer_schema_length=None)
     except (pl.exceptions.PolarsError, OSError) as exc:
         return False, f"cannot be read as a table ({str(exc).splitlines()[0]})"
     if a.columns != b.columns:
@@ -231,11 +228,11 @@ def tables_equal(old: Path, new: Path) -> tuple[bool, str]:
     return True, "same table (formatting or row order differs)"
 
 
-def evidence_equal(old: Path, new: Path) -> tuple[bool, str]:
+def evidence_equal(old: bytes, new: bytes) -> tuple[bool, str]:
     """Two evidence sidecars say the same, apart from when they were written."""
     try:
-        a, b = (json.loads(read_nofollow(p)) for p in (old, new))
-    except (OSError, ValueError) as exc:
+        a, b = (json.loads(p) for p in (old, new))
+    except ValueError as exc:
         return False, f"cannot be read as JSON ({exc})"
     if not (isinstance(a, dict) and isinstance(b, dict)):
         return False, "not an evidence record"
@@ -245,8 +242,8 @@ def evidence_equal(old: Path, new: Path) -> tuple[bool, str]:
     return True, "same evidence (written at another time)"
 
 
-def _cells(path: Path) -> list[tuple[str, str, list[Any]]]:
-    data = json.loads(read_nofollow(path))
+def _cells(raw: bytes) -> list[tuple[str, str, list[Any]]]:
+    data = json.loads(raw)
     cells = []
     for cell in data.get("cells", []):
         outputs = []
@@ -258,11 +255,11 @@ def _cells(path: Path) -> list[tuple[str, str, list[Any]]]:
     return cells
 
 
-def notebooks_equal(old: Path, new: Path) -> tuple[bool, str]:
+def notebooks_equal(old: bytes, new: bytes) -> tuple[bool, str]:
     """Two executed notebooks have the same cells with the same outputs (metadata aside)."""
     try:
         a, b = _cells(old), _cells(new)
-    except (OSError, ValueError) as exc:
+    except (ValueError, AttributeError, TypeError) as exc:
         return False, f"cannot be read as a notebook ({exc})"
     if len(a) != len(b):
         return False, f"cell counts differ: {len(a)} vs {len(b)}"
@@ -276,8 +273,8 @@ def notebooks_equal(old: Path, new: Path) -> tuple[bool, str]:
 
 def comparison(
     original_inputs: Mapping[str, Any], rerun_inputs: Mapping[str, Any],
-    original_outputs: Mapping[str, str], original_dir: Path,
-    rerun_outputs: Mapping[str, str], rerun_dir: Path,
+    original_outputs: Mapping[str, str], original_dir: Folder,
+    rerun_outputs: Mapping[str, str], rerun_dir: Folder,
 ) -> Comparison:
     """The full verdict on a rerun."""
     return Comparison(

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import secrets
 import socket
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -37,7 +37,7 @@ from enclave.db.session import unit_of_work
 from enclave.errors import EnclaveError
 from enclave.hub.access import NOTEBOOK_GID, NOTEBOOK_UID, default_views, prepare_workspace, project_mounts
 from enclave.jobs import service
-from enclave.jobs.provenance import comparison, file_manifest, read_nofollow, records_json, view_record
+from enclave.jobs.provenance import comparison, records_json, view_record
 from enclave.jobs.states import FINAL, JobStatus
 from enclave.sandbox import (
     WORKSPACE_PATH,
@@ -47,6 +47,7 @@ from enclave.sandbox import (
     host_config,
     load_container_policy,
 )
+from enclave.workspace_fs import WorkspaceDir, open_workspace
 
 CONTAINER_PREFIX = "enclave-job-"
 JOB_LABEL = "org.enclave.job"
@@ -259,29 +260,14 @@ class Runner:
         Researchers can change anything inside their workspace, including replacing
         ``outbox`` or ``outbox/jobs`` with a symbolic link to a host path; the worker (root)
         must then neither create nor chown anything there. Every step is taken relative to
-        an open directory with O_NOFOLLOW, so a link swapped in meanwhile is refused too.
+        an open folder with no link followed (``enclave.workspace_fs``), so a link swapped
+        in meanwhile is refused too.
         """
-        root = service.workspace_dir(self.settings, run.project)
-        if not root.exists():
-            prepare_workspace(self.settings, run.project.slug)
-        fd = _open_dir(root)
-        try:
-            for part in (*service.OUTPUTS_RELDIR.parts, str(run.id)):
-                fresh = part == str(run.id)
-                try:
-                    os.mkdir(part, 0o770, dir_fd=fd)
-                except FileExistsError:
-                    if fresh:
-                        raise EnclaveError(f"the output directory {service.OUTPUTS_RELDIR}/{run.id} already exists: "
-                                           "move it aside and submit again") from None
-                child = _open_dir(part, dir_fd=fd)
-                if os.geteuid() == 0:
-                    os.chown(child, NOTEBOOK_UID, NOTEBOOK_GID)
-                os.chmod(child, 0o770)
-                os.close(fd)
-                fd = child
-        finally:
-            os.close(fd)
+        prepare_workspace(self.settings, run.project.slug)
+        owner = (NOTEBOOK_UID, NOTEBOOK_GID)
+        with open_workspace(self.settings.workspaces_dir, run.project.slug) as workspace, \
+                workspace.opendir(service.OUTPUTS_RELDIR, create=True, owner=owner) as jobs:
+            jobs.mkdir_fresh(str(run.id), owner=owner).close()
         return service.output_dir(self.settings, run)
 
     def _execute(self, run_id: int, name: str, kwargs: dict[str, Any]) -> None:
@@ -349,28 +335,28 @@ class Runner:
         container.reload()
         state = container.attrs.get("State", {})
         exit_code = state.get("ExitCode")
-        with unit_of_work(self.settings) as session:
+        with unit_of_work(self.settings) as session, ExitStack() as stack:
             run = session.get(JobRun, run_id)
-            out = service.output_dir(self.settings, run)
             # The job could have replaced its output directory (or outbox/) with a link to a
-            # host path: then nothing there is read, and the run fails.
-            linked = not _is_real_subdir(out, service.workspace_dir(self.settings, run.project))
-            outputs = {} if linked else file_manifest(out)
+            # host path: then nothing there is read, and the run fails. Everything is read
+            # through the open folder, never by name (enclave.workspace_fs).
+            out = _open_outputs(self.settings, run, stack)
+            outputs = {} if out is None else out.manifest()
             error = stopped
-            if error is None and linked:
+            if error is None and out is None:
                 error = "the output directory was replaced by a link: outputs not recorded"
             if error is None and state.get("OOMKilled"):
                 error = f"memory limit of {self.policy.job_mem_limit} exceeded: the job was stopped"
             if error is None and exit_code != 0:
-                error = notebook_error(out / service.executed_name(run)) or _log_tail(service.log_path(self.settings, run_id))
+                error = (notebook_error(out, service.executed_name(run)) if out is not None else None) \
+                    or _log_tail(service.log_path(self.settings, run_id))
             succeeded = error is None and exit_code == 0
             compared = None
             original = session.get(JobRun, run.rerun_of_id) if run.rerun_of_id is not None else None
-            original_out = service.output_dir(self.settings, original) if original is not None else None
-            if succeeded and original is not None and not _is_real_subdir(
-                    original_out, service.workspace_dir(self.settings, original.project)):
+            original_out = _open_outputs(self.settings, original, stack) if original is not None else None
+            if succeeded and original is not None and original_out is None:
                 error, succeeded = f"the outputs of run {original.id} are no longer a plain directory: cannot compare", False
-            if succeeded and original is not None:
+            if succeeded and original is not None and original_out is not None and out is not None:
                 compared = comparison(
                     service.provenance_of(original).inputs(), {
                         "notebook_sha256": run.notebook_sha256, "parameters": run.parameters_json,
@@ -390,21 +376,14 @@ class Runner:
                 service.fail_run(session, run, error)
 
 
-def _open_dir(path: str | Path, dir_fd: int | None = None) -> int:
-    """Open a directory without following a link at its last component."""
+def _open_outputs(settings: Settings, run: JobRun, stack: ExitStack) -> WorkspaceDir | None:
+    """The run's output folder, opened without following a link; None if any part of the
+    way is a link or not a folder (the job or a member replaced it)."""
     try:
-        return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
-    except OSError:
-        raise EnclaveError(f"{path} in the workspace is not a plain directory (a link?): "
-                           "restore it as a folder and submit again") from None
-
-
-def _is_real_subdir(path: Path, root: Path) -> bool:
-    """``path`` is a directory under ``root`` reached without any symbolic link."""
-    try:
-        return path.is_dir() and path.resolve() == root.resolve() / path.relative_to(root)
-    except (OSError, ValueError):
-        return False
+        workspace = stack.enter_context(open_workspace(settings.workspaces_dir, run.project.slug))
+        return stack.enter_context(workspace.opendir(service.OUTPUTS_RELDIR / str(run.id)))
+    except EnclaveError:
+        return None
 
 
 def _copy_logs(container: Any, log: Path) -> None:
@@ -426,12 +405,14 @@ def _log_tail(log: Path, lines: int = 3) -> str:
 PAPERMILL_TAGS = frozenset({"papermill-error-cell-tag", "injected-parameters"})
 
 
-def notebook_error(executed: Path) -> str | None:
-    """The first error an executed notebook holds, as 'cell N: Name: message', counting
-    the researcher's own cells only."""
+def notebook_error(outputs: WorkspaceDir, name: str) -> str | None:
+    """The first error the executed notebook ``name`` of a run's output folder holds, as
+    'cell N: Name: message', counting the researcher's own cells only."""
     try:
-        nb = json.loads(read_nofollow(executed))
-    except (OSError, ValueError):
+        nb = json.loads(outputs.read_bytes(name, max_bytes=service.MAX_NOTEBOOK_BYTES * 4))
+    except (EnclaveError, ValueError):
+        return None
+    if not isinstance(nb, dict):
         return None
     cells = [c for c in nb.get("cells", []) if not PAPERMILL_TAGS & set(c.get("metadata", {}).get("tags", []))]
     for index, cell in enumerate(cells, start=1):

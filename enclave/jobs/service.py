@@ -35,6 +35,7 @@ from enclave.jobs.states import FINAL, JobAction, JobActor, JobStatus, transitio
 from enclave.permissions import check_member, is_member
 from enclave.projects.lifecycle import WORKING
 from enclave.projects.service import check_can_view, get_project
+from enclave.workspace_fs import LinkRefused, NotRegularFile, TooLarge, open_workspace
 
 # The name the worker acts under in the audit log.
 WORKER = "system:job-worker"
@@ -120,15 +121,21 @@ def _workspace_notebook(settings: Settings, project: Project, notebook: str) -> 
         raise InvalidInput(f"{notebook!r} is not a notebook: give an .ipynb file of the workspace")
     if rel.parts and rel.parts[0] == "outbox":
         raise InvalidInput(f"{notebook!r} is in the outbox: run a notebook from the workspace, not an output")
-    root = workspace_dir(settings, project).resolve()
-    path = (root / rel).resolve()
-    if not path.is_relative_to(root):
-        raise InvalidInput(f"notebook {notebook!r} leads outside the project workspace: give a real file inside it")
-    if not path.is_file():
-        raise NotFound(f"no notebook {rel} in the workspace of {project.slug}: save it there first")
-    if path.stat().st_size > MAX_NOTEBOOK_BYTES:
-        raise InvalidInput(f"notebook {rel} is larger than {MAX_NOTEBOOK_BYTES // 2**20} MiB: clear its outputs and retry")
-    data = path.read_bytes()
+    # Opened relative to the workspace with no link followed at any depth, and read once
+    # from that descriptor: a member swapping a folder for a link to another project's
+    # workspace (renameat2 in a loop) gets a refusal, never the other project's bytes.
+    try:
+        with open_workspace(settings.workspaces_dir, project.slug) as workspace:
+            data = workspace.read_bytes(rel, max_bytes=MAX_NOTEBOOK_BYTES)
+    except LinkRefused:
+        raise InvalidInput(f"notebook {notebook!r} is a link or lies in a linked folder, which may lead outside the "
+                           "project workspace: links are not followed; give a real file inside it") from None
+    except TooLarge:
+        raise InvalidInput(f"notebook {rel} is larger than {MAX_NOTEBOOK_BYTES // 2**20} MiB: clear its outputs and retry") from None
+    except NotRegularFile:
+        raise InvalidInput(f"{rel} is not a regular file: give an .ipynb file of the workspace") from None
+    except NotFound:
+        raise NotFound(f"no notebook {rel} in the workspace of {project.slug}: save it there first") from None
     try:
         nb = json.loads(data)
         if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):

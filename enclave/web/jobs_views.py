@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import PurePosixPath
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -26,7 +26,9 @@ from enclave.jobs.service import (
     parse_parameters,
 )
 from enclave.permissions import check_member
+from enclave.errors import NotFound
 from enclave.projects.service import get_project
+from enclave.workspace_fs import EntryKind, open_workspace
 
 MAX_NOTEBOOKS = 500
 MAX_DEPTH = 6
@@ -38,24 +40,21 @@ def workspace_notebooks(session: Session, actor: User, settings: Settings, slug:
     hidden folders, checkpoints and links are left out."""
     project = get_project(session, slug)
     check_member(actor, project, f"see the workspace of project {slug}")
-    root = settings.workspaces_dir / project.slug
     found: list[str] = []
-    if not root.is_dir() or root.is_symlink():
+    try:
+        workspace = open_workspace(settings.workspaces_dir, project.slug)
+    except NotFound:
         return found
-    for folder, dirs, files in os.walk(root, followlinks=False):
-        rel = Path(folder).relative_to(root)
-        at_top = not rel.parts
-        dirs[:] = [] if len(rel.parts) >= MAX_DEPTH else sorted(
-            d for d in dirs
-            if not d.startswith(".") and not (at_top and d == OUTPUTS_RELDIR.parts[0])
-            and not os.path.islink(os.path.join(folder, d))
-        )
-        for name in sorted(files):
-            path = Path(folder) / name
-            if name.endswith(".ipynb") and not name.startswith(".") and not path.is_symlink() and path.is_file():
-                found.append(path.relative_to(root).as_posix())
+
+    def enter(folder: PurePosixPath) -> bool:
+        return not folder.name.startswith(".") and folder != PurePosixPath(OUTPUTS_RELDIR.parts[0])
+
+    with workspace:
+        for path, entry in workspace.walk(max_depth=MAX_DEPTH, enter=enter):
+            if entry.kind is EntryKind.FILE and entry.name.endswith(".ipynb") and not entry.name.startswith("."):
+                found.append(path.as_posix())
                 if len(found) >= MAX_NOTEBOOKS:
-                    return found
+                    break
     return found
 
 

@@ -1,5 +1,6 @@
 """Provenance records and rerun comparison, without Docker."""
 
+import hashlib
 import json
 import os
 
@@ -10,9 +11,12 @@ from enclave.jobs.provenance import (
     compare_outputs,
     file_manifest,
     input_changes,
-    sha256_file,
     view_record,
 )
+
+
+def sha256_file(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _write(path, text):
