@@ -103,3 +103,11 @@ def _describe(cell: Hashable) -> str:
     if isinstance(cell, tuple):
         return "(" + ", ".join(str(part) for part in cell) + ")"
     return str(cell)
+
+
+def excerpt(text: object, limit: int = 60) -> str:
+    """A short, single-line quotation of offending content, for a reviewer to see it."""
+    value = " ".join(str(text).split())
+    if len(value) > limit:
+        value = value[: limit - 1] + "…"
+    return repr(value)

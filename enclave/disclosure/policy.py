@@ -63,6 +63,70 @@ class CheckerLimits(_Strict):
 KNOWN_TYPES = frozenset({"csv", "tsv", "txt", "md", "json", "png", "jpeg", "ipynb"})
 
 
+class RowLevel(_Strict):
+    """When a table (or text) is taken for one row per person, whatever its column names."""
+
+    # Tables with at least this many rows are tested for per-person rows by content
+    # (identifier-shaped keys, per-person dates, repeated labels, quasi-identifiers).
+    min_rows: int = Field(5, ge=2)
+    # A column (or one text) with this many distinct full dates off any regular calendar
+    # (not daily, weekly or monthly steps) holds per-person dates.
+    min_dates: int = Field(3, ge=2)
+    # Prose may name a few dates (a study period); more distinct full dates than this fail.
+    max_dates_in_text: int = Field(5, ge=1)
+    # Shortest unlabelled list of numbers (a JSON array, a literal in code) that needs a person.
+    min_bare_numbers: int = Field(5, ge=2)
+    # Decimal columns whose names contain one of these words are rates or model statistics
+    # derived from checked counts or a checked model; other decimals (means, sums) need evidence.
+    derived_words: tuple[str, ...] = (
+        "rate", "rates", "percent", "percentage", "pct", "proportion", "prevalence", "incidence",
+        "per", "ratio", "coef", "coefficient", "estimate", "se", "stderr", "err", "ci", "lower",
+        "upper", "lcl", "ucl", "p", "pvalue", "t", "z", "or", "hr", "rr", "beta", "r2",
+    )
+
+
+class Encoded(_Strict):
+    """Encoded payloads and other high-entropy text."""
+
+    # A token must be this long to count towards an encoded run (shorter ones are words).
+    min_token: int = Field(20, ge=8)
+    # Tokens of this many bits of entropy per character or more are counted as encoded even
+    # outside the base64 and hex alphabets (ascii85, custom alphabets).
+    entropy_bits: float = Field(4.6, ge=2.0, le=8.0)
+
+
+class Images(_Strict):
+    """What a PNG or JPEG may hold besides its pixels."""
+
+    # PNG chunks that carry only how to draw the pixels. Anything else (tEXt, zTXt, iTXt,
+    # eXIf, iCCP, private chunks) fails, as do bytes after IEND.
+    png_chunks_allowed: tuple[str, ...] = ("IHDR", "PLTE", "IDAT", "IEND", "tRNS", "gAMA", "cHRM", "sRGB",
+                                           "bKGD", "pHYs", "sBIT")
+    # Verdict for an image that holds nothing but pixel data. "review" sends every picture
+    # to a person even when it is clean; the reviewers see every file in any case.
+    clean: Verdict = Verdict.PASS
+
+
+class Notebooks(_Strict):
+    """What a Jupyter notebook may carry besides its cells' sources and outputs."""
+
+    # Keys allowed in the notebook's metadata and in every cell's metadata. Any other key
+    # (including widget state and tool-specific blobs) fails.
+    metadata_allowed: list[str] = Field(default_factory=lambda: [
+        "kernelspec", "language_info", "tags", "collapsed", "scrolled", "jupyter", "execution",
+        "editable", "deletable", "name", "papermill",
+    ])
+    # Output mime types the checker can read. Any other (widgets, vendor types) fails.
+    mime_types_allowed: list[str] = Field(default_factory=lambda: [
+        "text/plain", "text/html", "text/markdown", "text/latex", "image/png", "image/jpeg",
+        "application/json", "application/vnd.dataresource+json",
+    ])
+    # Keys allowed in an output's own metadata besides the allowed mime types.
+    output_metadata_allowed: list[str] = Field(default_factory=lambda: [
+        "isolated", "width", "height", "needs_background", "unconfined",
+    ])
+
+
 class DisclosurePolicy(BaseModel):
     """Thresholds and limits for every disclosure rule; defaults follow the guidance."""
 
@@ -80,6 +144,10 @@ class DisclosurePolicy(BaseModel):
     rounding: Rounding = Rounding()
     suppressed_markers: tuple[str, ...] = ("*", "c", "[c]", "x", "<10", "suppressed", "redacted", "-")
     checker: CheckerLimits = CheckerLimits()
+    row_level: RowLevel = RowLevel()
+    encoded: Encoded = Encoded()
+    images: Images = Images()
+    notebooks: Notebooks = Notebooks()
 
 
 def load_disclosure_policy(path: Path | str | None = None) -> DisclosurePolicy:

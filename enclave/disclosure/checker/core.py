@@ -1,7 +1,9 @@
 """The output file checker: classify each file by its content and apply the rules.
 
 Fail closed: anything the checker cannot positively read as an allowed type fails, and
-anything it can read but not judge goes to a reviewer.
+anything it can read but not judge goes to a reviewer. Trust comes only from evidence the
+caller has verified by reproducing it (``evidence=``); the checker never reads an evidence
+file from disk, so a sidecar written beside a file changes nothing.
 """
 
 from __future__ import annotations
@@ -10,20 +12,22 @@ import hashlib
 import json
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
-from enclave.disclosure.checker.documents import check_json_value, check_notebook, check_text
+# Importing the check modules registers their checks.
+from enclave.disclosure.checker import images, tables, text  # noqa: F401
 from enclave.disclosure.checker.filetypes import sniff
-from enclave.disclosure.checker.tables import check_cells, check_evidence, check_values, profile
-from enclave.disclosure.evidence import is_sidecar, read_evidence, sidecar_path
+from enclave.disclosure.checker.notebooks import add_notebook
+from enclave.disclosure.checker.parts import Parts
+from enclave.disclosure.checker.registry import Part, PartKind, run_checks
+from enclave.disclosure.evidence import Evidence, is_sidecar
 from enclave.disclosure.findings import Finding
 from enclave.disclosure.policy import DisclosurePolicy
 from enclave.disclosure.verdict import Verdict, worst
-from enclave.errors import InvalidInput
 
 HEAD_BYTES = 8192
 
@@ -64,12 +68,12 @@ def _refuse(path: str, rule: str, message: str) -> FileReport:
 
 
 def check_file(path: Path, policy: DisclosurePolicy, *, root: Path | None = None,
-               evidence: Path | None = None) -> FileReport:
-    """Classify ``path`` by content and apply every rule; never follows a symbolic link.
+               evidence: Evidence | None = None) -> FileReport:
+    """Classify ``path`` by content, take it apart and run every check; never follows a link.
 
     With ``root`` (e.g. a project's outbox) the file must lie inside it and is reported
-    relative to it. A table's evidence sidecar is read from ``evidence`` when given (e.g.
-    when the file was copied into quarantine), else from beside the file.
+    relative to it. ``evidence`` is a table's evidence that the caller has already verified
+    by reproducing it; without it the file is checked as a plain file, with no trust.
     """
     path = Path(path)
     shown = str(path)
@@ -96,7 +100,7 @@ def check_file(path: Path, policy: DisclosurePolicy, *, root: Path | None = None
     if any(part.startswith(".") for part in parts):
         return _refuse(shown, "hidden", "hidden files (names starting with '.') never leave; rename it if it is a real output")
     if is_sidecar(path):
-        return _refuse(shown, "evidence", "evidence sidecars hold exact small counts and stay inside; submit the output they describe, its evidence is read from beside it")
+        return _refuse(shown, "evidence", "evidence files hold exact small counts and stay inside; submit the output they describe")
     limits = policy.checker
     if info.st_size > limits.max_file_bytes:
         return _refuse(shown, "size", f"{info.st_size} bytes is over the limit of {limits.max_file_bytes}; split or summarise the output")
@@ -110,18 +114,28 @@ def check_file(path: Path, policy: DisclosurePolicy, *, root: Path | None = None
     if sniffed.type not in limits.allowed_types:
         return _refuse(shown, "file_type", f"{sniffed.type} files are not allowed by policy {policy.version}; allowed: {', '.join(limits.allowed_types)}")
     kind = sniffed.type
+    collected = Parts(policy)
+    findings: list[Finding] = []
+    if evidence is not None and kind not in ("csv", "tsv"):
+        findings.append(Finding("evidence", Verdict.REVIEW, "evidence was given for a file that is not a table; checked without it", locations=[shown]))
+        evidence = None
     if kind in ("png", "jpeg"):
-        findings = [Finding("image", Verdict.REVIEW, "images cannot be checked automatically; a reviewer needs the table behind it (submit that too)", locations=[shown])]
+        collected.parts.append(Part(PartKind.IMAGE, shown, data=data, origin=kind))
     elif kind in ("csv", "tsv"):
-        findings = _check_delimited(evidence or sidecar_path(path), data, "\t" if kind == "tsv" else ",", policy)
+        findings += _delimited(data, "\t" if kind == "tsv" else ",", policy, evidence, collected)
     elif kind == "ipynb":
-        findings = check_notebook(json.loads(sniffed.text or "{}"), policy)
+        add_notebook(json.loads(sniffed.text or "{}"), collected)
     elif kind == "json":
-        findings = check_json_value(json.loads(sniffed.text or "null"), policy, "json")
+        collected.add_json(json.loads(sniffed.text or "null"), "json")
     else:
-        findings = check_text(sniffed.text or "", policy, "text")
-        if (sniffed.text or "").count("\n") > limits.max_rows:
+        text = sniffed.text or ""
+        if text.count("\n") > limits.max_rows:
             findings.append(Finding("rows", Verdict.FAIL, f"more than {limits.max_rows} lines; only summaries may leave", locations=[shown]))
+        else:
+            collected.add_text(text, "text")
+    findings += collected.findings
+    for part in collected.parts:
+        findings += run_checks(part, policy)
     return _report(shown, findings, kind)
 
 
@@ -132,7 +146,9 @@ def _read_no_follow(path: Path) -> bytes:
         return handle.read()
 
 
-def _check_delimited(evidence_file: Path, data: bytes, separator: str, policy: DisclosurePolicy) -> list[Finding]:
+def _delimited(data: bytes, separator: str, policy: DisclosurePolicy, evidence: Evidence | None,
+               collected: Parts) -> list[Finding]:
+    """A CSV or TSV as one table part; verified evidence is used only if it describes these bytes."""
     try:
         frame = _read_table(data, separator)
     except (pl.exceptions.PolarsError, ValueError) as exc:
@@ -140,24 +156,14 @@ def _check_delimited(evidence_file: Path, data: bytes, separator: str, policy: D
         return [Finding("file_type", Verdict.FAIL, f"not a well-formed UTF-8 table ({reason}); save it with one header line and the same number of fields per row")]
     if frame.height > policy.checker.max_rows:
         return [Finding("rows", Verdict.FAIL, f"{frame.height} rows is over the limit of {policy.checker.max_rows}; only summaries may leave")]
-
-    def where(row: int, column: str) -> str:
-        return f"line {row + 2}, column {column!r}"
-
-    columns = profile(frame, policy)
-    findings = check_cells(frame, policy, where, columns)
-    if not evidence_file.is_symlink() and evidence_file.is_file():
-        try:
-            evidence = read_evidence(evidence_file)
-        except InvalidInput as exc:
-            findings.append(Finding("evidence", Verdict.REVIEW, f"{exc}; checked without it", locations=[evidence_file.name]))
-        else:
-            if evidence.output.sha256 == hashlib.sha256(data).hexdigest():
-                return findings + check_evidence(evidence, policy)
-            findings.append(Finding("evidence", Verdict.REVIEW,
-                                    "the evidence sidecar does not match this file (changed after saving?); checked without it, save it again with enclave.safe",
-                                    locations=[evidence_file.name]))
-    return findings + check_values(frame, policy, where, columns)
+    findings = []
+    if evidence is not None and evidence.output.sha256 != hashlib.sha256(data).hexdigest():
+        findings.append(Finding("evidence", Verdict.REVIEW, "the evidence given describes other bytes than this file; checked without it",
+                                locations=[evidence.output.file]))
+        evidence = None
+    collected.parts.append(Part(PartKind.TABLE, "table", frame=frame, origin="csv", evidence=evidence,
+                                locate=lambda row, column: f"line {row + 2}, column {column!r}"))
+    return findings
 
 
 def _read_table(data: bytes, separator: str) -> pl.DataFrame:
@@ -175,6 +181,8 @@ def _read_table(data: bytes, separator: str) -> pl.DataFrame:
     return frame
 
 
-def check_files(paths: Iterable[Path], policy: DisclosurePolicy, *, root: Path | None = None) -> CheckReport:
-    """Check each file; the report's status is the worst verdict."""
-    return CheckReport([check_file(Path(p), policy, root=root) for p in paths])
+def check_files(paths: Iterable[Path], policy: DisclosurePolicy, *, root: Path | None = None,
+                evidence: Mapping[Path, Evidence] | None = None) -> CheckReport:
+    """Check each file; ``evidence`` maps a path to its caller-verified evidence."""
+    evidence = {Path(p): e for p, e in (evidence or {}).items()}
+    return CheckReport([check_file(Path(p), policy, root=root, evidence=evidence.get(Path(p))) for p in paths])

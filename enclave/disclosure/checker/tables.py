@@ -1,42 +1,58 @@
-"""Rules for tables found in output files (CSV, TSV, markdown, HTML, JSON records).
+"""Checks on tables, wherever they were found (CSV, TSV, text, markdown, HTML, JSON, code).
 
-Every column arrives as text. Work is vectorised with polars so a large CSV is checked at
-disk speed: coarse patterns run over whole columns and only their hits are looked at in
-Python. Without evidence, counts are recognised by their column names; other numbers can
-only be judged by a person.
+Every table goes through the same checks. Work is vectorised with polars so a large CSV is
+checked at disk speed: coarse patterns run over each column's *distinct* values and only
+their hits are looked at in Python. Numbers are judged wherever they sit: a whole number in
+any column can be a count; a number inside a string (``3 (1.5%)``, ``n=4``, ``4/120``) is a
+count. Row-level data is recognised by content (identifier-shaped keys, per-person dates,
+labels that repeat, quasi-identifiers that single people out), not by column names alone.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
 import polars as pl
 
+from enclave.disclosure.checker.dates import DATE_PATTERN, on_calendar, parse_date
 from enclave.disclosure.checker.identifiers import BIRTH_COLUMN, COMBINED, FULL_DATE, find_identifiers, mask
+from enclave.disclosure.checker.registry import Part, PartKind, Where, check
 from enclave.disclosure.evidence import Evidence, stats_of
-from enclave.disclosure.findings import Finding, evaluate
+from enclave.disclosure.findings import Finding, evaluate, excerpt
 from enclave.disclosure.policy import DisclosurePolicy
 from enclave.disclosure.rules import RULES, TOPN
 from enclave.disclosure.verdict import Verdict
 
-Where = Callable[[int, str], str]  # (data row index, column) -> location in words
-
 NUMBER = r"^\s*[+\-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+\-]?\d+)?\s*%?\s*$"
 FORMULA = r"^[\t\r ]*[=@+\-]"
+# A count written inside a string: "3 (1.5%)", "n=4", "4/120", "4 of 120".
+COUNT_IN_STRING = (
+    r"(?i)^\s*(?:(\d+)\s*\(\s*[<>]?\s*\d+(?:\.\d+)?\s*%?\s*\)"
+    r"|n\s*[=:]\s*(\d+)"
+    r"|(\d+)\s*(?:/|of|out of)\s*(\d+)"
+    r"|(\d+)\s*%?\s*\[\s*\d+(?:\.\d+)?\s*%?\s*\])\s*$"
+)
 LABEL_WORDS = frozenset({
     "year", "years", "age", "month", "week", "day", "quarter", "code", "id", "band", "group", "decade",
     "period", "rank", "order", "level", "stage", "category", "class", "region", "site", "index", "bin",
-    "lower", "upper", "from", "to", "start", "end", "date",
+    "lower", "upper", "from", "to", "start", "end", "date", "decile", "quintile", "tertile", "position",
 })
+# Statistics of values (not counts, not rates): their dominance needs evidence.
+VALUE_WORDS = frozenset({"mean", "average", "avg", "median", "sum", "sd", "std", "min", "max", "iqr",
+                         "variance", "var", "mode", "q1", "q3", "quartile", "cost", "income", "value"})
 PERSON_ID_WORDS = frozenset({"id", "patient", "person", "subject", "mrn", "nhs", "chi", "participant", "pseudo", "pid"})
 QUASI_WORDS = frozenset({"age", "sex", "gender", "ethnicity", "ethnic", "postcode", "lsoa", "dob", "birth",
                          "death", "imd", "deprivation", "occupation", "religion"})
+SEX_VALUES = frozenset({"m", "f", "u", "male", "female", "unknown", "other", "x", "i", "indeterminate"})
+AREA = r"^\s*(?:[A-Z]{1,2}\d[A-Z\d]?|[EWSN]0\d{7})\s*$"
+KEY = r"^\s*(?:[A-Za-z]{0,4}[-_ ]?\d{5,}[A-Za-z]?|[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}|[0-9a-f]{12,}|[A-Z]{1,3}\d{2,}[A-Z]{1,3}\d*)\s*$"
+MISSING = ["nan", "<na>", "none", "null", "nat", "na", "n/a", ""]
 MAX_LOCATIONS = 20
+SAMPLE = 2000
 
 
 def words(name: str) -> set[str]:
-    return set(re.findall(r"[a-z]+", name.lower()))
+    return set(re.findall(r"[a-z]+|\d+", name.lower()))
 
 
 def _finding(rule: str, status: Verdict, message: str, locations: list[str], total: int | None = None) -> Finding:
@@ -50,20 +66,24 @@ def _rows_with(frame: pl.DataFrame, column: str, values: list[str], limit: int =
     if not values:
         return []
     return (
-        frame.select(pl.int_range(pl.len()).alias("_row"), _text(frame, column).is_in(values).alias("_hit"))
+        frame.select(pl.int_range(pl.len()).alias("_row"), _text(column).is_in(values).alias("_hit"))
         .filter("_hit")["_row"].head(limit).to_list()
     )
 
 
-def _text(frame: pl.DataFrame, column: str) -> pl.Expr:
+def _text(column: str) -> pl.Expr:
     """The column as text, however the reader typed it."""
     return pl.col(column).cast(pl.String)
+
+
+def _markers(policy: DisclosurePolicy) -> list[str]:
+    return [m.lower() for m in policy.suppressed_markers] + MISSING
 
 
 def classify(values: pl.Series, markers: list[str]) -> str:
     """'integer', 'number' or 'text', judged over values that are not blank or markers."""
     stripped = values.str.strip_chars()
-    filled = stripped.filter((stripped != "") & ~stripped.str.to_lowercase().is_in(markers))
+    filled = stripped.filter(~stripped.str.to_lowercase().is_in(markers))
     if filled.len() == 0:
         return "text"
     if filled.cast(pl.Int64, strict=False).null_count() == 0:
@@ -73,24 +93,29 @@ def classify(values: pl.Series, markers: list[str]) -> str:
     return "text"
 
 
-def profile(frame: pl.DataFrame, policy: DisclosurePolicy) -> dict[str, tuple[str, pl.Series]]:
-    """Per column: its kind and its distinct values (per-value tests then run once per value).
+def profile(part: Part, policy: DisclosurePolicy) -> dict[str, tuple[str, pl.Series]]:
+    """Per column: its kind and its distinct values as text (cached on the part).
 
     Columns the CSV reader already parsed as numbers skip the text tests; for them the
-    distinct values are those long enough to be an NHS or phone number, as text.
+    distinct values are those long enough to be an NHS or phone number.
     """
-    markers = [m.lower() for m in policy.suppressed_markers]
+    if "profile" in part.cache:
+        return part.cache["profile"]
+    frame = part.frame
+    assert frame is not None
+    markers = _markers(policy)
     result = {}
     for column, dtype in frame.schema.items():
         series = frame.get_column(column)
         if dtype.is_integer():
-            long = series.filter(series.abs() >= 10**8).unique().cast(pl.String)
+            long = series.filter(series.abs() >= 10**7).unique().cast(pl.String)
             result[column] = ("integer", pl.concat([long, "0" + long]))
         elif dtype.is_float():
             result[column] = ("number", pl.Series([], dtype=pl.String))
         else:
             values = series.cast(pl.String).drop_nulls().unique()
             result[column] = (classify(values, markers), values)
+    part.cache["profile"] = result
     return result
 
 
@@ -101,138 +126,341 @@ def as_int(frame: pl.DataFrame, column: str) -> pl.Expr:
     return pl.col(column).cast(pl.String).str.strip_chars().cast(pl.Int64, strict=False)
 
 
-def check_cells(frame: pl.DataFrame, policy: DisclosurePolicy, where: Where,
-                columns: dict[str, tuple[str, pl.Series]] | None = None) -> list[Finding]:
-    """Formula cells and direct identifiers, anywhere in the table (headers included)."""
-    columns = columns if columns is not None else profile(frame, policy)
-    findings: list[Finding] = []
-    markers = [m.lower() for m in policy.suppressed_markers]
-    formula_locations: list[str] = []
-    formula_total = 0
-    identifier_hits: dict[str, list[str]] = {}
-    for kind, _ in find_identifiers("\n".join(frame.columns)):
-        identifier_hits.setdefault(kind, []).append("header")
-    for column, (kind, values) in columns.items():
+def _where(part: Part) -> Where:
+    return part.locate or (lambda row, column: f"{part.where} row {row + 1}, column {column!r}")
+
+
+# --- cell content -----------------------------------------------------------------------
+
+
+@check("formula", PartKind.TABLE, "cells that would run as spreadsheet formulas")
+def formula_cells(part: Part, policy: DisclosurePolicy) -> list[Finding]:
+    frame, where = part.frame, _where(part)
+    assert frame is not None
+    markers = _markers(policy)
+    locations: list[str] = []
+    total = 0
+    for column, (kind, values) in profile(part, policy).items():
         if re.match(FORMULA, column) and not re.match(NUMBER, column):
-            formula_locations.append(f"header {column!r}")
-            formula_total += 1
+            locations.append(f"{part.where} header {excerpt(column)}")
+            total += 1
+        if kind != "text":
+            continue
+        lowered = values.str.strip_chars().str.to_lowercase()
+        hits = values.filter(values.str.contains(FORMULA) & ~values.str.contains(NUMBER) & ~lowered.is_in(markers)).to_list()
+        if hits:
+            total += frame.select(_text(column).is_in(hits).sum()).item()
+            locations += [f"{where(r, column)}: {excerpt(frame.item(r, column))}" for r in _rows_with(frame, column, hits)]
+    if not total:
+        return []
+    return [_finding("formula", Verdict.FAIL,
+                     f"{total} cell(s) start with =, +, -, @ and would run as spreadsheet formulas; remove them or quote them as text",
+                     locations, total)]
+
+
+@check("direct_identifier", PartKind.TABLE, "NHS numbers, emails, phone numbers, postcodes, SSNs, dates of birth in cells")
+def identifier_cells(part: Part, policy: DisclosurePolicy) -> list[Finding]:
+    frame, where = part.frame, _where(part)
+    assert frame is not None
+    hits_by_kind: dict[str, list[str]] = {}
+    for kind, _ in find_identifiers("\n".join(frame.columns)):
+        hits_by_kind.setdefault(kind, []).append(f"{part.where} header")
+    for column, (kind, values) in profile(part, policy).items():
         if kind == "number":
-            continue  # plain numbers are neither formulas nor identifiers
+            continue  # plain decimals are not identifiers
         if kind == "text":
-            lowered = values.str.strip_chars().str.to_lowercase()
-            formulas = values.filter(values.str.contains(FORMULA) & ~values.str.contains(NUMBER) & ~lowered.is_in(markers)).to_list()
-            if formulas:
-                formula_total += frame.select(_text(frame, column).is_in(formulas).sum()).item()
-                formula_locations += [where(r, column) for r in _rows_with(frame, column, formulas)]
             candidates = values.filter(values.str.contains(COMBINED))
         else:  # whole numbers can still be NHS or phone numbers
             candidates = values.filter(values.str.strip_chars().str.len_bytes().is_between(10, 13))
         by_kind: dict[str, list[str]] = {}
-        for value in candidates.to_list():
+        for value in candidates.head(SAMPLE * 5).to_list():
             for found, _ in find_identifiers(value):
                 by_kind.setdefault(found, []).append(value)
-        if BIRTH_COLUMN.search(column):
-            dates = values.filter(values.str.contains(FULL_DATE)).to_list()
+        if BIRTH_COLUMN.search(column) and kind == "text":
+            dates = values.filter(values.str.contains(FULL_DATE) | values.str.contains(DATE_PATTERN)).to_list()
             if dates:
                 by_kind.setdefault("date of birth", []).extend(dates)
         for found, hits in by_kind.items():
             if frame.schema[column].is_integer():  # read as a number: its leading zero is gone
                 hits = [h[1:] if h.startswith("0") and len(h) > 1 else h for h in hits]
             rows = _rows_with(frame, column, hits)
-            total = frame.select(_text(frame, column).is_in(hits).sum()).item()
+            total = frame.select(_text(column).is_in(hits).sum()).item()
             located = [f"{where(r, column)} ({mask(str(frame.item(r, column)))})" for r in rows]
-            identifier_hits.setdefault(found, []).extend(located + [""] * (total - len(located)))
-    if formula_total:
-        findings.append(_finding("formula", Verdict.FAIL,
-                                 f"{formula_total} cell(s) start with =, +, -, @ and would run as spreadsheet formulas; remove them or quote them as text",
-                                 formula_locations, formula_total))
-    for kind, locations in identifier_hits.items():
-        shown = [loc for loc in locations if loc]
-        findings.append(_finding("direct_identifier", Verdict.FAIL,
-                                 f"{len(locations)} {kind}(s) found; remove every direct identifier", shown, len(locations)))
-    return findings
+            hits_by_kind.setdefault(found, []).extend(located + [""] * (total - len(located)))
+    return [_finding("direct_identifier", Verdict.FAIL, f"{len(locs)} {kind}(s) found; remove every direct identifier",
+                     [loc for loc in locs if loc], len(locs))
+            for kind, locs in hits_by_kind.items()]
 
 
-def _has_whole_numbers(values: pl.Series) -> bool:
-    return values.str.strip_chars().cast(pl.Int64, strict=False).drop_nulls().len() > 0
+# --- row-level data ---------------------------------------------------------------------
 
 
-def check_values(frame: pl.DataFrame, policy: DisclosurePolicy, where: Where,
-                 columns: dict[str, tuple[str, pl.Series]] | None = None) -> list[Finding]:
-    """Microdata, counts and other statistics, for a table that came without evidence.
+def _date_column(values: pl.Series, frame: pl.DataFrame, column: str) -> list[tuple[str, object]]:
+    """Distinct values of a column that are full dates (text, or YYYYMMDD whole numbers)."""
+    dtype = frame.schema[column]
+    if dtype.is_integer():
+        series = frame.get_column(column)
+        if series.len() == 0 or series.min() < 18000101 or series.max() > 22001231:  # type: ignore[operator]
+            return []
+        sample = series.unique().head(SAMPLE).cast(pl.String).to_list()
+    elif dtype.is_float():
+        return []
+    else:
+        sample = values.filter(values.str.contains(DATE_PATTERN)).head(SAMPLE).to_list()
+    parsed = [(v, parse_date(v)) for v in sample]
+    return [(v, d) for v, d in parsed if d is not None]
 
-    A text column holding some whole numbers (``12``, ``NA``, ``3``) is judged on those
-    numbers: one stray word must not hide a small count.
-    """
-    columns = columns if columns is not None else profile(frame, policy)
-    count_words = set(policy.checker.count_column_words)
-    kinds = {}
-    for column, (kind, values) in columns.items():
-        kinds[column] = "integer" if kind == "text" and _has_whole_numbers(values) else kind
-    counts = [c for c in frame.columns if kinds[c] == "integer" and words(c) & count_words]
-    findings = _microdata(frame, policy, kinds, counts)
-    first = frame.columns[0] if frame.columns else None
-    for column in frame.columns:
-        if kinds[column] == "text" or column in counts:
+
+def _person_dates(part: Part, policy: DisclosurePolicy) -> dict[str, list[tuple[str, object]]]:
+    if "dates" in part.cache:
+        return part.cache["dates"]
+    frame = part.frame
+    assert frame is not None
+    found = {}
+    for column, (_, values) in profile(part, policy).items():
+        dates = _date_column(values, frame, column)
+        if len({d for _, d in dates}) >= policy.row_level.min_dates and not on_calendar(d for _, d in dates):
+            found[column] = dates
+    part.cache["dates"] = found
+    return found
+
+
+def _key_like(part: Part, policy: DisclosurePolicy) -> list[str]:
+    frame = part.frame
+    assert frame is not None
+    keys = []
+    for column, (kind, values) in profile(part, policy).items():
+        if kind != "text" or frame.height < policy.row_level.min_rows:
             continue
-        label = bool(words(column) & LABEL_WORDS) or (
-            column == first and frame.get_column(column).n_unique() == frame.height
-        )
-        if label:
-            continue
-        if kinds[column] == "integer":
-            findings += _count_rules(frame, column, policy, where, Verdict.REVIEW,
-                                     f"column {column!r} looks like counts (name count columns e.g. 'n' or 'count')")
-        else:
-            findings.append(Finding("unchecked_values", Verdict.REVIEW,
-                                    f"column {column!r} holds statistics other than counts; without evidence a reviewer must check them (build the table with enclave.safe to pass automatically)",
-                                    locations=[f"column {column!r}"]))
+        filled = values.filter(~values.str.strip_chars().str.to_lowercase().is_in(_markers(policy)))
+        if filled.len() < policy.row_level.min_rows or filled.len() < 0.9 * frame.height:
+            continue  # values repeat: not one key per row
+        shaped = filled.head(SAMPLE).str.contains(KEY).mean() or 0.0
+        if shaped >= 0.8:
+            keys.append(column)
+    return keys
+
+
+def _is_index(frame: pl.DataFrame, column: str) -> bool:
+    """0..n-1 or 1..n in order: row numbers, not data."""
+    values = frame.select(as_int(frame, column)).to_series()
+    if values.null_count() or values.len() == 0:
+        return False
+    start = values[0]
+    return start in (0, 1) and values.diff().drop_nulls().eq(1).all()
+
+
+def _quasi_columns(part: Part, policy: DisclosurePolicy) -> list[str]:
+    """Columns that describe a person: by name, by their values (sex codes, areas, dates, keys)."""
+    frame = part.frame
+    assert frame is not None
+    quasi = []
+    dates = _person_dates(part, policy)
+    for column, (kind, values) in profile(part, policy).items():
+        if words(column) & QUASI_WORDS or column in dates:
+            quasi.append(column)
+        elif kind == "text" and values.len():
+            lowered = set(values.str.strip_chars().str.to_lowercase().head(50).to_list()) - {""}
+            if 2 <= len(lowered) <= 4 and lowered <= SEX_VALUES:
+                quasi.append(column)
+            elif (values.head(SAMPLE).str.contains(AREA).mean() or 0.0) >= 0.8:
+                quasi.append(column)
+    return quasi + [k for k in _key_like(part, policy) if k not in quasi]
+
+
+def _numeric(part: Part, policy: DisclosurePolicy) -> list[str]:
+    kinds = _kinds(part, policy)
+    return [c for c, k in kinds.items() if k in ("integer", "number")]
+
+
+@check("row_level", PartKind.TABLE, "tables with one row per person, whatever their column names")
+def row_level(part: Part, policy: DisclosurePolicy) -> list[Finding]:
+    frame, where = part.frame, _where(part)
+    assert frame is not None
+    if frame.height < 2:
+        return []
+    reasons: list[str] = []
+    examples: list[str] = []
+    for column, dates in _person_dates(part, policy).items():
+        reasons.append(f"column {column!r} holds {len({d for _, d in dates})}+ dates off any calendar (dates of birth or events)")
+        rows = _rows_with(frame, column, [v for v, _ in dates[:3]], 3)
+        examples += [f"{where(r, column)}: {excerpt(frame.item(r, column))}" for r in rows]
+    counts = _count_columns(part, policy)
+    keys = _key_like(part, policy)
+    for column in keys:
+        reasons.append(f"column {column!r} holds a different identifier-like key on every row")
+        examples.append(f"{where(0, column)}: {excerpt(frame.item(0, column))}")
+    if frame.height >= policy.row_level.min_rows:
+        quasi = _quasi_columns(part, policy)
+        numeric = _numeric(part, policy)
+        labels = [c for c in frame.columns if c not in numeric or c in quasi or _label_column(part, policy, c)]
+        measures = [c for c in numeric if c not in labels]
+        if labels and measures and quasi and _labels_repeat(frame, labels):
+            reasons.append(f"rows repeat the same labels {labels[:5]} (a table of groups has one row per group)")
+        if len(quasi) >= 2 and not measures:
+            unique = frame.select(pl.struct(quasi).is_unique().mean()).item() or 0.0
+            reasons.append(f"columns {quasi[:5]} describe people and there is no count or statistic ({unique:.0%} of rows unique)")
     for column in counts:
-        findings += _count_rules(frame, column, policy, where, Verdict.FAIL, f"count column {column!r}")
+        values = frame.select(as_int(frame, column)).to_series().drop_nulls()
+        if frame.height >= policy.row_level.min_rows and values.len() and values.max() == 1:
+            reasons.append(f"count column {column!r} is 1 in every row")
+    if frame.height >= policy.checker.microdata_min_rows and not counts:
+        for column in frame.columns:
+            if words(column) & PERSON_ID_WORDS and frame.get_column(column).n_unique() == frame.height:
+                reasons.append(f"column {column!r} is a unique identifier per row")
+        named = [c for c in frame.columns if words(c) & QUASI_WORDS]
+        if len(named) >= 2:
+            reasons.append(f"columns {named[:5]} describe individuals")
+    if not reasons:
+        return []
+    return [Finding("microdata", Verdict.FAIL,
+                    f"{part.where}: {frame.height} rows look like one person each ({'; '.join(dict.fromkeys(reasons))}); only aggregate results may leave",
+                    locations=(examples or [f"{part.where}: {frame.height} rows"])[:MAX_LOCATIONS])]
+
+
+def _labels_repeat(frame: pl.DataFrame, labels: list[str]) -> bool:
+    head = frame.head(100_000).select(labels)
+    if head.is_duplicated().any():
+        return True
+    return frame.height > head.height and frame.select(labels).is_duplicated().any()
+
+
+# --- counts and other statistics (tables without verified evidence) ---------------------
+
+
+def _kinds(part: Part, policy: DisclosurePolicy) -> dict[str, str]:
+    """Column kinds; a text column holding some whole numbers (``12``, ``NA``, ``3``) counts
+    as whole numbers, so one stray word cannot hide a small count."""
+    if "kinds" in part.cache:
+        return part.cache["kinds"]
+    kinds = {}
+    for column, (kind, values) in profile(part, policy).items():
+        if kind == "text" and values.str.strip_chars().cast(pl.Int64, strict=False).drop_nulls().len() > 0:
+            kind = "integer"
+        kinds[column] = kind
+    part.cache["kinds"] = kinds
+    return kinds
+
+
+def _count_columns(part: Part, policy: DisclosurePolicy) -> list[str]:
+    count_words = set(policy.checker.count_column_words)
+    return [c for c, k in _kinds(part, policy).items() if k == "integer" and words(c) & count_words]
+
+
+def _label_column(part: Part, policy: DisclosurePolicy, column: str) -> bool:
+    """A whole-number column that labels rows (a year, an age band, row numbers)."""
+    frame = part.frame
+    assert frame is not None
+    if _is_index(frame, column):
+        return True
+    if not words(column) & LABEL_WORDS:
+        return False
+    # A label needs something to label: when its numbers are the only ones, they are the data.
+    others = [c for c in _numeric(part, policy) if c != column and not words(c) & LABEL_WORDS]
+    return bool(others)
+
+
+@check("counts", PartKind.TABLE, "small counts and zeros in any column, and counts written inside strings")
+def counts(part: Part, policy: DisclosurePolicy) -> list[Finding]:
+    if part.evidence is not None:
+        return []  # the verified evidence carries the exact counts (check "evidence")
+    frame, where = part.frame, _where(part)
+    assert frame is not None
+    findings: list[Finding] = []
+    kinds = _kinds(part, policy)
+    named = set(_count_columns(part, policy))
+    keyvalue = part.origin == "keyvalue"
+    for column in frame.columns:
+        if kinds[column] != "integer":
+            continue
+        if column in named:
+            findings += _count_rules(frame, as_int(frame, column), column, policy, where, Verdict.FAIL, f"count column {column!r}")
+        elif not keyvalue and not _label_column(part, policy, column) and not words(column) & (VALUE_WORDS | set(policy.row_level.derived_words)):
+            findings += _count_rules(frame, as_int(frame, column), column, policy, where, Verdict.REVIEW,
+                                     f"column {column!r} looks like counts (name count columns e.g. 'n' or 'count')")
+    for column, (kind, values) in profile(part, policy).items():
+        if kind != "text":
+            continue
+        hits = values.filter(values.str.contains(COUNT_IN_STRING))
+        if hits.len() == 0:
+            continue
+        parts = hits.str.extract_groups(COUNT_IN_STRING)
+        numbers = pl.concat([parts.struct.field(f).cast(pl.Int64, strict=False) for f in parts.struct.fields])
+        small = numbers.drop_nulls()
+        bad = small.filter((small < policy.threshold) & ((small > 0) | policy.zeros_disclosive))
+        if bad.len() == 0 and not policy.rounding.required:
+            continue
+        # Each string's numbers as rows, then the count rules over them.
+        exploded = (frame.select(pl.int_range(pl.len()).alias("_row"), _text(column).alias("_v"))
+                    .filter(pl.col("_v").is_in(hits.to_list()))
+                    .with_columns(pl.col("_v").str.extract_groups(COUNT_IN_STRING).alias("_g"))
+                    .unnest("_g"))
+        groups = [c for c in exploded.columns if c not in ("_row", "_v")]
+        long = exploded.unpivot(index=["_row", "_v"], on=groups, value_name="n").with_columns(
+            pl.col("n").cast(pl.Int64, strict=False)).drop_nulls("n")
+        if long.height == 0:
+            continue
+        rows = long["_row"].to_list()
+        shown = [f"{where(r, column)}: {excerpt(v)}" for r, v in zip(rows, long["_v"].to_list(), strict=True)]
+        evaluation = evaluate(long.select("n"), policy, ["threshold", "zeros", "rounding"], list(range(long.height)), shown)
+        findings += [_finding(f.rule, f.status, f"counts written in column {column!r}: {f.message}", f.locations)
+                     for f in evaluation.findings]
     return findings
 
 
-def _count_rules(frame: pl.DataFrame, column: str, policy: DisclosurePolicy, where: Where, cap: Verdict, what: str) -> list[Finding]:
+def _count_rules(frame: pl.DataFrame, values: pl.Expr, column: str, policy: DisclosurePolicy, where: Where,
+                 cap: Verdict, what: str) -> list[Finding]:
     n = pl.col("n")
     suspicious = n < policy.threshold
     if policy.rounding.required:
         suspicious = suspicious | (n % policy.rounding.base != 0)
-    candidates = frame.select(
-        pl.int_range(pl.len()).alias("_row"), as_int(frame, column).alias("n")
-    ).filter(suspicious.fill_null(False))
+    candidates = frame.select(pl.int_range(pl.len()).alias("_row"), values.alias("n")).filter(suspicious.fill_null(False))
     if candidates.height == 0:
         return []
     rows = candidates["_row"].to_list()
     evaluation = evaluate(candidates.select("n"), policy, ["threshold", "zeros", "rounding"], rows,
                           [where(r, column) for r in rows])
-    capped = []
-    for f in evaluation.findings:
-        status = min(f.status, cap)
-        capped.append(_finding(f.rule, status, f"{what}: {f.message}", f.locations))
-    return capped
+    return [_finding(f.rule, min(f.status, cap), f"{what}: {f.message}", f.locations) for f in evaluation.findings]
 
 
-def _microdata(frame: pl.DataFrame, policy: DisclosurePolicy, kinds: dict[str, str], counts: list[str]) -> list[Finding]:
-    if frame.height < policy.checker.microdata_min_rows:
+@check("unchecked_values", PartKind.TABLE, "statistics of values (means, sums) whose dominance needs evidence")
+def unchecked_values(part: Part, policy: DisclosurePolicy) -> list[Finding]:
+    if part.evidence is not None or part.origin in ("fixed-width", "keyvalue"):
         return []
-    reasons = []
-    for column in counts:
-        values = frame.select(as_int(frame, column)).to_series().drop_nulls()
-        if values.len() and values.max() == 1:
-            reasons.append(f"count column {column!r} is 1 in every row")
-    if not counts:
-        for column in frame.columns:
-            tokens = words(column)
-            if tokens & PERSON_ID_WORDS and frame.get_column(column).n_unique() == frame.height:
-                reasons.append(f"column {column!r} is a unique identifier per row")
-        quasi = [c for c in frame.columns if words(c) & QUASI_WORDS]
-        if len(quasi) >= 2:
-            reasons.append(f"columns {quasi} describe individuals")
-    if not reasons:
+    derived = set(policy.row_level.derived_words)
+    findings = []
+    for column, kind in _kinds(part, policy).items():
+        if kind != "number":
+            continue
+        tokens = words(column) | {column.strip().lower()}
+        if tokens & derived and not tokens & VALUE_WORDS:
+            continue  # a rate, percentage or model statistic: its counts are checked on their own
+        findings.append(Finding("unchecked_values", Verdict.REVIEW,
+                                f"{part.where}: column {column!r} holds statistics other than counts; without evidence a reviewer must check them (build the table with enclave.safe to pass automatically)",
+                                locations=[f"{part.where} column {column!r}"]))
+    return findings
+
+
+@check("unlabelled", PartKind.TABLE, "numbers without labels (bare arrays, tables without a header)")
+def unlabelled(part: Part, policy: DisclosurePolicy) -> list[Finding]:
+    if part.origin not in ("bare", "headerless"):
         return []
-    return [Finding("microdata", Verdict.FAIL,
-                    f"{frame.height} rows look like one person each ({'; '.join(reasons)}); only aggregate results may leave",
-                    locations=[f"{frame.height} rows"])]
+    frame = part.frame
+    assert frame is not None
+    sample = ", ".join(str(v) for v in frame.head(8).rows())
+    return [Finding("unlabelled", Verdict.REVIEW,
+                    f"{part.where}: {frame.height} row(s) of values without labels; a reviewer cannot tell what they are (label them, or leave them out)",
+                    locations=[f"{part.where}: {excerpt(sample, 80)}"])]
+
+
+# --- verified evidence -------------------------------------------------------------------
+
+
+@check("evidence", PartKind.TABLE, "a table with verified evidence: the rules re-run over its exact figures")
+def evidence_rules(part: Part, policy: DisclosurePolicy) -> list[Finding]:
+    if part.evidence is None:
+        return []
+    return check_evidence(part.evidence, policy)
 
 
 def check_evidence(evidence: Evidence, policy: DisclosurePolicy) -> list[Finding]:
@@ -263,3 +491,19 @@ def check_evidence(evidence: Evidence, policy: DisclosurePolicy) -> list[Finding
             findings.append(Finding(str(recorded.get("rule")), Verdict(recorded.get("status", "review")),
                                     str(recorded.get("message", "")), locations=list(recorded.get("locations", []))))
     return findings
+
+
+def frame_of(header: list[str], rows: list[list[str]]) -> pl.DataFrame:
+    """A table given as lists of strings, as a frame of text columns with unique names."""
+    names, seen = [], {}
+    for i, name in enumerate(header):
+        name = str(name).strip() or f"column {i + 1}"
+        if name in seen:
+            seen[name] += 1
+            name = f"{name} ({seen[name]})"
+        else:
+            seen[name] = 1
+        names.append(name)
+    width = len(names)
+    rows = [([("" if v is None else str(v)) for v in r] + [""] * width)[:width] for r in rows]
+    return pl.DataFrame({name: [r[i] for r in rows] for i, name in enumerate(names)}, schema={n: pl.String for n in names})

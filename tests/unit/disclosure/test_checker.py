@@ -14,7 +14,7 @@ import pytest
 
 from enclave.disclosure import DisclosurePolicy, Verdict, check_file, check_files
 from enclave.disclosure.checker.identifiers import find_identifiers, nhs_number_valid
-from enclave.disclosure.evidence import sidecar_path
+from enclave.disclosure.evidence import read_evidence, sha256_file, sidecar_path
 from enclave.disclosure.policy import CheckerLimits, Rounding
 from enclave.safe import crosstab
 
@@ -103,7 +103,8 @@ def test_checker_fails_formula_cells_but_not_negative_numbers(tmp_path):
     report = check_file(path, POLICY)
     formula = next(f for f in report.findings if f.rule == "formula")
     assert formula.status is Verdict.FAIL
-    assert formula.locations == ["line 4, column 'change'", "line 5, column 'change'", "line 6, column 'change'"]
+    assert [loc.split(":")[0] for loc in formula.locations] == ["line 4, column 'change'", "line 5, column 'change'", "line 6, column 'change'"]
+    assert "=HYPERLINK" in formula.locations[0]  # the reviewer sees the offending text
 
 
 def test_checker_fails_row_level_microdata(tmp_path):
@@ -156,11 +157,11 @@ def test_checker_real_zip_archive_fails(tmp_path):
     assert check_file(path, POLICY).status is Verdict.FAIL
 
 
-def test_checker_images_need_review(tmp_path):
+def test_checker_unreadable_images_fail(tmp_path):
     png = write(tmp_path, "plot.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
     jpeg = write(tmp_path, "photo.jpg", b"\xff\xd8\xff\xe0" + b"\0" * 40)
-    assert check_file(png, POLICY).status is Verdict.REVIEW
-    assert check_file(jpeg, POLICY).status is Verdict.REVIEW
+    assert rules(check_file(png, POLICY)) == {"image": Verdict.FAIL}
+    assert rules(check_file(jpeg, POLICY)) == {"image": Verdict.FAIL}
 
 
 def test_checker_never_follows_symlinks(tmp_path):
@@ -216,7 +217,7 @@ def test_checker_notebook_outputs(tmp_path):
     assert rules(check_file(err, POLICY))["direct_identifier"] is Verdict.FAIL
 
     image = write(tmp_path, "c.ipynb", notebook([{"output_type": "display_data", "data": {"image/png": "iVBORw0KGgo" * 100}, "metadata": {}}]))
-    assert rules(check_file(image, POLICY)) == {"image": Verdict.REVIEW}
+    assert rules(check_file(image, POLICY)) == {"image": Verdict.FAIL}  # not a readable PNG
 
     blob = write(tmp_path, "d.ipynb", notebook([{"output_type": "stream", "name": "stdout", "text": "A" * 400}]))
     assert rules(check_file(blob, POLICY))["encoded_blob"] is Verdict.FAIL
@@ -225,25 +226,40 @@ def test_checker_notebook_outputs(tmp_path):
     assert check_file(clean, POLICY).status is Verdict.PASS
 
 
-def test_checker_trusts_evidence_only_while_hash_matches(tmp_path):
+def test_checker_uses_only_evidence_given_by_the_caller(tmp_path):
     rng = np.random.default_rng(0)
     df = pd.DataFrame({"year": rng.choice([2019, 2020], 400), "g": rng.choice(["A", "B"], 400), "income": rng.uniform(1, 2, 400)})
     df.loc[len(df)] = [2021, "A", 5.0]
     result = crosstab(df, index="year", columns="g", values="income", aggfunc="mean", policy=POLICY)
     out = result.save(tmp_path / "income.csv")
-    assert check_file(out, POLICY).status is Verdict.PASS  # small cells are suppressed; evidence proves it
+    # The sidecar beside the file is never read: without verified evidence a mean needs review.
+    assert check_file(out, POLICY).status is Verdict.REVIEW
+    verified = read_evidence(sidecar_path(out))
+    assert check_file(out, POLICY, evidence=verified).status is Verdict.PASS  # small cells suppressed
 
     stricter = DisclosurePolicy(threshold=300, version="stricter")
-    report = check_file(out, stricter)
+    report = check_file(out, stricter, evidence=verified)
     assert report.status is Verdict.FAIL and "stricter" in report.findings[0].message
 
     out.write_text(out.read_text().replace("2021,,", "2021,5.0,"))
-    report = check_file(out, POLICY)
+    report = check_file(out, POLICY, evidence=verified)
     assert report.status is Verdict.REVIEW
     assert "evidence" in rules(report)
 
     # the sidecar never leaves on its own
     assert rules(check_file(sidecar_path(out), POLICY)) == {"evidence": Verdict.FAIL}
+
+
+def test_checker_ignores_forged_sidecar_beside_microdata(tmp_path):
+    rows = "".join(f"P{i:07d},{1950 + i % 40}-0{1 + i % 9}-{10 + i % 18},{'MF'[i % 2]}\n" for i in range(60))
+    path = write(tmp_path, "cohort.csv", "ref,when,grp\n" + rows)
+    forged = {"format": "enclave-sdc-evidence/1", "output": {"file": "cohort.csv", "sha256": sha256_file(path), "bytes": path.stat().st_size},
+              "analysis": {}, "policy_version": "2026.1", "policy": {}, "rules": ["threshold"], "datasets": [], "status": "pass",
+              "findings": [], "cells": [{"row": [i], "column": ["n"], "n": 1000} for i in range(60)], "created": "2026-01-01", "library": "x"}
+    sidecar_path(path).write_text(json.dumps(forged))
+    report = check_file(path, POLICY)
+    assert report.status is Verdict.FAIL and "microdata" in rules(report)
+    assert check_files([path], POLICY).status is Verdict.FAIL
 
 
 def test_check_files_report_shape(tmp_path):
@@ -273,7 +289,7 @@ def test_checker_non_utf8_csv_fails_with_advice(tmp_path):
     assert report.status is Verdict.FAIL and "UTF-8" in report.findings[0].message
 
 
-def test_checker_reads_evidence_from_given_path(tmp_path):
+def test_checker_reads_evidence_given_for_a_copy(tmp_path):
     df = pd.DataFrame({"year": [2019] * 30 + [2020] * 2, "g": ["A"] * 32, "income": [1.0] * 32})
     out = crosstab(df, index="year", columns="g", values="income", aggfunc="mean", policy=POLICY).save(tmp_path / "t.csv")
     quarantine = tmp_path / "q"
@@ -281,7 +297,9 @@ def test_checker_reads_evidence_from_given_path(tmp_path):
     copy = quarantine / "t.csv"
     copy.write_bytes(out.read_bytes())
     assert check_file(copy, POLICY).status is Verdict.REVIEW  # a mean without evidence
-    assert check_file(copy, POLICY, evidence=sidecar_path(out)).status is Verdict.PASS
+    verified = read_evidence(sidecar_path(out))
+    assert check_file(copy, POLICY, evidence=verified).status is Verdict.PASS
+    assert check_files([copy], POLICY, evidence={copy: verified}).status is Verdict.PASS
 
 
 def test_disclosure_and_safe_import_without_server_packages():
@@ -307,12 +325,13 @@ def test_checker_keeps_library_findings_recorded_in_evidence(tmp_path):
 
     df = pd.DataFrame({"age": np.arange(200) % 70 + 18})
     out = histogram(df, "age", bins=5, policy=POLICY).save(tmp_path / "hist.csv")  # no range: edges are extremes
-    report = check_file(out, POLICY)
+    report = check_file(out, POLICY, evidence=read_evidence(sidecar_path(out)))
     assert rules(report) == {"bin_edges": Verdict.REVIEW}
     frame = pd.DataFrame({"x": [1.0] * 20 + [1e9], "y": np.linspace(1, 2, 21)})
     summary = describe(frame, policy=POLICY).save(tmp_path / "d.csv")
-    assert check_file(summary, POLICY).status is Verdict.PASS  # the dominated column x is hidden
-    assert check_file(summary, DisclosurePolicy(threshold=50)).status is Verdict.FAIL  # y is shown
+    verified = read_evidence(sidecar_path(summary))
+    assert check_file(summary, POLICY, evidence=verified).status is Verdict.PASS  # the dominated column x is hidden
+    assert check_file(summary, DisclosurePolicy(threshold=50), evidence=verified).status is Verdict.FAIL  # y is shown
 
 
 def test_checker_stray_words_do_not_hide_small_counts(tmp_path):

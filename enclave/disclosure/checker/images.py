@@ -1,0 +1,188 @@
+"""Images: pixel data and nothing else.
+
+A PNG is walked chunk by chunk (lengths and CRCs checked); only the chunks that say how to
+draw the pixels may appear (``images.png_chunks_allowed``), the compressed pixel stream must
+decompress to exactly the size its header declares, and nothing may follow ``IEND``. A JPEG
+is walked segment by segment: quantisation and Huffman tables, frame and scan headers and
+the scan data; comments (COM), application segments (APP1-APP15: EXIF, XMP, ICC ...), a
+JFIF thumbnail and anything after ``EOI`` fail. Every finding quotes what was found.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+
+from enclave.disclosure.checker.registry import Part, PartKind, check
+from enclave.disclosure.findings import Finding, excerpt
+from enclave.disclosure.policy import DisclosurePolicy
+from enclave.disclosure.verdict import Verdict
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+# JPEG markers that carry only how to decode the pixels.
+_JPEG_ALLOWED = {0xC0, 0xC1, 0xC2, 0xC3, 0xC4, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCC, 0xCD, 0xCE, 0xCF,
+                 0xDB, 0xDD, 0xDA}
+
+
+class _Bad(Exception):
+    """The image holds something besides pixels, or cannot be read; the message says what."""
+
+
+def _show(data: bytes) -> str:
+    """Bytes as a reviewer can read them: text when they are text, else hex."""
+    head = data[:120]
+    text = head.decode("latin-1")
+    printable = sum(ch.isprintable() or ch in "\r\n\t" for ch in text)
+    return excerpt(text, 100) if printable >= 0.8 * max(len(text), 1) else head[:40].hex(" ")
+
+
+def _png_text(kind: str, data: bytes) -> bytes:
+    """The readable content of a text chunk (decompressed when compressed)."""
+    try:
+        if kind == "zTXt":
+            keyword, _, rest = data.partition(b"\x00")
+            return keyword + b": " + zlib.decompressobj().decompress(rest[1:], 4096)
+        if kind == "iTXt":
+            keyword, _, rest = data.partition(b"\x00")
+            compressed, body = rest[:1] == b"\x01", rest[2:]
+            body = body.split(b"\x00", 2)[-1]
+            return keyword + b": " + (zlib.decompressobj().decompress(body, 4096) if compressed else body)
+    except zlib.error:
+        pass
+    return data
+
+
+def check_png(data: bytes, policy: DisclosurePolicy) -> list[str]:
+    """What a PNG holds besides its pixels, one line each (empty: pixels only)."""
+    if not data.startswith(PNG_SIGNATURE):
+        raise _Bad("not a PNG file (bad signature)")
+    allowed = set(policy.images.png_chunks_allowed)
+    problems: list[str] = []
+    pos, header, idat, ended = len(PNG_SIGNATURE), None, [], False
+    while pos < len(data):
+        if pos + 12 > len(data):
+            raise _Bad(f"truncated chunk at byte {pos}")
+        length, kind_bytes = struct.unpack(">I4s", data[pos:pos + 8])
+        kind = kind_bytes.decode("latin-1")
+        body = data[pos + 8:pos + 8 + length]
+        if len(body) != length or pos + 12 + length > len(data):
+            raise _Bad(f"chunk {kind!r} at byte {pos} runs past the end of the file")
+        (crc,) = struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])
+        if zlib.crc32(kind_bytes + body) != crc:
+            problems.append(f"chunk {kind!r} at byte {pos} has a wrong checksum (edited by hand?): {_show(body)}")
+        if kind == "IHDR":
+            header = struct.unpack(">IIBBBBB", body[:13]) if length == 13 else None
+        elif kind == "IDAT":
+            idat.append(body)
+        if kind not in allowed:
+            shown = _png_text(kind, body) if kind in ("tEXt", "zTXt", "iTXt") else body
+            problems.append(f"{kind} chunk ({length} bytes) at byte {pos}: {_show(shown)}")
+        pos += 12 + length
+        if kind == "IEND":
+            ended = True
+            break
+    if not ended:
+        raise _Bad("no IEND chunk: the file is cut short or not a PNG")
+    if pos < len(data):
+        problems.append(f"{len(data) - pos} bytes after the IEND chunk: {_show(data[pos:])}")
+    if header is None:
+        raise _Bad("no valid IHDR chunk")
+    problems += _png_pixels(header, b"".join(idat))
+    return problems
+
+
+def _png_pixels(header: tuple[int, ...], stream: bytes) -> list[str]:
+    width, height, depth, colour, _, _, interlace = header
+    channels = _CHANNELS.get(colour)
+    if channels is None or width == 0 or height == 0 or width * height > 1 << 28:
+        raise _Bad(f"an image header that cannot be read ({width}x{height}, colour type {colour})")
+    bits = channels * depth
+    if interlace:
+        passes = [(math.ceil((width - x) / dx), math.ceil((height - y) / dy)) for x, y, dx, dy in _ADAM7]
+        expected = sum(h * (1 + math.ceil(w * bits / 8)) for w, h in passes if w and h)
+    else:
+        expected = height * (1 + math.ceil(width * bits / 8))
+    inflater = zlib.decompressobj()
+    try:
+        pixels = inflater.decompress(stream, expected + 1)
+    except zlib.error as exc:
+        raise _Bad(f"pixel data cannot be decompressed ({exc})") from None
+    problems = []
+    if len(pixels) > expected or inflater.unconsumed_tail:
+        problems.append(f"the pixel data decompresses to more than the {expected} bytes a {width}x{height} image needs: {_show(pixels[expected:])}")
+    elif len(pixels) < expected or not inflater.eof:
+        raise _Bad(f"the pixel data is cut short ({len(pixels)} of {expected} bytes)")
+    if inflater.unused_data:
+        problems.append(f"{len(inflater.unused_data)} bytes after the compressed pixel data: {_show(inflater.unused_data)}")
+    return problems
+
+
+def check_jpeg(data: bytes, policy: DisclosurePolicy) -> list[str]:
+    """What a JPEG holds besides its pixels, one line each (empty: pixels only)."""
+    if not data.startswith(b"\xff\xd8"):
+        raise _Bad("not a JPEG file (no start-of-image marker)")
+    problems: list[str] = []
+    pos = 2
+    while True:
+        if pos >= len(data) or data[pos] != 0xFF:
+            raise _Bad(f"expected a JPEG marker at byte {pos}; the file is cut short or damaged")
+        while pos < len(data) and data[pos] == 0xFF:
+            pos += 1
+        if pos >= len(data):
+            raise _Bad("the file ends inside a marker")
+        marker = data[pos]
+        pos += 1
+        if marker == 0xD9:
+            break
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            continue
+        if pos + 2 > len(data):
+            raise _Bad("the file ends inside a segment")
+        (length,) = struct.unpack(">H", data[pos:pos + 2])
+        body = data[pos + 2:pos + length]
+        if length < 2 or len(body) != length - 2:
+            raise _Bad(f"segment 0x{marker:02X} at byte {pos - 2} runs past the end of the file")
+        if marker == 0xE0 and body.startswith(b"JFIF\x00") and length == 16 and body[12:14] == b"\x00\x00":
+            pass  # the plain JFIF header: version, density, no thumbnail
+        elif marker not in _JPEG_ALLOWED:
+            name = {0xFE: "COM (comment)", 0xE1: "APP1 (EXIF/XMP)", 0xE2: "APP2 (ICC/FlashPix)", 0xE0: "APP0 (JFIF extension or thumbnail)",
+                    0xED: "APP13 (IPTC)", 0xEE: "APP14 (Adobe)"}.get(marker, f"0x{marker:02X}")
+            problems.append(f"{name} segment ({length - 2} bytes) at byte {pos - 2}: {_show(body)}")
+        pos += length
+        if marker == 0xDA:  # scan data runs to the next marker that is not a stuffed byte or a restart
+            while True:
+                nxt = data.find(b"\xff", pos)
+                if nxt < 0 or nxt + 1 >= len(data):
+                    raise _Bad("the scan data has no end; the file is cut short")
+                follower = data[nxt + 1]
+                if follower == 0x00 or 0xD0 <= follower <= 0xD7 or follower == 0xFF:
+                    pos = nxt + (1 if follower == 0xFF else 2)
+                    continue
+                pos = nxt
+                break
+    if pos < len(data):
+        problems.append(f"{len(data) - pos} bytes after the end-of-image marker: {_show(data[pos:])}")
+    return problems
+
+
+@check("image_content", PartKind.IMAGE, "anything in a PNG or JPEG besides its pixels (metadata, comments, trailing bytes)")
+def image_content(part: Part, policy: DisclosurePolicy) -> list[Finding]:
+    reader = check_png if part.origin == "png" else check_jpeg
+    try:
+        problems = reader(part.data, policy)
+    except _Bad as exc:
+        return [Finding("image", Verdict.FAIL, f"{part.where}: {exc}; export the figure again as PNG or JPEG", locations=[part.where])]
+    except (struct.error, ValueError, IndexError) as exc:
+        return [Finding("image", Verdict.FAIL, f"{part.where}: the image cannot be read ({type(exc).__name__}); export it again",
+                        locations=[part.where])]
+    if problems:
+        return [Finding("image", Verdict.FAIL,
+                        f"{part.where}: the image holds {len(problems)} thing(s) besides its pixels; export it again without metadata: {problems[0]}",
+                        locations=[f"{part.where}: {p}" for p in problems[:20]])]
+    if policy.images.clean is Verdict.PASS:
+        return []
+    return [Finding("image", policy.images.clean, f"{part.where}: an image; policy {policy.version} sends every image to a reviewer",
+                    locations=[part.where])]
