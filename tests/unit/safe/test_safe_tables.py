@@ -146,7 +146,7 @@ def test_save_writes_table_and_matching_evidence(tmp_path, monkeypatch):
     evidence = read_evidence(sidecar_path(out))
     assert evidence.output.sha256 == sha256_file(out)
     assert evidence.policy_version == POLICY.version
-    assert [d.model_dump() for d in evidence.datasets] == [{"name": "grants", "version": "v3"}]
+    assert [d.model_dump() for d in evidence.datasets] == [{"name": "grants", "version": "v3", "view_sha256": None}]
     small = next(c for c in evidence.cells if c.row == [2019] and c.column == ["D"])
     assert small.n == 3 and small.suppressed and small.verdicts["threshold"] == "fail"
     assert small.nk_share == pytest.approx((1e7 + 1500) / (1e7 + 2700))
