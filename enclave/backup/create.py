@@ -1,0 +1,315 @@
+"""``enclave backup create``: an online, consistent, incremental backup of the enclave.
+
+Order matters for consistency while people work:
+
+1. the database is copied first, as of one moment (:mod:`enclave.backup.snapshot`);
+2. then only the files that copy refers to are stored: dataset versions, views, quarantined
+   objects and releases never change once written (a new one gets a new name), so what is
+   stored is exactly what the database describes. Workspaces and job logs do change while
+   people work: they are copied file by file as they are at that moment (best effort).
+3. the keys are sealed (never stored in the clear), the manifest is signed and written last.
+
+Symbolic links, devices and other special files are never followed or copied; they are
+listed in the manifest as skipped. A file whose size, modification time, change time and
+inode match the previous backup's entry is not read again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import stat
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.progress import Progress
+
+from enclave.audit import append_event
+from enclave.backup.crypto import seal, unseal
+from enclave.backup.snapshot import References, read_references, snapshot_database
+from enclave.backup.store import MANIFEST_FORMAT, Store
+from enclave.config import Settings
+from enclave.db.models import User
+from enclave.db.session import unit_of_work
+from enclave.egress.signing import load_or_create_key, sign_record
+from enclave.errors import InvalidInput
+from enclave.permissions import check_admin
+
+WORKERS = 2
+# Files in keys/ that anyone may see (what custodians verify with) are also stored in the clear.
+PUBLIC_KEY_FILES = frozenset({"keyring.json", "egress-signing.pub"})
+LEDGER = "destroyed.json"
+
+
+class BackupAction:
+    CREATE = "backup.create"
+    RESTORE = "backup.restore"
+
+
+@dataclass
+class BackupResult:
+    id: str
+    files: int = 0
+    bytes_total: int = 0
+    files_read: int = 0
+    bytes_read: int = 0
+    objects_written: int = 0
+    bytes_written: int = 0
+    database_bytes_written: int = 0
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class _Plan:
+    files: list[tuple[str, Path]] = field(default_factory=list)  # (path in manifest, path on disk)
+    dirs: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    seen_dirs: set[str] = field(default_factory=set)
+
+
+def new_backup_id(now: dt.datetime) -> str:
+    return f"{now:%Y%m%dT%H%M%S}Z-{now:%f}"
+
+
+def _walk(plan: _Plan, path: Path, name: str) -> None:
+    """Add a file or a whole tree to the plan, never following a link."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        plan.skipped.append({"path": name, "reason": "gone when the backup reached it"})
+        return
+    if stat.S_ISREG(st.st_mode):
+        plan.files.append((name, path))
+    elif stat.S_ISDIR(st.st_mode):
+        if name not in plan.seen_dirs:
+            plan.dirs.append({"path": name, "mode": stat.S_IMODE(st.st_mode)})
+            plan.seen_dirs.add(name)
+        try:
+            entries = sorted(os.scandir(path), key=lambda e: e.name)
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            if entry.name.startswith(".staging-"):
+                continue  # a half-built version, view or release: not part of any committed state
+            _walk(plan, Path(entry.path), f"{name}/{entry.name}")
+    else:
+        kind = "symbolic link" if stat.S_ISLNK(st.st_mode) else "special file"
+        plan.skipped.append({"path": name, "reason": f"{kind}: never followed or copied"})
+
+
+def _rel(settings: Settings, path: str | Path) -> str | None:
+    """``path`` relative to the home (posix), or None if it lies outside it."""
+    rel = os.path.relpath(os.path.normpath(os.path.abspath(path)), settings.home)
+    return None if rel == ".." or rel.startswith("../") or os.path.isabs(rel) else Path(rel).as_posix()
+
+
+def _parents(plan: _Plan, settings: Settings, rel: str) -> None:
+    """Record the home's folders above ``rel`` (their modes matter: keys/ is 0700)."""
+    parts = rel.split("/")[:-1]
+    for i in range(1, len(parts) + 1):
+        name = "/".join(parts[:i])
+        if name not in plan.seen_dirs:
+            try:
+                mode = stat.S_IMODE(os.lstat(settings.home / name).st_mode)
+            except FileNotFoundError:
+                continue
+            plan.dirs.append({"path": name, "mode": mode})
+            plan.seen_dirs.add(name)
+
+
+def plan_files(settings: Settings, refs: References) -> _Plan:
+    """Every file of the enclave the snapshot refers to, plus workspaces, job logs and policies."""
+    from enclave.egress.quarantine import object_path
+    from enclave.jobs.service import jobs_dir, log_path
+
+    plan = _Plan()
+    # (path, whether the database says it must exist)
+    targets: list[tuple[Path, bool]] = [(Path(p), True) for p in
+                                        refs.dataset_dirs + refs.view_dirs + refs.release_dirs + refs.archives]
+    targets += [(object_path(settings, sha), True) for sha in refs.quarantine_objects]
+    targets += [(jobs_dir(settings) / "notebooks" / f"{sha}.ipynb", True) for sha in refs.job_notebooks]
+    targets += [(log_path(settings, run).parent, False) for run in refs.job_runs]
+    targets.append((settings.workspaces_dir, False))
+    targets += [(p, False) for p in sorted(settings.home.glob("*.log")) if p.is_file()]
+    for target, required in targets:
+        rel = _rel(settings, target)
+        if rel is None:
+            plan.skipped.append({"path": str(target), "reason": "outside ENCLAVE_HOME: back it up separately"})
+            continue
+        if not os.path.lexists(target):
+            if required:
+                plan.skipped.append({"path": rel, "reason": "missing although the database refers to it"})
+            continue
+        _parents(plan, settings, rel)
+        _walk(plan, target, rel)
+    for entry in sorted(settings.keys_dir.glob("*")) if settings.keys_dir.is_dir() else []:
+        if entry.name in PUBLIC_KEY_FILES and entry.is_file() and not entry.is_symlink():
+            _parents(plan, settings, f"keys/{entry.name}")
+            plan.files.append((f"keys/{entry.name}", entry))
+    if settings.policies_dir.is_dir():
+        pol = _Plan()
+        _walk(pol, settings.policies_dir, "@policies")
+        plan.files += pol.files
+        plan.skipped += pol.skipped
+    # One entry per path (a release folder may also be reached through its parent).
+    unique = dict(plan.files)
+    plan.files = sorted(unique.items())
+    plan.dirs.sort(key=lambda d: d["path"])
+    return plan
+
+
+def _stat_key(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+def _store_file(store: Store, name: str, path: Path, previous: dict[str, dict[str, Any]],
+                advance: Any) -> tuple[dict[str, Any] | None, dict[str, str] | None, int, int]:
+    """(manifest entry or None, skip note or None, bytes read, bytes written)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None, {"path": name, "reason": "gone when the backup reached it"}, 0, 0
+    if not stat.S_ISREG(st.st_mode):
+        return None, {"path": name, "reason": "no longer a regular file: not copied"}, 0, 0
+    old = previous.get(name)
+    if old is not None and old.get("stat") == _stat_key(st) and store.has(old["sha256"]):
+        advance(st.st_size)
+        return dict(old), None, 0, 0
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except (FileNotFoundError, OSError):
+        return None, {"path": name, "reason": "gone or replaced by a link when the backup reached it"}, 0, 0
+    try:
+        fst = os.fstat(fd)
+        if not stat.S_ISREG(fst.st_mode) or fst.st_ino != st.st_ino:
+            return None, {"path": name, "reason": "replaced while the backup read it: not copied"}, 0, 0
+        stored = store.put_fd(fd, advance)
+    finally:
+        os.close(fd)
+    entry = {"path": name, "sha256": stored.sha256, "size": stored.size, "mode": stat.S_IMODE(fst.st_mode),
+             "mtime_ns": fst.st_mtime_ns, "stat": _stat_key(fst)}
+    return entry, None, stored.size, stored.written
+
+
+def _keys_plaintext(settings: Settings) -> bytes:
+    """Every secret in keys/ (recursively), as JSON; links and special files are left out."""
+    import base64
+
+    plan = _Plan()
+    if settings.keys_dir.is_dir():
+        _walk(plan, settings.keys_dir, "keys")
+    files = {}
+    for name, path in plan.files:
+        if Path(name).name.startswith(".keyring.lock"):
+            continue
+        files[name] = {"mode": stat.S_IMODE(os.lstat(path).st_mode), "data": base64.b64encode(path.read_bytes()).decode()}
+    return json.dumps({"files": files, "dirs": plan.dirs}, sort_keys=True).encode()
+
+
+def _seal_keys(store: Store, settings: Settings, previous: dict[str, Any] | None,
+               passphrase: str | None, recipient: Any) -> dict[str, Any]:
+    plaintext = _keys_plaintext(settings)
+    old = (previous or {}).get("keys")
+    if old and passphrase is not None and old.get("scheme") == "passphrase" and store.has(old["sha256"]):
+        try:  # the same keys sealed to the same passphrase: reuse the sealed object
+            if unseal(store.read_bytes(old["sha256"]), passphrase=passphrase) == plaintext:
+                return dict(old)
+        except Exception:  # noqa: BLE001 - another passphrase or a damaged object: seal afresh
+            pass
+    blob = seal(plaintext, passphrase=passphrase, recipient=recipient)
+    stored = store.put_bytes(blob)
+    return {"sha256": stored.sha256, "size": stored.size, "scheme": "passphrase" if passphrase is not None else "recipient"}
+
+
+def _merge_ledger(store: Store, destroyed: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Add this snapshot's destructions to the destination's ledger (never remove one)."""
+    path = store.root / LEDGER
+    ledger: dict[str, Any] = {"format": "enclave-destroyed/1", "projects": {}}
+    if path.exists():
+        try:
+            ledger = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            pass  # a damaged ledger is rebuilt from the destructions the database records
+        ledger.setdefault("projects", {})
+    for slug, item in destroyed.items():
+        ledger["projects"].setdefault(slug, item)
+    store.write_json_atomic(path, ledger)
+    return ledger
+
+
+def create_backup(settings: Settings, actor: User, dest: Path, *, passphrase: str | None = None,
+                  recipient: Any = None, progress: Progress | None = None) -> BackupResult:
+    """Back the enclave up into ``dest`` (see the module's docstring); audited."""
+    check_admin(actor, "back up the enclave")
+    if passphrase is None and recipient is None:
+        raise InvalidInput("the keys must be sealed: set ENCLAVE_BACKUP_PASSPHRASE or give --recipient KEY.pub")
+    store = Store(dest)
+    store.init()
+    if _rel(settings, store.root) is not None:
+        raise InvalidInput(f"{dest} is inside ENCLAVE_HOME: back up to a folder outside it (another disk)")
+    signing_key = load_or_create_key(settings.keys_dir)  # before the keyring is read: it must name this key
+    with store.locked():
+        store.sweep()
+        previous = store.read_manifest()["record"] if store.manifest_ids() else None
+        prev_files = {e["path"]: e for e in (previous or {}).get("files", [])}
+        now = dt.datetime.now(dt.UTC)
+        result = BackupResult(id=new_backup_id(now))
+        snapshot = store.temp_path(".sqlite")
+        task = progress.add_task("database", total=None) if progress else None
+        snapshot_database(settings, snapshot)
+        refs = read_references(snapshot)
+        db = store.put_path(snapshot)
+        snapshot.unlink()
+        result.database_bytes_written = db.written
+        if progress is not None and task is not None:
+            progress.update(task, total=1, completed=1)
+
+        plan = plan_files(settings, refs)
+        result.skipped = list(plan.skipped)
+        sizes = {}
+        for name, path in plan.files:
+            try:
+                sizes[name] = os.lstat(path).st_size
+            except FileNotFoundError:
+                sizes[name] = 0
+        task = progress.add_task("files", total=sum(sizes.values())) if progress else None
+        advance = (lambda n: progress.advance(task, n)) if progress is not None and task is not None else (lambda n: None)
+        entries: list[dict[str, Any]] = []
+        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+            outcomes = pool.map(lambda item: _store_file(store, item[0], item[1], prev_files, advance), plan.files)
+            for entry, skip, read, written in outcomes:
+                if entry is not None:
+                    entries.append(entry)
+                    result.files += 1
+                    result.bytes_total += entry["size"]
+                if skip is not None:
+                    result.skipped.append(skip)
+                if read:
+                    result.files_read += 1
+                    result.bytes_read += read
+                if written:
+                    result.objects_written += 1
+                    result.bytes_written += written
+
+        keys = _seal_keys(store, settings, previous, passphrase, recipient)
+        ledger = _merge_ledger(store, refs.destroyed)
+        manifest = {
+            "format": MANIFEST_FORMAT, "id": result.id, "signed_at": now.isoformat(), "created_by": actor.name,
+            "source": {"home": str(settings.home), "database": "sqlite" if settings.is_sqlite else "postgresql",
+                       "schema": refs.revision, "policies": str(settings.policies_dir)},
+            "database": {"sha256": db.sha256, "size": db.size},
+            "audit_head": {"seq": refs.audit_seq, "hash": refs.audit_hash},
+            "files": entries, "dirs": plan.dirs, "keys": keys, "skipped": result.skipped,
+            "destroyed": sorted(ledger["projects"]),
+        }
+        store.write_json_atomic(store.backups / f"{result.id}.json", sign_record(manifest, signing_key))
+    with unit_of_work(settings) as session:
+        append_event(session, actor.name, BackupAction.CREATE, target=f"backup:{result.id}", details={
+            "destination": str(store.root), "files": result.files, "bytes": result.bytes_total,
+            "bytes_written": result.bytes_written, "audit_head": refs.audit_seq, "keys": keys["scheme"],
+        })
+    return result
