@@ -89,6 +89,7 @@ GROUPS: list[tuple[str, str]] = [
     ("enclave.cli.hub", "hub"),
     ("enclave.cli.demo", "demo"),
     ("enclave.cli.keys", "keys"),
+    ("enclave.cli.backup", "backup"),
 ]
 
 for _module, _name in GROUPS:
