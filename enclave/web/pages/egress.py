@@ -12,7 +12,7 @@ from enclave.enums import EgressStatus, ProjectStatus, ReviewDecision
 from enclave.errors import InvalidInput
 from enclave.permissions import is_member
 from enclave.projects.service import get_project, projects_of
-from enclave.web import egress_views, jobs_views
+from enclave.web import egress_views, jobs_views, preview
 from enclave.web.auth import Identity
 from enclave.web.context import acting, check_console, render, signed_in, web
 from enclave.web.pages.forms import done_message, form_fields
@@ -70,6 +70,16 @@ def request_page(request: Request, request_id: int, ident: Identity = Depends(si
             actor.name == detail.author or is_member(actor, get_project(session, detail.project)))
     return render(request, "egress/request.html", req=detail, outbox=outbox, origins=origins, runs=runs,
                   may_reply=may_reply, done=done_message(request))
+
+
+@router.get("/egress/{request_id}/file")
+def request_file(request: Request, request_id: int, path: str, part: int = 0, ident: Identity = Depends(signed_in)):
+    """A file of my project's request in the canonical form that reviewers see and release writes."""
+    env = _env(request)
+    with acting(request, ident) as (session, actor):
+        detail = request_detail(session, actor, env, request_id)
+        view = preview.file_view(session, actor, env, request_id, path, part)
+    return render(request, "egress/file.html", req=detail, view=view)
 
 
 @router.post("/egress/{request_id}/files")
@@ -140,12 +150,12 @@ def review_request(request: Request, request_id: int, ident: Identity = Depends(
 
 
 @router.get("/review/{request_id}/file")
-def review_file(request: Request, request_id: int, path: str, ident: Identity = Depends(reviewer)):
+def review_file(request: Request, request_id: int, path: str, part: int = 0, ident: Identity = Depends(reviewer)):
     env = _env(request)
     with acting(request, ident) as (session, actor):
         egress_views.check_may_review(actor, session, request_id)
         detail = request_detail(session, actor, env, request_id)
-        view = egress_views.file_view(session, actor, env, request_id, path)
+        view = preview.file_view(session, actor, env, request_id, path, part)
         origins = jobs_views.file_origins(session, actor, detail)
         runs = jobs_views.cited_runs(session, actor, detail)
     entry = next(f for f in detail.file_list if f.path == view.path)

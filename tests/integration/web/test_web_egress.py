@@ -148,7 +148,15 @@ def test_egress_reviewer_sees_notebook_flags_and_images_but_no_raw_download(clie
     assert cells == ["", "nb-flag"]  # the checker's "cell 2" is the second cell
     assert "NHS number" in page.text
     image = client.get(PREFIX + f"/review/{rid}/file", params={"path": "figure.png"})
-    assert f'src="data:image/png;base64,{PNG_1PX}"' in image.text
+    # Shown from its canonical form: re-encoded, the same pixel.
+    shown = re.search(r'src="data:image/png;base64,([^"]+)"', image.text)
+    assert shown is not None
+    from io import BytesIO
+
+    from PIL import Image
+
+    pixels = [Image.open(BytesIO(base64.b64decode(d))).convert("RGBA").getpixel((0, 0)) for d in (shown.group(1), PNG_1PX)]
+    assert pixels[0] == pixels[1]
     # No route hands a quarantined file to the reviewer's machine before release.
     assert client.get(API + f"/requests/{rid}/download", headers=h("t-rita")).status_code == 403
     assert "content-disposition" not in image.headers
