@@ -102,6 +102,9 @@ class Images(_Strict):
     # eXIf, iCCP, private chunks) fails, as do bytes after IEND.
     png_chunks_allowed: tuple[str, ...] = ("IHDR", "PLTE", "IDAT", "IEND", "tRNS", "gAMA", "cHRM", "sRGB",
                                            "bKGD", "pHYs", "sBIT")
+    # tEXt chunks allowed anyway, as regular expressions over "keyword: text" (the whole
+    # chunk must match): the version stamp matplotlib writes into every PNG.
+    png_text_allowed: tuple[str, ...] = (r"Software: [Mm]atplotlib version ?[0-9A-Za-z.+\-]{1,30}, https://matplotlib\.org/?",)
     # Verdict for an image that holds nothing but pixel data. "review" sends every picture
     # to a person even when it is clean; the reviewers see every file in any case.
     clean: Verdict = Verdict.PASS

@@ -11,6 +11,7 @@ JFIF thumbnail and anything after ``EOI`` fail. Every finding quotes what was fo
 from __future__ import annotations
 
 import math
+import re
 import struct
 import zlib
 
@@ -32,11 +33,12 @@ class _Bad(Exception):
 
 
 def _show(data: bytes) -> str:
-    """Bytes as a reviewer can read them: text when they are text, else hex."""
-    head = data[:120]
-    text = head.decode("latin-1")
-    printable = sum(ch.isprintable() or ch in "\r\n\t" for ch in text)
-    return excerpt(text, 100) if printable >= 0.8 * max(len(text), 1) else head[:40].hex(" ")
+    """Bytes as a reviewer can read them: the text in them when there is some, else hex."""
+    head = data[:4096].decode("latin-1")
+    runs = re.findall(r"[\x20-\x7e\t\r\n]{4,}", head)
+    if sum(map(len, runs)) >= 16:
+        return excerpt(" ".join(runs), 100)
+    return data[:40].hex(" ")
 
 
 def _png_text(kind: str, data: bytes) -> bytes:
@@ -77,7 +79,9 @@ def check_png(data: bytes, policy: DisclosurePolicy) -> list[str]:
             header = struct.unpack(">IIBBBBB", body[:13]) if length == 13 else None
         elif kind == "IDAT":
             idat.append(body)
-        if kind not in allowed:
+        if kind == "tEXt" and any(re.fullmatch(p, body.replace(b"\x00", b": ", 1).decode("latin-1")) for p in policy.images.png_text_allowed):
+            pass  # a plotting library's own name and version
+        elif kind not in allowed:
             shown = _png_text(kind, body) if kind in ("tEXt", "zTXt", "iTXt") else body
             problems.append(f"{kind} chunk ({length} bytes) at byte {pos}: {_show(shown)}")
         pos += 12 + length

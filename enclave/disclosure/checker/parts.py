@@ -16,6 +16,8 @@ import re
 from html.parser import HTMLParser
 from typing import Any
 
+import yaml
+
 from enclave.disclosure.checker.registry import Part, PartKind
 from enclave.disclosure.checker.tables import frame_of
 from enclave.disclosure.findings import Finding, excerpt
@@ -24,6 +26,9 @@ from enclave.disclosure.verdict import Verdict
 
 MAX_DEPTH = 4
 MAX_FRAGMENTS = 5000
+MAX_STRUCTURED = 20 * 1024 * 1024
+# Lines of a YAML list of records ("- key: value") or nested mappings ("key:" then indented).
+_YAMLISH = re.compile(r"^\s*- +[^\s:][^:\n]*: |^[^\s#][^:\n]*:\s*\n\s+\S", re.MULTILINE)
 _OPEN = re.compile(r"[\[{]")
 _HTML = re.compile(r"<\s*(?:table|svg|html|body|div|tr|td|text|pre|span|p|img|g|desc|metadata|title|!--)\b", re.IGNORECASE)
 _MD_RULE = re.compile(r"^\s*\|?\s*:?-{3,}")
@@ -42,8 +47,11 @@ class Parts:
         if not rows and not header:
             return
         frame = frame_of([str(h) for h in header], [[_scalar(v) for v in r] for r in rows])
-        self.parts.append(Part(PartKind.TABLE, where, frame=frame, origin=origin,
-                               locate=lambda row, column, w=where: f"{w} row {row + 1}, column {column!r}"))
+        part = Part(PartKind.TABLE, where, frame=frame, origin=origin,
+                    locate=lambda row, column, w=where: f"{w} row {row + 1}, column {column!r}")
+        if origin == "json":  # the key a JSON table sits under says what its numbers are ("ci_95")
+            part.cache["context_words"] = set(re.findall(r"[a-z]+|\d+", where.rsplit(".", 1)[-1].lower()))
+        self.parts.append(part)
 
     def add_text(self, text: str, where: str, depth: int = 0) -> None:
         """The text itself and every table found in it."""
@@ -52,16 +60,12 @@ class Parts:
         if depth > MAX_DEPTH:
             self.parts.append(Part(PartKind.TEXT, where, text=text))
             return
-        stripped = text.lstrip()
-        if stripped[:1] in "[{":
-            try:
-                value = json.loads(text)
-            except (json.JSONDecodeError, RecursionError):
-                pass
-            else:
-                self.add_json(value, where, depth + 1)
-                return
-        if _HTML.search(text):
+        value = _structured(text)
+        if value is not None:
+            self.add_json(value, where, depth + 1)
+            if isinstance(value, (list, dict)) and text.lstrip()[:1] in "[{(":
+                return  # the whole text was JSON or a literal: its strings are checked as text
+        if _HTML.search(text) or text.lstrip().startswith("<"):
             text = self._html(text, where, depth)
         self.parts.append(Part(PartKind.TEXT, where, text=text))
         lines = text.splitlines()
@@ -340,6 +344,31 @@ class _HTMLTables(HTMLParser):
     def close(self) -> None:
         super().close()
         self.tables.extend(self._open)
+
+
+def _structured(text: str) -> Any:
+    """The text as data when it is JSON, a Python literal (a printed list or dict) or a
+    YAML document of lists and mappings; else None."""
+    stripped = text.strip()
+    if len(stripped) > MAX_STRUCTURED:
+        return None
+    if stripped[:1] in "[{(":
+        try:
+            return json.loads(stripped)
+        except (json.JSONDecodeError, RecursionError):
+            pass
+        try:
+            return _jsonable(ast.literal_eval(stripped))
+        except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
+            return None
+    if _YAMLISH.search(stripped):
+        try:
+            value = yaml.safe_load(stripped)
+        except yaml.YAMLError:
+            return None
+        if isinstance(value, list) and len(value) >= 2 or isinstance(value, dict) and any(isinstance(v, (list, dict)) for v in value.values()):
+            return _jsonable(value)
+    return None
 
 
 def _html_header(table: list[list[str]]) -> tuple[list[str], list[list[str]]]:

@@ -39,7 +39,7 @@ LABEL_WORDS = frozenset({
 })
 # Statistics of values (not counts, not rates): their dominance needs evidence.
 VALUE_WORDS = frozenset({"mean", "average", "avg", "median", "sum", "sd", "std", "min", "max", "iqr",
-                         "variance", "var", "mode", "q1", "q3", "quartile", "cost", "income", "value"})
+                         "variance", "var", "mode", "q1", "q3", "quartile", "cost", "income"})
 PERSON_ID_WORDS = frozenset({"id", "patient", "person", "subject", "mrn", "nhs", "chi", "participant", "pseudo", "pid"})
 QUASI_WORDS = frozenset({"age", "sex", "gender", "ethnicity", "ethnic", "postcode", "lsoa", "dob", "birth",
                          "death", "imd", "deprivation", "occupation", "religion"})
@@ -226,6 +226,9 @@ def _person_dates(part: Part, policy: DisclosurePolicy) -> dict[str, list[tuple[
 
 
 def _key_like(part: Part, policy: DisclosurePolicy) -> list[str]:
+    """Text columns of identifier-shaped values (P0001234, hashes, UUIDs) with many distinct values."""
+    if "keys" in part.cache:
+        return part.cache["keys"]
     frame = part.frame
     assert frame is not None
     keys = []
@@ -233,11 +236,12 @@ def _key_like(part: Part, policy: DisclosurePolicy) -> list[str]:
         if kind != "text" or frame.height < policy.row_level.min_rows:
             continue
         filled = values.filter(~values.str.strip_chars().str.to_lowercase().is_in(_markers(policy)))
-        if filled.len() < policy.row_level.min_rows or filled.len() < 0.9 * frame.height:
-            continue  # values repeat: not one key per row
+        if filled.len() < policy.row_level.min_rows or filled.len() < 0.5 * frame.height:
+            continue  # few distinct values: labels of groups, not keys
         shaped = filled.head(SAMPLE).str.contains(KEY).mean() or 0.0
         if shaped >= 0.8:
             keys.append(column)
+    part.cache["keys"] = keys
     return keys
 
 
@@ -280,15 +284,25 @@ def row_level(part: Part, policy: DisclosurePolicy) -> list[Finding]:
     if frame.height < 2:
         return []
     reasons: list[str] = []
+    doubts: list[str] = []
     examples: list[str] = []
-    for column, dates in _person_dates(part, policy).items():
+    person_dates = _person_dates(part, policy)
+    for column, dates in person_dates.items():
         reasons.append(f"column {column!r} holds {len({d for _, d in dates})}+ dates off any calendar (dates of birth or events)")
         rows = _rows_with(frame, column, [v for v, _ in dates[:3]], 3)
         examples += [f"{where(r, column)}: {excerpt(frame.item(r, column))}" for r in rows]
+    if not person_dates:  # dates spread over a row (a transposed table) count as well
+        spread = [(v, d) for column, (_, values) in profile(part, policy).items() for v, d in _date_column(values, frame, column)]
+        if len({d for _, d in spread}) > policy.row_level.max_dates_in_text and not on_calendar(d for _, d in spread):
+            reasons.append(f"{len({d for _, d in spread})} dates off any calendar across the table")
+            examples += [f"{part.where}: {excerpt(v)}" for v, _ in spread[:3]]
+    shaped_header = sum(bool(re.match(KEY, c)) for c in frame.columns)
+    if shaped_header >= policy.row_level.min_rows:
+        reasons.append(f"{shaped_header} column names are identifier-like keys (one column per person)")
+        examples.append(f"{part.where} header: {excerpt(', '.join(frame.columns[:6]))}")
     counts = _count_columns(part, policy)
-    keys = _key_like(part, policy)
-    for column in keys:
-        reasons.append(f"column {column!r} holds a different identifier-like key on every row")
+    for column in _key_like(part, policy):
+        (doubts if counts else reasons).append(f"column {column!r} holds identifier-like keys ({frame.get_column(column).n_unique()} distinct)")
         examples.append(f"{where(0, column)}: {excerpt(frame.item(0, column))}")
     if frame.height >= policy.row_level.min_rows:
         quasi = _quasi_columns(part, policy)
@@ -300,6 +314,14 @@ def row_level(part: Part, policy: DisclosurePolicy) -> list[Finding]:
         if len(quasi) >= 2 and not measures:
             unique = frame.select(pl.struct(quasi).is_unique().mean()).item() or 0.0
             reasons.append(f"columns {quasi[:5]} describe people and there is no count or statistic ({unique:.0%} of rows unique)")
+        if len(labels) >= 2 and quasi and measures:
+            grid = 1
+            for c in labels:
+                grid *= max(frame.get_column(c).n_unique(), 1)
+            if frame.height < 0.25 * grid:
+                doubts.append(f"the labels {labels[:5]} fill {frame.height} of {grid} combinations: rows may be people, not groups")
+        if not labels and not person_dates:
+            doubts.append(f"{frame.height} rows of numbers with no label column: rows may be people, not groups")
     for column in counts:
         values = frame.select(as_int(frame, column)).to_series().drop_nulls()
         if frame.height >= policy.row_level.min_rows and values.len() and values.max() == 1:
@@ -311,11 +333,16 @@ def row_level(part: Part, policy: DisclosurePolicy) -> list[Finding]:
         named = [c for c in frame.columns if words(c) & QUASI_WORDS]
         if len(named) >= 2:
             reasons.append(f"columns {named[:5]} describe individuals")
-    if not reasons:
-        return []
-    return [Finding("microdata", Verdict.FAIL,
-                    f"{part.where}: {frame.height} rows look like one person each ({'; '.join(dict.fromkeys(reasons))}); only aggregate results may leave",
-                    locations=(examples or [f"{part.where}: {frame.height} rows"])[:MAX_LOCATIONS])]
+    findings = []
+    if reasons:
+        findings.append(Finding("microdata", Verdict.FAIL,
+                                f"{part.where}: {frame.height} rows look like one person each ({'; '.join(dict.fromkeys(reasons))}); only aggregate results may leave",
+                                locations=(examples or [f"{part.where}: {frame.height} rows"])[:MAX_LOCATIONS]))
+    elif doubts:
+        findings.append(Finding("microdata", Verdict.REVIEW,
+                                f"{part.where}: {frame.height} rows may be one person each ({'; '.join(dict.fromkeys(doubts))}); a reviewer must check",
+                                locations=(examples or [f"{part.where}: {frame.height} rows"])[:MAX_LOCATIONS]))
+    return findings
 
 
 def _labels_repeat(frame: pl.DataFrame, labels: list[str]) -> bool:
@@ -429,10 +456,12 @@ def unchecked_values(part: Part, policy: DisclosurePolicy) -> list[Finding]:
         return []
     derived = set(policy.row_level.derived_words)
     findings = []
+    context = part.cache.get("context_words", set())
     for column, kind in _kinds(part, policy).items():
-        if kind != "number":
-            continue
         tokens = words(column) | {column.strip().lower()}
+        if kind != "number" and not (kind == "integer" and tokens & VALUE_WORDS):
+            continue
+        tokens |= context
         if tokens & derived and not tokens & VALUE_WORDS:
             continue  # a rate, percentage or model statistic: its counts are checked on their own
         findings.append(Finding("unchecked_values", Verdict.REVIEW,
