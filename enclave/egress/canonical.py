@@ -181,7 +181,7 @@ def canonical_image(data: bytes, kind: str, what: str = "the file") -> bytes:
     if kind == "png":
         fresh.save(out, format="PNG", optimize=False, compress_level=6)
     else:
-        fresh.save(out, format="JPEG", quality=JPEG_QUALITY, optimize=False, progressive=False)
+        fresh.save(out, format="JPEG", quality=JPEG_QUALITY, subsampling=0, optimize=False, progressive=False)
     return out.getvalue()
 
 
