@@ -81,7 +81,8 @@ class RowLevel(_Strict):
     derived_words: tuple[str, ...] = (
         "rate", "rates", "percent", "percentage", "pct", "proportion", "prevalence", "incidence",
         "per", "ratio", "coef", "coefficient", "estimate", "se", "stderr", "err", "ci", "lower",
-        "upper", "lcl", "ucl", "p", "pvalue", "t", "z", "or", "hr", "rr", "beta", "r2",
+        "upper", "lcl", "ucl", "p", "pvalue", "t", "z", "or", "hr", "rr", "beta", "r2", "error", "aor",
+        "ahr", "irr", "smr", "auc", "share", "prop", "%", "statistic", "correlation", "corr", "rho",
     )
 
 

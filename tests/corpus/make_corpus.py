@@ -18,6 +18,7 @@ import binascii
 import datetime as dt
 import io
 import json
+import re
 import struct
 import sys
 import zlib
@@ -377,7 +378,11 @@ def _safe(corpus: Corpus, data) -> None:  # type: ignore[no-untyped-def]
     model_frame = admissions.select("length_of_stay_days", "age", "sex").filter(pl.col("sex") != "U")
     model = ols(model_frame, "length_of_stay_days ~ age + C(sex)", policy=policy)
     corpus.safe_result("los_model.csv", "regression coefficients", model)
-    corpus.safe("los_model_summary.txt", "regression summary", str(model.extra.get("summary", "")) + "\n")
+    summary = str(model.extra.get("summary", ""))
+    # statsmodels stamps the time of the fit; a fixed one keeps the corpus byte-identical
+    summary = re.sub(r"Date:( +)[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4}", r"Date:\1Thu, 01 Jan 2026", summary)
+    summary = re.sub(r"Time:( +)\d\d:\d\d:\d\d", r"Time:\g<1>12:00:00", summary)
+    corpus.safe("los_model_summary.txt", "regression summary", summary + "\n")
 
     deaths = patients.group_by("postcode_district").agg(pl.len().alias("population"),
                                                          pl.col("date_of_death").is_not_null().sum().alias("deaths"))

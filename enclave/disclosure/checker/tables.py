@@ -462,6 +462,8 @@ def unchecked_values(part: Part, policy: DisclosurePolicy) -> list[Finding]:
         if kind != "number" and not (kind == "integer" and tokens & VALUE_WORDS):
             continue
         tokens |= context
+        if tokens & {"err", "error", "se"}:
+            tokens -= {"std", "sd"}  # a standard error is a model statistic, not a spread of values
         if tokens & derived and not tokens & VALUE_WORDS:
             continue  # a rate, percentage or model statistic: its counts are checked on their own
         findings.append(Finding("unchecked_values", Verdict.REVIEW,

@@ -26,6 +26,8 @@ DOF_LINE = re.compile(r"Df Residuals:\s+(\d+)")
 _BASE64 = re.compile(r"[A-Za-z0-9+/_\-]{8,}={0,2}")
 _HEX_GROUPS = re.compile(r"(?:[0-9A-Fa-f]{2,8}[ :\-]){3,}[0-9A-Fa-f]{2,8}")
 _TOKEN = re.compile(r"\S+")
+# A run this long without separators is no word, number or path (e.g. base64 of repetitive bytes).
+_PLAIN_LONG = re.compile(r"[A-Za-z0-9+]{64,}={0,2}")
 _WRAPPED = re.compile(r"(?:[A-Za-z0-9+/_\-]{8,}={0,2}[ \t]*\r?\n[ \t>#*]*){2,}[A-Za-z0-9+/_\-]*={0,2}")
 
 
@@ -74,7 +76,7 @@ def encoded_runs(text: str, policy: DisclosurePolicy) -> list[tuple[int, str]]:
         if len(token) < minimum or inside(match.start()):
             continue
         base = max((m.group(0) for m in _BASE64.finditer(token)), key=len, default="")
-        if (len(base) >= minimum and (_mixed(base) or len(base) >= 64)) or _entropy(token) >= policy.encoded.entropy_bits:
+        if (len(base) >= minimum and (_mixed(base) or _PLAIN_LONG.fullmatch(base))) or _entropy(token) >= policy.encoded.entropy_bits:
             spans[match.start()] = token
     return sorted(spans.items())
 
