@@ -12,11 +12,13 @@ from enclave.config import Settings
 from enclave.hub import config as hubconf
 from enclave.hub.auth import EnclaveAuthenticator
 from enclave.hub.spawner import EnclaveSpawner
+from enclave.policy import load_policies_or_exit
 
 c = get_config()  # noqa: F821 - provided by JupyterHub when it loads this file
 
 settings = Settings.from_env()
-policy = sandbox.load_container_policy(settings.policies_dir / "containers.yaml")
+# Every policy file, and the references between them, or the hub does not start (one line).
+policy = load_policies_or_exit(settings.policies_dir, "the hub").containers
 ports = hubconf.HubPorts.from_env()
 state = hubconf.hub_dir(settings)
 

@@ -11,14 +11,12 @@ app = typer.Typer(help="Check outputs and take them out of the enclave through r
 # --- Output checking (issue 4): classify files by content and apply the disclosure rules.
 
 def _check_policy(policy_file: "_Path | None"):  # type: ignore[no-untyped-def]
-    """The disclosure policy: --policy, else disclosure.yaml in the policy directory, else defaults."""
+    """The disclosure policy: --policy, else disclosure.yaml in the policy directory (a
+    missing file is an error naming it, never the built-in defaults)."""
     from enclave.config import Settings
-    from enclave.disclosure.policy import DisclosurePolicy, load_disclosure_policy
+    from enclave.disclosure.policy import load_disclosure_policy
 
-    if policy_file is not None:
-        return load_disclosure_policy(policy_file)
-    default = Settings.from_env().policies_dir / "disclosure.yaml"
-    return load_disclosure_policy(default) if default.exists() else DisclosurePolicy()
+    return load_disclosure_policy(policy_file or Settings.from_env().policies_dir / "disclosure.yaml")
 
 
 @app.command("check")

@@ -72,6 +72,12 @@ def main(
 ) -> None:
     """Enclave: a trusted research environment for sensitive health data."""
     state(ctx).acting_as = acting_as
+    if ctx.invoked_subcommand != "policy":  # 'policy check' reports on the directory it is given
+        # Every command (the job worker and the enforcer too) starts only with valid policies.
+        from enclave.cli.common import settings
+        from enclave.policy import load_policies
+
+        load_policies(settings().policies_dir)
 
 
 # One sub-command group per capability: (module, command name).

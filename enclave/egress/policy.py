@@ -10,17 +10,19 @@ from pydantic import Field
 
 from enclave.config import Settings
 from enclave.disclosure.policy import DisclosurePolicy
-from enclave.policy import StrictModel, load_policy_file, policy_digest
+from enclave.policy import PolicyContext, StrictModel, TierName, load_policy_file, policy_digest
 
 
 class Reviews(StrictModel):
     """How many independent reviewers must agree on every file, per project tier."""
 
     default: int = Field(2, ge=1, le=9)
-    per_tier: dict[str, int] = Field(default_factory=dict)
+    # Every key must be a tier of tiers.yaml: a misspelt tier would silently get the default.
+    per_tier: dict[TierName, int] = Field(default_factory=dict)
 
     def required_for(self, tier: str) -> int:
-        """Reviews needed for a project of ``tier`` (the default for a tier not listed)."""
+        """Reviews needed for a project of ``tier`` (the default for a tier of tiers.yaml
+        that is not listed)."""
         return max(1, self.per_tier.get(tier, self.default))
 
 
@@ -79,21 +81,20 @@ class EgressEnv:
     settings: Settings
     policy: EgressPolicy
     disclosure: DisclosurePolicy
-    # sha256 of the disclosure policy file applied (None when the built-in defaults were used).
+    # sha256 of the disclosure policy file applied.
     disclosure_digest: str | None
 
     @classmethod
     def load(cls, settings: Settings) -> EgressEnv:
-        """Read ``egress.yaml`` and ``disclosure.yaml`` from the settings' policy directory."""
-        egress_file = settings.policies_dir / "egress.yaml"
-        policy = load_policy_file(egress_file, EgressPolicy) if egress_file.exists() else EgressPolicy()
+        """Read ``egress.yaml`` and ``disclosure.yaml`` from the settings' policy directory
+        through the strict loader: a missing file is an error naming it (no built-in
+        defaults), and the tiers egress.yaml names are checked against tiers.yaml."""
+        context = PolicyContext(settings.policies_dir)
+        policy = load_policy_file(settings.policies_dir / "egress.yaml", EgressPolicy, context=context)
         disclosure_file = settings.policies_dir / "disclosure.yaml"
-        if disclosure_file.exists():
-            disclosure = load_policy_file(disclosure_file, DisclosurePolicy)
-            digest: str | None = policy_digest(disclosure_file)
-        else:
-            disclosure, digest = DisclosurePolicy(), None
-        return cls(settings=settings, policy=policy, disclosure=disclosure, disclosure_digest=digest)
+        disclosure = load_policy_file(disclosure_file, DisclosurePolicy, context=context)
+        return cls(settings=settings, policy=policy, disclosure=disclosure,
+                   disclosure_digest=policy_digest(disclosure_file))
 
     def log_path(self, notifier: LogNotifier) -> Path:
         path = Path(notifier.path)

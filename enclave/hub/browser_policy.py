@@ -22,7 +22,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from enclave.errors import PolicyError
-from enclave.policy import StrictModel, load_policy_file
+from enclave.policy import StrictModel, TierName, load_policy_file
 
 # The environment variable that carries a tier's settings into the container.
 ENV_VAR = "ENCLAVE_BROWSER_POLICY"
@@ -95,7 +95,7 @@ class BrowserPolicy(StrictModel):
     """policies/browser.yaml: the browser channel of every tier."""
 
     version: str = Field(min_length=1)
-    tiers: dict[str, TierBrowserPolicy] = Field(min_length=1)
+    tiers: dict[TierName, TierBrowserPolicy] = Field(min_length=1)
 
     def for_tier(self, tier: str) -> TierBrowserPolicy:
         """The settings of ``tier``; an unknown tier is refused (fail closed)."""

@@ -167,6 +167,7 @@ def main() -> None:
     import uvicorn
     from urllib.parse import urlparse
 
+    from enclave.policy import load_policies_or_exit
     from enclave.web.auth import HubAuthenticator
 
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", DEFAULT_PREFIX + "/").rstrip("/")
@@ -174,7 +175,9 @@ def main() -> None:
     hub_prefix = os.environ.get("JUPYTERHUB_BASE_URL", "/").rstrip("/") + "/hub"
     secure = os.environ.get("ENCLAVE_WEB_SECURE_COOKIES", "") == "1"
     logging.basicConfig(level=logging.INFO)
-    app = create_app(Settings.from_env(), HubAuthenticator(prefix, cookie_secure=secure), prefix=prefix,
+    settings = Settings.from_env()
+    load_policies_or_exit(settings.policies_dir, "the enclave web service")
+    app = create_app(settings, HubAuthenticator(prefix, cookie_secure=secure), prefix=prefix,
                      hub_prefix=hub_prefix)
     uvicorn.run(app, host=url.hostname or "127.0.0.1", port=url.port or 10101, proxy_headers=True,
                 forwarded_allow_ips="127.0.0.1", log_level="info", log_config=None)
