@@ -129,7 +129,11 @@ def check_expression(node: Any, where: str) -> int:
                 raise InvalidInput(f"{where}: {kind} is not element-wise (aggregations, windows, sorts, "
                                    "Python functions ...) and is not allowed in a reproducible query")
 
-    visit(node)
+    try:
+        visit(node)
+    except (AttributeError, TypeError, KeyError, IndexError, ValueError):
+        # A hand-made record of the wrong shape: refuse it, whatever it is.
+        raise InvalidInput(f"{where}: not a polars expression; build it with pl.col(...) and friends") from None
     return count
 
 
