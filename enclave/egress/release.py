@@ -82,7 +82,10 @@ def build_record(session: Session, env: EgressEnv, actor: User, request: EgressR
             "sha256": file.canonical_sha256,
             "size": file.canonical_size,
             "submitted": {"sha256": file.sha256, "size": file.size},
-            "check": {"status": file.check_status, "findings": (file.check_json or {}).get("findings", [])},
+            # Rule and verdict only: a finding's message and locations quote the submitted
+            # bytes (the very payload that canonical form leaves behind), so they stay inside.
+            "check": {"status": file.check_status, "findings": [
+                {"rule": f.get("rule"), "status": f.get("status")} for f in (file.check_json or {}).get("findings", [])]},
             "reviews": [{"reviewer": v.reviewer.name, "decision": str(v.decision), "comment": v.comment,
                          "round": v.round, "at": _iso(v.created_at)} for v in current_votes(request, file, session)],
         })

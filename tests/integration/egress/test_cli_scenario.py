@@ -132,3 +132,110 @@ def test_cli_hard_fail_goes_back_to_the_researcher_until_an_exception_is_asked(c
     assert seen["exception_justification"] == "north is a count of hospitals, not people"
     assert "say why it is safe" in cli("--as", "ria", "egress", "review", rid, "small.csv", "--decision", "approve",
                                        ok=False)
+
+
+# --- data hidden where no viewer shows it --------------------------------------------------
+
+def _patient_rows() -> list[str]:
+    return [f"{9434765000 + i},19{40 + i % 50}-0{1 + i % 9}-1{i % 10},{'MF'[i % 2]},LS{10 + i % 30}" for i in range(60)]
+
+
+def _png_chunks(data: bytes) -> list[bytes]:
+    """Chunk types, read without Pillow; nothing may follow IEND."""
+    import struct
+
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, kinds = 8, []
+    while True:
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        kinds.append(data[pos + 4:pos + 8])
+        pos += 12 + length
+        if kinds[-1] == b"IEND":
+            assert pos == len(data), f"{len(data) - pos} bytes after IEND"
+            return kinds
+
+
+def test_cli_hidden_rows_in_notebook_metadata_and_after_png_end_never_leave(cli: Cli, tmp_path: Path) -> None:
+    import base64
+    import hashlib
+    import io
+
+    from PIL import Image
+
+    rows = _patient_rows()
+    payload = ("nhs_number,date_of_birth,sex,postcode_district\n" + "\n".join(rows) + "\n").encode()
+    picture = Image.new("RGB", (24, 16), "white")
+    for x in range(24):
+        picture.putpixel((x, x % 16), (10 * x, 90, 200 - 5 * x))
+    png = io.BytesIO()
+    picture.save(png, format="PNG")
+    smuggling_png = png.getvalue() + payload
+    notebook = {
+        "nbformat": 4, "nbformat_minor": 5,
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                     "cohort": rows},
+        "cells": [
+            {"cell_type": "markdown", "id": "a", "metadata": {"extract": rows[:30]}, "source": "# Admissions by region"},
+            {"cell_type": "code", "id": "b", "execution_count": 1, "metadata": {"rows": rows[30:]},
+             "source": "table", "outputs": [{"output_type": "execute_result", "execution_count": 1, "metadata": {},
+                                             "data": {"text/plain": "region  count\nnorth   120\nsouth    85"}}]},
+        ],
+    }
+    submitted = {"analysis.ipynb": json.dumps(notebook).encode(), "figures/admissions.png": smuggling_png}
+    outbox = Path(os.environ["ENCLAVE_HOME"]) / "workspaces" / "heart" / "outbox"
+    (outbox / "figures").mkdir(parents=True)
+    for relpath, data in submitted.items():
+        (outbox / relpath).write_bytes(data)
+    rid = cli("--as", "rita", "egress", "create", "heart", "--title", "Admissions figure").split()[3]
+    cli("--as", "rita", "egress", "add", rid, *submitted, "--group", "fig", "--context", "Admissions by region, adults 2020-24",
+        "--controls", "counts at least 10")
+    # Whatever the checker says, the request reaches the reviewers (an exception if it fails).
+    cli("--as", "rita", "egress", "submit", rid, "--exception", "the figure and notebook show counts of at least 10 only")
+    shown = json.loads(cli("--as", "ria", "egress", "show", rid, "--json"))
+    assert shown["status"] == "in_review"
+    for reviewer in ("ria", "rob"):
+        for relpath in submitted:
+            cli("--as", reviewer, "egress", "review", rid, relpath, "--decision", "approve",
+                "--comment", "the figure and the table look like aggregates")
+    assert json.loads(cli("--as", "ria", "egress", "show", rid, "--json"))["status"] == "approved"
+
+    result = cli.runner.invoke(app, ["--as", "ria", "egress", "release", rid], catch_exceptions=False)
+    home = Path(os.environ["ENCLAVE_HOME"])
+    exported = [p for p in (home / "export").rglob("*") if p.is_file()] if (home / "export").exists() else []
+    if result.exit_code != 0:  # refusing is the other safe outcome: one clear line, nothing exported
+        assert len(result.stderr.strip().splitlines()) == 1 and "cannot be released" in result.stderr
+        assert exported == []
+        return
+    got = tmp_path / "received"
+    cli("--as", "rita", "egress", "download", rid, "--to", str(got))
+    released = {relpath: (got / "files" / relpath).read_bytes() for relpath in submitted}
+    everything = b"".join(p.read_bytes() for p in exported) + b"".join(released.values())
+    for row in rows:  # no row, nor any of its identifying values, left
+        assert row.encode() not in everything
+        assert row.split(",")[0].encode() not in everything
+    figure = released["figures/admissions.png"]
+    assert _png_chunks(figure) == [b"IHDR", b"IDAT", b"IEND"]
+    again = Image.open(io.BytesIO(figure)).convert("RGB")
+    assert again.size == picture.size
+    assert [again.getpixel((x, y)) for y in range(16) for x in range(24)] == \
+           [picture.getpixel((x, y)) for y in range(16) for x in range(24)]
+    out_nb = json.loads(released["analysis.ipynb"])
+    assert set(out_nb["metadata"]) <= {"kernelspec", "language_info", "tags"} and "cohort" not in out_nb["metadata"]
+    assert all(set(c["metadata"]) <= {"kernelspec", "language_info", "tags"} for c in out_nb["cells"])
+    assert [c["source"] for c in out_nb["cells"]] == ["# Admissions by region", "table"]
+    assert out_nb["cells"][1]["outputs"][0]["data"]["text/plain"] == "region  count\nnorth   120\nsouth    85"
+    # The record names both digests; the custodian's check is against the released ones.
+    pub = home / "keys" / "egress-signing.pub"
+    assert "release record verified" in cli("egress", "verify", str(got / "release.json"), "--public-key", str(pub))
+    record = json.loads((got / "release.json").read_text())["record"]
+    sha = lambda data: hashlib.sha256(data).hexdigest()  # noqa: E731
+    assert record["format"] == "enclave-release/2"
+    assert {f["path"]: (f["sha256"], f["size"]) for f in record["files"]} == {
+        p: (sha(b), len(b)) for p, b in released.items()}
+    assert {f["path"]: f["submitted"] for f in record["files"]} == {
+        p: {"sha256": sha(b), "size": len(b)} for p, b in submitted.items()}
+    # Putting the submitted bytes in place of the released ones is caught.
+    (got / "files" / "figures" / "admissions.png").chmod(0o644)
+    (got / "files" / "figures" / "admissions.png").write_bytes(smuggling_png)
+    assert "NOT verified" in cli("egress", "verify", str(got / "release.json"), "--public-key", str(pub), ok=False)
+    assert base64.b64encode(payload[:60]) not in everything
