@@ -36,7 +36,8 @@ def _show(data: bytes) -> str:
     """Bytes as a reviewer can read them: the text in them when there is some, else hex."""
     head = data[:4096].decode("latin-1")
     runs = re.findall(r"[\x20-\x7e\t\r\n]{4,}", head)
-    if sum(map(len, runs)) >= 16:
+    shown = sum(map(len, runs))
+    if shown >= 16 or (runs and shown >= 0.5 * len(head)):
         return excerpt(" ".join(runs), 100)
     return data[:40].hex(" ")
 

@@ -1,0 +1,204 @@
+"""The checker by class of attack: each mechanism on its own, and the safe look-alikes it must pass."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from enclave.disclosure import DisclosurePolicy, Verdict, check_file
+from enclave.disclosure.checker.dates import on_calendar, parse_date
+from enclave.disclosure.checker.registry import CHECKS
+from enclave.disclosure.policy import Notebooks
+
+POLICY = DisclosurePolicy()
+REPO = Path(__file__).resolve().parents[3]
+
+
+def write(tmp_path: Path, name: str, content: str | bytes) -> Path:
+    path = tmp_path / name
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    return path
+
+
+def rules(report) -> dict[str, Verdict]:
+    found: dict[str, Verdict] = {}
+    for f in report.findings:
+        found[f.rule] = max(found.get(f.rule, Verdict.PASS), f.status)
+    return found
+
+
+def png(text_chunk: bytes | None = None) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (20, 10), (10, 200, 30)).save(buffer, "PNG")
+    data = buffer.getvalue()
+    if text_chunk is not None:
+        chunk = struct.pack(">I", len(text_chunk)) + b"tEXt" + text_chunk + struct.pack(">I", zlib.crc32(b"tEXt" + text_chunk))
+        data = data[:33] + chunk + data[33:]
+    return data
+
+
+def test_checker_every_registered_check_is_documented():
+    docs = (REPO / "docs" / "disclosure.md").read_text()
+    assert CHECKS, "no checks registered"
+    for name in CHECKS:
+        assert f"`{name}`" in docs, f"check {name!r} is not documented in docs/disclosure.md"
+
+
+@pytest.mark.parametrize("text, year, month, day", [
+    ("1961-03-03", 1961, 3, 3), ("1961/03/03", 1961, 3, 3), ("03/04/1961", 1961, 4, 3), ("19610303", 1961, 3, 3),
+    ("3 March 1961", 1961, 3, 3), ("March 3rd, 1961", 1961, 3, 3), ("3rd of March 1961", 1961, 3, 3), ("03-Mar-61", 1961, 3, 3),
+])
+def test_dates_read_in_any_common_form(text, year, month, day):
+    date = parse_date(text)
+    assert date is not None and (date.year, date.month, date.day) == (year, month, day)
+
+
+def test_dates_on_a_calendar_are_periods_not_people():
+    assert on_calendar([parse_date(f"2024-{m:02d}-01") for m in range(1, 13)])
+    assert on_calendar([parse_date(f"2024-01-{d:02d}") for d in (1, 8, 15, 22, 29)])
+    assert not on_calendar([parse_date(d) for d in ("1961-03-03", "1972-11-20", "1984-06-09")])
+
+
+def test_checker_date_column_under_an_innocuous_header_fails(tmp_path):
+    path = write(tmp_path, "t.csv", "Reference date,Group\n1961/03/03,A\n1972/11/20,B\n1984/06/09,A\n1990/01/17,B\n1955/08/30,A\n")
+    report = check_file(path, POLICY)
+    assert rules(report)["microdata"] is Verdict.FAIL
+    assert "1961/03/03" in " ".join(report.findings[0].locations)  # the payload is shown
+
+
+def test_checker_monthly_and_weekly_series_pass(tmp_path):
+    monthly = write(tmp_path, "m.csv", "month,admissions\n" + "".join(f"2024-{m:02d}-01,{100 + m}\n" for m in range(1, 13)))
+    weekly = write(tmp_path, "w.md", "| week | n |\n|---|---|\n" + "".join(f"| 2024-01-{d:02d} | {50 + d} |\n" for d in (1, 8, 15, 22, 29)))
+    assert check_file(monthly, POLICY).status is Verdict.PASS
+    assert check_file(weekly, POLICY).status is Verdict.PASS
+
+
+@pytest.mark.parametrize("cell", ["3 (1.5%)", "n=4", "4/120", "4 of 120", "2 (0.9)"])
+def test_checker_counts_inside_strings_fail(tmp_path, cell):
+    path = write(tmp_path, "t.csv", f"Characteristic,Result\nGroup A,{cell}\nGroup B,120 (60.0%)\n")
+    assert rules(check_file(path, POLICY))["threshold"] is Verdict.FAIL
+
+
+@pytest.mark.parametrize("cell", ["120 (60.0%)", "54.2 (12.1)", "0.85 (0.71-1.02)", "41 (33-52)"])
+def test_checker_statistics_inside_strings_pass(tmp_path, cell):
+    path = write(tmp_path, "t.csv", f"Characteristic,Result\nGroup A,{cell}\nGroup B,{cell}\n")
+    assert check_file(path, POLICY).status is Verdict.PASS
+
+
+def test_checker_small_numbers_in_the_first_column_are_not_labels(tmp_path):
+    path = write(tmp_path, "t.csv", "group,area\n3,North\n2,South\n7,East\n")
+    assert check_file(path, POLICY).status is not Verdict.PASS
+    index = write(tmp_path, "i.csv", ",area,count\n0,North,120\n1,South,85\n2,East,40\n")  # pandas' row numbers
+    assert check_file(index, POLICY).status is Verdict.PASS
+
+
+def test_checker_csv_saved_as_text_is_checked_as_a_table(tmp_path):
+    path = write(tmp_path, "notes.txt", "Here is the table.\n\nregion,count\nNorth,120\nSouth,4\nEast,85\n")
+    assert rules(check_file(path, POLICY))["threshold"] is Verdict.FAIL
+
+
+def test_checker_json_columns_and_nested_lists_are_tables(tmp_path):
+    columns = write(tmp_path, "c.json", json.dumps({"region": ["North", "South"], "count": [120, 3]}))
+    assert rules(check_file(columns, POLICY))["threshold"] is Verdict.FAIL
+    nested = write(tmp_path, "n.json", json.dumps({"config": {"layers": [["region", "count"], ["North", 120], ["South", 2]]}}))
+    assert rules(check_file(nested, POLICY))["threshold"] is Verdict.FAIL
+
+
+def test_checker_encoded_payloads_in_any_wrapping_fail(tmp_path):
+    raw = bytes(range(256)) * 4
+    for name, text in [("wrapped.txt", base64.encodebytes(raw).decode()),
+                       ("hex.txt", raw.hex(" ")), ("colons.md", raw.hex(":")), ("a85.txt", base64.a85encode(raw).decode())]:
+        report = check_file(write(tmp_path, name, "data:\n" + text), POLICY)
+        assert rules(report).get("encoded_blob") is Verdict.FAIL, name
+
+
+def test_checker_realistic_prose_passes(tmp_path):
+    note = ("# Results\n\nBetween 1 April 2019 and 31 March 2024 we followed 3,000 patients (see "
+            "https://digital.nhs.uk/data-and-information/publications/statistical/hospital-admitted-patient-care-activity/2023-24). "
+            "The odds ratio was 1.23 (95% CI 1.01 to 1.50; p = 0.04); 12.5% were readmitted within 30 days.\n"
+            "Dataset checksum sha256 3f5a9c1e0b7d2f4a6c8e0a1b3d5f7e9c2b4d6f8a0c1e3a5b7d9f1e3c5a7b9d1f.\n")
+    assert check_file(write(tmp_path, "methods.md", note), POLICY).status is Verdict.PASS
+
+
+def test_checker_png_text_chunks_fail_and_matplotlib_stamp_passes(tmp_path):
+    assert check_file(write(tmp_path, "clean.png", png()), POLICY).status is Verdict.PASS
+    stamp = png(b"Software\x00Matplotlib version3.9.2, https://matplotlib.org/")
+    assert check_file(write(tmp_path, "mpl.png", stamp), POLICY).status is Verdict.PASS
+    payload = png(b"Comment\x00ref,born\nP1,1961-03-03\n")
+    report = check_file(write(tmp_path, "bad.png", payload), POLICY)
+    assert rules(report) == {"image": Verdict.FAIL} and "1961-03-03" in report.findings[0].message
+    trailing = check_file(write(tmp_path, "tail.png", png() + b"hidden rows"), POLICY)
+    assert rules(trailing) == {"image": Verdict.FAIL} and "hidden rows" in trailing.findings[0].message
+
+
+def test_checker_clean_images_follow_the_policy_verdict(tmp_path):
+    strict = DisclosurePolicy.model_validate({"images": {"clean": "review"}})
+    assert check_file(write(tmp_path, "clean.png", png()), strict).status is Verdict.REVIEW
+
+
+def test_checker_jpeg_comment_and_exif_fail_plain_jpeg_passes(tmp_path):
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16), (200, 10, 10)).save(buffer, "JPEG")
+    plain = buffer.getvalue()
+    assert check_file(write(tmp_path, "p.jpg", plain), POLICY).status is Verdict.PASS
+    text = b"rows go here"
+    comment = plain[:2] + b"\xff\xfe" + struct.pack(">H", len(text) + 2) + text + plain[2:]
+    report = check_file(write(tmp_path, "c.jpg", comment), POLICY)
+    assert rules(report) == {"image": Verdict.FAIL} and "rows go here" in report.findings[0].message
+    exif = Image.Exif()
+    exif[0x010E] = "ref,born P1,1961-03-03"
+    buffer = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(buffer, "JPEG", exif=exif.tobytes())
+    assert rules(check_file(write(tmp_path, "e.jpg", buffer.getvalue()), POLICY)) == {"image": Verdict.FAIL}
+
+
+def notebook(cells: list[dict], metadata: dict | None = None) -> str:
+    return json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": metadata or {"kernelspec": {"name": "python3"}}, "cells": cells})
+
+
+def test_checker_notebook_metadata_beyond_the_allowlist_fails(tmp_path):
+    cell = {"cell_type": "code", "source": "x", "metadata": {"tags": ["a"], "stash": "P1,1961-03-03"}, "outputs": [], "execution_count": 1}
+    report = check_file(write(tmp_path, "a.ipynb", notebook([cell])), POLICY)
+    assert rules(report)["notebook_metadata"] is Verdict.FAIL
+    assert "stash" in report.findings[0].message and "1961-03-03" in " ".join(report.findings[0].locations)
+    allowing = DisclosurePolicy(notebooks=Notebooks(metadata_allowed=["kernelspec", "tags", "stash"]))
+    assert check_file(write(tmp_path, "a.ipynb", notebook([cell])), allowing).status is Verdict.PASS
+
+
+def test_checker_notebook_unknown_mime_type_fails(tmp_path):
+    output = {"output_type": "display_data", "metadata": {}, "data": {"application/vnd.plotly.v1+json": {"data": []}, "text/plain": "fig"}}
+    cell = {"cell_type": "code", "source": "fig", "metadata": {}, "outputs": [output], "execution_count": 1}
+    report = check_file(write(tmp_path, "p.ipynb", notebook([cell])), POLICY)
+    assert rules(report)["notebook_output"] is Verdict.FAIL
+
+
+def test_checker_notebook_with_plot_and_safe_table_passes(tmp_path):
+    image = base64.b64encode(png(b"Software\x00Matplotlib version3.9.2, https://matplotlib.org/")).decode()
+    cells = [
+        {"cell_type": "markdown", "source": "# Admissions by region", "metadata": {}},
+        {"cell_type": "code", "source": "bins = [0, 18, 40, 65, 120]\nfig = plot(table)", "metadata": {"tags": ["plot"]},
+         "execution_count": 1, "outputs": [
+             {"output_type": "display_data", "metadata": {"image/png": {"width": 20, "height": 10}},
+              "data": {"image/png": image, "text/plain": "<Figure size 640x480 with 1 Axes>"}},
+             {"output_type": "execute_result", "execution_count": 1, "metadata": {},
+              "data": {"text/html": "<table><tr><th>region</th><th>count</th></tr><tr><td>North</td><td>120</td></tr>"
+                                    "<tr><td>South</td><td>suppressed</td></tr></table>",
+                       "text/plain": "  region  count\n0  North    120\n1  South   <NA>"}}]},
+    ]
+    report = check_file(write(tmp_path, "ok.ipynb", notebook(cells)), POLICY)
+    assert report.status is Verdict.PASS, [f.message for f in report.findings]
+
+
+def test_checker_svg_is_text_and_a_picture(tmp_path):
+    svg = '<svg xmlns="http://www.w3.org/2000/svg"><text x="1" y="1">North 120</text><text x="1" y="9">South 85</text></svg>'
+    report = check_file(write(tmp_path, "figure.md", svg), POLICY)
+    assert rules(report) == {"image": Verdict.REVIEW}
+    bad = svg.replace("South 85", "born 03/04/1961")
+    assert rules(check_file(write(tmp_path, "bad.md", bad), POLICY))["direct_identifier"] is Verdict.FAIL
