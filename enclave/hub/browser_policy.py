@@ -28,6 +28,11 @@ from enclave.policy import StrictModel, TierName, load_policy_file
 ENV_VAR = "ENCLAVE_BROWSER_POLICY"
 
 MiB = 1024 * 1024
+# Read-only in the notebook image (images/notebook/Dockerfile); the runtime dir is on the
+# home tmpfs.
+IMAGE_CONFIG_DIR = "/opt/env/etc/jupyter"
+IMAGE_DATA_DIR = "/opt/env/share/jupyter"
+RUNTIME_DIR = "/home/jovyan/.local/share/jupyter/runtime"
 
 
 class ContentsLimits(StrictModel):
@@ -44,6 +49,13 @@ class KernelLimits(StrictModel):
     iopub_msg_rate_limit: float = Field(gt=0, description="Output messages per second, averaged over the window")
     rate_limit_window: float = Field(gt=0, le=60, description="Seconds the rates are averaged over")
     max_output_bytes: int = Field(ge=1024, le=64 * MiB, description="Largest single output message")
+
+    @model_validator(mode="after")
+    def _one_message_fits_the_window(self) -> KernelLimits:
+        # Otherwise a message under max_output_bytes could never be sent.
+        if self.max_output_bytes > self.iopub_data_rate_limit * self.rate_limit_window:
+            raise ValueError("max_output_bytes must be at most iopub_data_rate_limit * rate_limit_window")
+        return self
 
 
 class MeterLimits(StrictModel):
@@ -73,21 +85,35 @@ class TierBrowserPolicy(InServerSettings):
         return InServerSettings(contents=self.contents, kernel=self.kernel, terminals=self.terminals)
 
     def server_environment(self) -> dict[str, str]:
-        """The environment variable that hands the in-server settings to the container."""
-        return {ENV_VAR: self.in_server().model_dump_json()}
+        """The container environment of a project server: its in-server settings, and
+        Jupyter's config and data directories on the image's read-only filesystem, so
+        the server reads no config, kernel spec, Lab extension, setting or workspace
+        file that code in the container could have written (only its runtime files, on
+        the home tmpfs, are writable)."""
+        return {
+            ENV_VAR: self.in_server().model_dump_json(),
+            "JUPYTER_CONFIG_DIR": IMAGE_CONFIG_DIR,
+            "JUPYTER_DATA_DIR": IMAGE_DATA_DIR,
+            "JUPYTER_RUNTIME_DIR": RUNTIME_DIR,
+            "PYTHONNOUSERSITE": "1",
+        }
 
     def server_args(self) -> list[str]:
         """Command-line options of jupyter_server for this tier. Command-line options take
         precedence over every config file, so a file written in the container cannot
-        raise them at a restart."""
+        change them at a restart."""
+        body_limit = self.contents.max_upload_bytes * 4 // 3 + MiB  # base64 and JSON around an upload
         return [
             "--ServerApp.contents_manager_class=enclave.hub.contents_guard.GuardedContentsManager",
             "--ServerApp.kernel_websocket_connection_class="
-            "enclave.hub.contents_guard.BoundedKernelWebsocketConnection",
-            f"--ServerApp.iopub_data_rate_limit={self.kernel.iopub_data_rate_limit}",
-            f"--ServerApp.iopub_msg_rate_limit={self.kernel.iopub_msg_rate_limit}",
-            f"--ServerApp.rate_limit_window={self.kernel.rate_limit_window}",
+            "enclave.hub.output_guard.BoundedKernelWebsocketConnection",
+            "--ServerApp.reraise_server_extension_failures=True",
             f"--ServerApp.terminals_enabled={self.terminals}",
+            f"--ServerApp.max_body_size={body_limit}",
+            f"--ServerApp.max_buffer_size={body_limit}",
+            f"--ZMQChannelsWebsocketConnection.iopub_data_rate_limit={self.kernel.iopub_data_rate_limit}",
+            f"--ZMQChannelsWebsocketConnection.iopub_msg_rate_limit={self.kernel.iopub_msg_rate_limit}",
+            f"--ZMQChannelsWebsocketConnection.rate_limit_window={self.kernel.rate_limit_window}",
         ]
 
 

@@ -8,11 +8,20 @@ It answers 403 with a one-line plain-text reason for:
 - ``view/...``      the HTML page that wraps ``files/`` for viewing in a browser tab;
 - ``nbconvert/...`` "Save and Export Notebook As", which sends the export as a download.
 
-It is a speed bump against casual copying, not the disclosure boundary: the contents API
-(which JupyterLab needs to open and save files) still serves files under the server's
-root, and whatever the screen shows can be copied or photographed. docs/containers.md
-says exactly what is and is not prevented. Results leave the enclave only through an
-egress request.
+With the tier's settings from the hub (``ENCLAVE_BROWSER_POLICY``) it also:
+
+- refuses ``terminals/...`` and ``api/terminals...`` when the tier has no terminals, and
+  otherwise serves terminal websockets through ``output_guard.BoundedTermSocket``;
+- refuses to let the server start unless its contents manager is
+  ``contents_guard.GuardedContentsManager`` and its kernel websocket connection is
+  ``output_guard.BoundedKernelWebsocketConnection`` (fail closed: a server started
+  without the hub's options, or with a replaced class, does not serve at all).
+
+All of this runs as the same user as the researcher's code: it is defence in depth against
+casual copying, and whatever the screen shows can still be copied or photographed. The
+bound the container cannot change is the egress meter outside it. docs/containers.md says
+exactly what is and is not prevented. Results leave the enclave only through an egress
+request.
 """
 
 from __future__ import annotations
@@ -33,6 +42,8 @@ REFUSED_PATTERNS: tuple[str, ...] = (r"files(?:/.*)?", r"view(?:/.*)?", r"nbconv
 class RefusedHandler(web.RequestHandler):
     """Refuses every method with 403 and the plain-text REFUSAL."""
 
+    reason = REFUSAL
+
     def check_xsrf_cookie(self) -> None:
         """Nothing to protect: every request is refused (and gets the plain reason)."""
 
@@ -43,22 +54,66 @@ class RefusedHandler(web.RequestHandler):
         if self.request.method == "HEAD":
             self.finish()
         else:
-            self.finish(REFUSAL + "\n")
+            self.finish(self.reason + "\n")
 
 
-def refused_handlers(base_url: str) -> list[tuple[str, type[web.RequestHandler]]]:
-    """The (pattern, handler) pairs that shadow the server's download endpoints."""
-    base = "/" + base_url.strip("/") + "/" if base_url.strip("/") else "/"
-    return [(base + pattern, RefusedHandler) for pattern in REFUSED_PATTERNS]
+TERMINAL_REFUSAL = "403: terminals are not available at this project's tier."
+TERMINAL_PATTERNS: tuple[str, ...] = (r"terminals(?:/.*)?", r"api/terminals(?:/.*)?")
+TERMINAL_SOCKET = r"terminals/websocket/(\w+)"
+
+
+class TerminalRefusedHandler(RefusedHandler):
+    """Refuses terminals at a tier without them."""
+
+    reason = TERMINAL_REFUSAL
+
+
+def _prefix(base_url: str) -> str:
+    return "/" + base_url.strip("/") + "/" if base_url.strip("/") else "/"
+
+
+def refused_handlers(base_url: str, terminals: bool = True) -> list[tuple[str, type[web.RequestHandler]]]:
+    """The (pattern, handler) pairs that shadow the server's download endpoints (and its
+    terminals, when the tier has none)."""
+    base = _prefix(base_url)
+    handlers = [(base + pattern, RefusedHandler) for pattern in REFUSED_PATTERNS]
+    if not terminals:
+        handlers += [(base + pattern, TerminalRefusedHandler) for pattern in TERMINAL_PATTERNS]
+    return handlers
 
 
 def _jupyter_server_extension_points() -> list[dict[str, str]]:
     return [{"module": "enclave.hub.lockdown"}]
 
 
+def check_guarded(serverapp: Any) -> None:
+    """Raise unless the server runs the enclave's contents manager and kernel connection."""
+    from enclave.hub.contents_guard import GuardedContentsManager
+    from enclave.hub.output_guard import BoundedKernelWebsocketConnection
+
+    if not isinstance(serverapp.contents_manager, GuardedContentsManager):
+        raise RuntimeError("enclave lockdown: the contents manager is not GuardedContentsManager; "
+                           "start this server from the enclave's hub")
+    connection = serverapp.kernel_websocket_connection_class
+    if not (isinstance(connection, type) and issubclass(connection, BoundedKernelWebsocketConnection)):
+        raise RuntimeError("enclave lockdown: the kernel websocket connection is not "
+                           "BoundedKernelWebsocketConnection; start this server from the enclave's hub")
+
+
 def _load_jupyter_server_extension(serverapp: Any) -> None:
     """Register the refusing handlers ahead of the server's own (tornado tries handlers
-    added with add_handlers before the application's initial ones)."""
-    handlers = refused_handlers(serverapp.web_app.settings.get("base_url", "/"))
+    added with add_handlers before the application's initial ones, and extensions load in
+    name order, so before jupyter_server_terminals' own socket)."""
+    from enclave.hub.browser_policy import from_environment
+
+    settings = from_environment()  # raises without the hub's settings: the server must not run
+    check_guarded(serverapp)
+    base_url = serverapp.web_app.settings.get("base_url", "/")
+    handlers: list[tuple[str, Any, dict[str, Any]] | tuple[str, Any]] = list(
+        refused_handlers(base_url, terminals=settings.terminals))
+    if settings.terminals:
+        from enclave.hub.output_guard import BoundedTermSocket
+
+        handlers.append((_prefix(base_url) + TERMINAL_SOCKET, BoundedTermSocket, {"name": "jupyter_server_terminals"}))
     serverapp.web_app.add_handlers(".*$", handlers)
-    serverapp.log.info("enclave lockdown: refusing %s", ", ".join(p for p, _ in handlers))
+    serverapp.log.info("enclave lockdown: %s", ", ".join(h[0] for h in handlers))

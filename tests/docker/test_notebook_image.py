@@ -15,6 +15,7 @@ from pathlib import Path
 import jupyterhub
 import pytest
 
+from enclave.hub.browser_policy import load_browser_policy
 from enclave.hub.lockdown import REFUSAL
 from enclave.sandbox import ContainerPolicy, Mount, container_kwargs
 
@@ -83,16 +84,21 @@ def server(client, image: str, internal: Net, tmp_path_factory: pytest.TempPathF
     workspace.mkdir()
     os.chown(workspace, 1000, 100)
     (workspace / "cohort-copy.csv").write_text("age,sex\n34,F\n")
+    (workspace / "notes.md").write_text("age,sex\n35,M\n")
     (workspace / "analysis.ipynb").write_text(
         json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
     )
     data = tmp_path_factory.mktemp("lockdown-data")
     (data / "cohort.csv").write_text("age,sex\n34,F\n")
+    data.chmod(0o755)  # readable by the server, as a granted view is
     policy = ContainerPolicy(image=image, network=internal.name, mem_limit="1g", cpu_limit=1.0)
     token = uuid.uuid4().hex
+    # The tier's settings, as the hub passes them: without them the server does not start.
+    tier = load_browser_policy(REPO / "policies").for_tier("tier2")
     container = client.containers.run(
         command=["jupyter", "lab", "--ServerApp.ip=0.0.0.0", "--ServerApp.port=8888", "--no-browser",
-                 f"--IdentityProvider.token={token}"],
+                 f"--IdentityProvider.token={token}", *tier.server_args()],
+        environment=tier.server_environment(),
         name=f"{PREFIX}lab-{uuid.uuid4().hex[:8]}", detach=True,
         **container_kwargs(policy, [Mount.workspace(workspace), Mount.dataset(data, "cohort")]),
     )
@@ -141,9 +147,12 @@ def test_lockdown_refuses_download_endpoints(server: tuple[str, str], path: str,
 
 def test_lockdown_leaves_the_contents_api_and_hides_lab_plugins(server: tuple[str, str]):
     base, token = server
-    # Control, and the documented limit: JupyterLab opens files through the contents API.
+    # Control: JupyterLab opens text files through the contents API...
+    status, body = _get(f"{base}/api/contents/notes.md?content=1&format=text", token)
+    assert status == 200 and "35,M" in body
+    # ... but not a byte copy of a /data file (tests/docker/hub/test_hub_browser.py tries the rest).
     status, body = _get(f"{base}/api/contents/cohort-copy.csv?content=1&format=text", token)
-    assert status == 200 and "34,F" in body
+    assert status == 403 and "copy of a file of /data" in body and "34,F" not in body
     # Data are mounted outside the server's root, so the contents API cannot reach them.
     status, _ = _get(f"{base}/api/contents/..%2F..%2F..%2Fdata%2Fcohort%2Fcohort.csv?content=1", token)
     assert status in (400, 403, 404)

@@ -8,7 +8,12 @@ import pytest
 
 pytest.importorskip("tornado")
 
-from enclave.hub.lockdown import RefusedHandler, refused_handlers  # noqa: E402
+from enclave.hub.lockdown import (  # noqa: E402
+    TERMINAL_REFUSAL,
+    RefusedHandler,
+    TerminalRefusedHandler,
+    refused_handlers,
+)
 
 
 def _refused(base_url: str, path: str) -> bool:
@@ -37,3 +42,22 @@ def test_lockdown_patterns_cover_download_endpoints_only(base_url: str, path: st
     prefix = "/" + base_url.strip("/") + "/" if base_url.strip("/") else "/"
     assert _refused(base_url, prefix + path) is refused
     assert all(handler is RefusedHandler for _, handler in refused_handlers(base_url))
+
+
+@pytest.mark.parametrize(
+    "path, refused_without_terminals",
+    [
+        ("terminals/websocket/1", True),
+        ("terminals", True),
+        ("api/terminals", True),
+        ("api/terminals/1", True),
+        ("api/contents/terminals.txt", False),
+        ("lab", False),
+    ],
+)
+def test_lockdown_refuses_terminals_only_at_a_tier_without_them(path: str, refused_without_terminals: bool):
+    base = "/user/alice/project-x/"
+    without = [p for p, h in refused_handlers(base, terminals=False) if h is TerminalRefusedHandler]
+    assert any(re.fullmatch(p, base + path) for p in without) is refused_without_terminals
+    assert not any(h is TerminalRefusedHandler for _, h in refused_handlers(base, terminals=True))
+    assert TerminalRefusedHandler.reason == TERMINAL_REFUSAL

@@ -61,7 +61,7 @@ def test_browser_policy_round_trips_through_the_environment():
     assert settings == tier.in_server()
     assert "meter" not in tier.server_environment()[ENV_VAR]
     args = tier.server_args()
-    assert f"--ServerApp.iopub_data_rate_limit={tier.kernel.iopub_data_rate_limit}" in args
+    assert f"--ZMQChannelsWebsocketConnection.iopub_data_rate_limit={tier.kernel.iopub_data_rate_limit}" in args
     assert "--ServerApp.terminals_enabled=True" in args
 
 
