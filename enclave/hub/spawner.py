@@ -34,6 +34,7 @@ from enclave.hub.access import (
     project_mounts,
     spawnable_projects,
 )
+from enclave.hub.browser_policy import TierBrowserPolicy, load_browser_policy
 from enclave.users import find_user
 
 ALLOWED_OPTIONS = frozenset({"project"})
@@ -145,6 +146,9 @@ class EnclaveSpawner(DockerSpawner):
         with unit_of_work(settings) as session:
             try:
                 user, project = check_can_spawn(session, self.user.name, slug, utcnow())
+                # The tier's browser channel (limits passed on the command line and in the
+                # environment); a tier without settings gets no server.
+                self._enclave_browser = load_browser_policy(settings.policies_dir).for_tier(project.tier)
                 mounts = project_mounts(settings, session, project)
                 prepare_workspace(settings, project.slug)
                 # What enclave.safe records in each output's evidence: the versions read.
@@ -202,7 +206,14 @@ class EnclaveSpawner(DockerSpawner):
     def get_env(self) -> dict[str, str]:
         env = super().get_env()
         env["ENCLAVE_DATASETS"] = json.dumps(getattr(self, "_enclave_datasets", {}), sort_keys=True)
+        browser: TierBrowserPolicy | None = getattr(self, "_enclave_browser", None)
+        if browser is not None:  # without it the server refuses to start (fail closed)
+            env.update(browser.server_environment())
         return env
+
+    def get_args(self) -> list[str]:
+        browser: TierBrowserPolicy | None = getattr(self, "_enclave_browser", None)
+        return [*super().get_args(), *(browser.server_args() if browser is not None else [])]
 
     async def stop(self, now: bool = False) -> None:
         had_container = bool(self.object_id)  # not after a refused start: nothing ran
