@@ -23,7 +23,7 @@ import stat
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from rich.progress import Progress
@@ -36,8 +36,9 @@ from enclave.config import Settings
 from enclave.db.models import User
 from enclave.db.session import unit_of_work
 from enclave.egress.signing import load_or_create_key, sign_record
-from enclave.errors import InvalidInput
+from enclave.errors import EnclaveError, InvalidInput
 from enclave.permissions import check_admin
+from enclave.workspace_fs import open_workspace
 
 WORKERS = 2
 # Files in keys/ that anyone may see (what custodians verify with) are also stored in the clear.
@@ -166,6 +167,21 @@ def _stat_key(st: os.stat_result) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 
+def _open_no_link(name: str, path: Path) -> int:
+    """Open the file ``name`` (relative to the home) for reading. A workspace is written
+    from inside its containers, where any folder may be swapped for a link while the
+    backup runs: there every component is opened without following a link
+    (``enclave.workspace_fs``); elsewhere the enclave's own files, whose last component
+    must not be a link."""
+    parts = PurePosixPath(name).parts
+    if len(parts) >= 3 and parts[0] == "workspaces":
+        home = Path(*path.parts[: len(path.parts) - len(parts)])
+        with open_workspace(home / "workspaces", parts[1]) as workspace, \
+                workspace.open_file(PurePosixPath(*parts[2:])) as (fd, _info):
+            return os.dup(fd)
+    return os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+
+
 def _store_file(store: Store, name: str, path: Path, previous: dict[str, dict[str, Any]],
                 advance: Any) -> tuple[dict[str, Any] | None, dict[str, str] | None, int, int]:
     """(manifest entry or None, skip note or None, bytes read, bytes written)."""
@@ -180,8 +196,8 @@ def _store_file(store: Store, name: str, path: Path, previous: dict[str, dict[st
         advance(st.st_size)
         return dict(old), None, 0, 0
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except (FileNotFoundError, OSError):
+        fd = _open_no_link(name, path)
+    except (OSError, EnclaveError):
         return None, {"path": name, "reason": "gone or replaced by a link when the backup reached it"}, 0, 0
     try:
         fst = os.fstat(fd)
