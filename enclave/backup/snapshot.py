@@ -34,6 +34,7 @@ def snapshot_database(settings: Settings, target: Path) -> None:
         dest = sqlite3.connect(target)
         try:
             source.backup(dest)  # pages=-1: the whole database in one step, one consistent read
+            dest.execute("PRAGMA journal_mode=DELETE")  # one self-contained file, no -wal beside it
         finally:
             dest.close()
             source.close()
@@ -48,6 +49,11 @@ def snapshot_database(settings: Settings, target: Path) -> None:
             copy_rows(src, dst)
     finally:
         dst_engine.dispose()
+    conn = sqlite3.connect(target)
+    try:
+        conn.execute("PRAGMA journal_mode=DELETE")
+    finally:
+        conn.close()
 
 
 def copy_rows(src: Connection, dst: Connection, rewrite: RowRewrite | None = None) -> dict[str, int]:
