@@ -64,3 +64,19 @@ def test_web_outbox_listing_race_never_answers_500_nor_lists_another_project(cli
             assert response.status_code in (200, 400), response.text
             assert "diabetes-secret" not in response.text
     assert statuses.get(200, 0) > 0, statuses
+
+
+def test_web_listings_leave_out_linked_folders_and_files(client: TestClient, world: Settings):
+    own, other = world.workspaces_dir / "asthma", world.workspaces_dir / "diabetes"
+    (other / "outbox").mkdir(exist_ok=True)
+    (other / "outbox" / "diabetes-secret.csv").write_text("id,value\n1,2\n")
+    (other / "notebooks" / "diabetes-secret.ipynb").write_text(THEIRS)
+    (own / "outbox" / "linked-folder").symlink_to(other / "outbox")
+    (own / "outbox" / "linked.csv").symlink_to(other / "outbox" / "diabetes-secret.csv")
+    (own / "notebooks" / "linked-folder").symlink_to(other / "notebooks")
+    (own / "notebooks" / "linked.ipynb").symlink_to(other / "notebooks" / "diabetes-secret.ipynb")
+    outbox = client.get(PREFIX + "/api/egress/outbox/asthma", headers=h("t-rob"))
+    notebooks = client.get(API + "/notebooks/asthma", headers=h("t-rob"))
+    assert outbox.status_code == 200 and notebooks.status_code == 200
+    assert {f["path"] for f in outbox.json()} == {"admissions.csv", "notes.txt"}
+    assert notebooks.json() == ["notebooks/analysis.ipynb"]
