@@ -247,11 +247,21 @@ def _key_like(part: Part, policy: DisclosurePolicy) -> list[str]:
 
 def _is_index(frame: pl.DataFrame, column: str) -> bool:
     """0..n-1 or 1..n in order: row numbers, not data."""
-    values = frame.select(as_int(frame, column)).to_series()
-    if values.null_count() or values.len() == 0:
+    if frame.schema[column].is_float() or not frame.height:
         return False
-    start = values[0]
-    return start in (0, 1) and values.diff().drop_nulls().eq(1).all()
+    first = frame.head(1).select(as_int(frame, column)).item()
+    if first not in (0, 1):
+        return False  # the cheap test first: most columns are no index
+    values = frame.select(as_int(frame, column)).to_series()
+    return values.null_count() == 0 and bool(values.diff().drop_nulls().eq(1).all())
+
+
+def _distinct(part: Part, policy: DisclosurePolicy, column: str) -> int:
+    kind, values = profile(part, policy)[column]
+    assert part.frame is not None
+    if part.frame.schema[column] == pl.String:
+        return max(values.len(), 1)
+    return max(part.frame.get_column(column).n_unique(), 1)
 
 
 def _quasi_columns(part: Part, policy: DisclosurePolicy) -> list[str]:
@@ -317,7 +327,7 @@ def row_level(part: Part, policy: DisclosurePolicy) -> list[Finding]:
         if len(labels) >= 2 and quasi and measures:
             grid = 1
             for c in labels:
-                grid *= max(frame.get_column(c).n_unique(), 1)
+                grid *= _distinct(part, policy, c)
             if frame.height < 0.25 * grid:
                 doubts.append(f"the labels {labels[:5]} fill {frame.height} of {grid} combinations: rows may be people, not groups")
         if not labels and not person_dates:
@@ -378,13 +388,15 @@ def _label_column(part: Part, policy: DisclosurePolicy, column: str) -> bool:
     """A whole-number column that labels rows (a year, an age band, row numbers)."""
     frame = part.frame
     assert frame is not None
-    if _is_index(frame, column):
-        return True
-    if not words(column) & LABEL_WORDS:
-        return False
-    # A label needs something to label: when its numbers are the only ones, they are the data.
-    others = [c for c in _numeric(part, policy) if c != column and not words(c) & LABEL_WORDS]
-    return bool(others)
+    cached = part.cache.setdefault("labels", {})
+    if column not in cached:
+        if _is_index(frame, column):
+            cached[column] = True
+        elif not words(column) & LABEL_WORDS:
+            cached[column] = False
+        else:  # a label needs something to label: when its numbers are the only ones, they are the data
+            cached[column] = any(c != column and not words(c) & LABEL_WORDS for c in _numeric(part, policy))
+    return cached[column]
 
 
 @check("counts", PartKind.TABLE, "small counts and zeros in any column, and counts written inside strings")
