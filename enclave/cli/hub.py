@@ -7,11 +7,12 @@ import getpass
 import logging
 import os
 import sys
+from typing import Optional
 
 import httpx
 import typer
 
-from enclave.cli.common import ok, resolve_actor, settings, state
+from enclave.cli.common import JSON_OPTION, acting, ok, print_json, print_table, resolve_actor, settings, state
 from enclave.db.session import unit_of_work
 from enclave.errors import EnclaveError, InvalidInput
 from enclave.hub import signin
@@ -84,3 +85,63 @@ def enforce(
         ok(f"{len(orders)} server(s) stopped")
         return
     asyncio.run(enforce_forever(settings(), api_url, token, interval))
+
+
+# --- Break-glass: an admin's time-limited, audited access to one researcher's server ------
+
+break_glass = typer.Typer(help="Open, close and list break-glass windows into a researcher's server "
+                               "(only where policies/tiers.yaml allows it).", no_args_is_help=True)
+app.add_typer(break_glass, name="break-glass")
+
+
+@break_glass.command("open")
+def break_glass_open(
+    ctx: typer.Context,
+    server: str = typer.Argument(..., help="The server as USER/PROJECT, e.g. ada/cardio."),
+    reason: str = typer.Option(..., "--reason", help="Why (at least 20 characters); the project's members read it."),
+    minutes: Optional[int] = typer.Option(None, "--minutes", help="How long (default and limit: the tier's "
+                                                                   "break_glass_minutes)."),
+) -> None:
+    """Open SERVER to the acting admin for a limited time; audited and shown to the project's members."""
+    from enclave.clock import utcnow
+    from enclave.hub.breakglass import open_break_glass
+    from enclave.projects.tiers import load_tiers
+
+    tiers = load_tiers(settings().policies_dir)
+    with acting(ctx) as (session, actor):
+        window = open_break_glass(session, actor, tiers, server, reason, utcnow(), minutes)
+        ok(f"break-glass {window.id}: {actor.name} may open {server} until {window.expires_at:%Y-%m-%d %H:%M} UTC "
+           f"at /user/{server}/ (close it early with 'enclave hub break-glass close {window.id}')")
+
+
+@break_glass.command("close")
+def break_glass_close(ctx: typer.Context, window_id: int = typer.Argument(..., help="The window's number.")) -> None:
+    """End a break-glass window before its time."""
+    from enclave.clock import utcnow
+    from enclave.hub.breakglass import close_break_glass
+
+    with acting(ctx) as (session, actor):
+        window = close_break_glass(session, actor, window_id, utcnow())
+        ok(f"break-glass {window.id} closed")
+
+
+@break_glass.command("list")
+def break_glass_list(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
+    """Every break-glass window, newest first (admins)."""
+    from enclave.clock import utcnow
+    from enclave.hub.breakglass import is_open, windows
+    from enclave.permissions import check_admin
+
+    with acting(ctx) as (session, actor):
+        check_admin(actor, "list break-glass windows")
+        now = utcnow()
+        rows = [{"id": w.id, "admin": w.actor.name, "server": f"{w.owner.name}/{w.project.slug}",
+                 "opened_at": w.opened_at.isoformat(timespec="seconds"),
+                 "until": (w.closed_at or w.expires_at).isoformat(timespec="seconds"),
+                 "open": is_open(w, now), "reason": w.reason} for w in windows(session)]
+    if as_json:
+        print_json(rows)
+        return
+    print_table("Break-glass windows", ["id", "admin", "server", "opened", "until", "open", "reason"],
+                [[r["id"], r["admin"], r["server"], r["opened_at"], r["until"], "yes" if r["open"] else "no",
+                  r["reason"]] for r in rows])

@@ -2,9 +2,11 @@
 
 A password (bcrypt hash) and a TOTP code from an authenticator app are both required;
 the checks, the lockout and the audit events live in ``enclave.hub.signin``. The hub's
-roles follow the enclave's: an enclave admin is a hub admin, and every user holds the
-managed roles ``enclave-<role>`` for their enclave roles, which services such as the
-web app read from the hub's user model.
+roles follow the enclave's: every user holds the managed roles ``enclave-<role>`` for
+their enclave roles, which services such as the web app read from the hub's user model.
+Nobody is a hub admin: an enclave admin gets no scope on other people's servers, and
+reaches one only through an open break-glass window (``enclave.hub.breakglass``), which
+adds a role for that one server while it lasts.
 """
 
 from __future__ import annotations
@@ -12,31 +14,40 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from jupyterhub.auth import Authenticator
+from sqlalchemy.orm import Session
 from tornado import web
 from traitlets import Integer, Unicode, default
 
 from enclave.clock import utcnow
 from enclave.config import Settings
-from enclave.db.models import User
+from enclave.db.models import BreakGlass, User
 from enclave.db.session import unit_of_work
 from enclave.enums import Role
 from enclave.audit import append_event
+from enclave.hub import actors, breakglass
 from enclave.hub.signin import Lockout, SignInAction, SignInRefused, verify_sign_in
 from enclave.users import find_user
 
 ROLE_PREFIX = "enclave-"
 
 
-def hub_roles(user: User) -> list[dict[str, str]]:
-    """The hub roles (as JupyterHub role dicts) of ``user``: the enclave roles mirrored,
-    plus JupyterHub's own ``user`` (and ``admin`` for admins), which a managed role list
-    must name or the hub strips them at sign-in."""
-    names = ["user", *(["admin"] if user.has_role(Role.ADMIN) else [])]
-    names += [f"{ROLE_PREFIX}{role.value}" for role in sorted(user.roles)]
-    return [{"name": name} for name in names]
+def hub_roles(user: User, windows: Sequence[BreakGlass] = ()) -> list[dict[str, Any]]:
+    """The hub roles (as JupyterHub role dicts) of ``user``: JupyterHub's own ``user``
+    (one's own servers only), the enclave roles mirrored (no scopes), and one role per
+    open break-glass window in ``windows``. Never JupyterHub's ``admin``: its scopes
+    (``admin:servers``, ``access:servers``, ``servers``) reach into everyone's servers."""
+    names = ["user", *(f"{ROLE_PREFIX}{role.value}" for role in sorted(user.roles))]
+    return [{"name": name} for name in names] + [breakglass.hub_role(w) for w in windows]
+
+
+def auth_model(session: Session, user: User) -> dict[str, Any]:
+    """What the hub stores for ``user`` at sign-in and at every refresh."""
+    windows = breakglass.open_windows_of(session, user, utcnow()) if user.has_role(Role.ADMIN) else []
+    return {"name": user.name, "admin": False, "roles": hub_roles(user, windows)}
 
 
 class EnclaveAuthenticator(Authenticator):
@@ -55,6 +66,17 @@ class EnclaveAuthenticator(Authenticator):
     ).tag(config=True)
 
     lockout_minutes = Integer(15, help="The lockout window in minutes (see lockout_failures).").tag(config=True)
+
+    @default("auth_refresh_age")
+    def _default_auth_refresh_age(self) -> int:
+        # Roles follow the enclave database within seconds: a break-glass window that ends
+        # or a person removed from the enclave loses access at their next request.
+        return 5
+
+    @default("refresh_pre_stop")
+    def _default_refresh_pre_stop(self) -> bool:
+        # The refresh before a stop is where the requester of the stop is learnt (enclave.hub.actors).
+        return True
 
     @default("request_otp")
     def _default_request_otp(self) -> bool:
@@ -95,19 +117,21 @@ class EnclaveAuthenticator(Authenticator):
             except SignInRefused:
                 session.commit()  # keep the audit event of the refusal
                 raise
-            return {"name": user.name, "admin": user.has_role(Role.ADMIN), "roles": hub_roles(user)}
+            return auth_model(session, user)
 
     async def refresh_user(self, user: Any, handler: Any = None, **kwargs: Any) -> bool | dict[str, Any]:
         """Keep the hub's admin flag and roles in step with the enclave database; a
-        person removed from it loses their hub session."""
-        def lookup() -> User | None:
+        person removed from it loses their hub session. Before a stop, the hub calls this
+        with the stop's request: its requester is kept for the audit (enclave.hub.actors)."""
+        actors.remember(handler)
+
+        def lookup() -> dict[str, Any] | None:
             with unit_of_work(self.settings()) as session:
-                return find_user(session, user.name)
+                found = find_user(session, user.name)
+                return None if found is None else auth_model(session, found)
 
         found = await asyncio.to_thread(lookup)
-        if found is None:
-            return False
-        return {"name": found.name, "admin": found.has_role(Role.ADMIN), "roles": hub_roles(found)}
+        return found if found is not None else False
 
     async def load_managed_roles(self) -> list[dict[str, Any]]:
         return managed_roles()
@@ -115,7 +139,8 @@ class EnclaveAuthenticator(Authenticator):
 
 def managed_roles() -> list[dict[str, Any]]:
     """The hub roles mirroring enclave roles. They grant no extra hub scopes: services
-    read them to decide what a person may do in the enclave's own pages."""
+    read them to decide what a person may do in the enclave's own pages. (Break-glass
+    roles are created by the hub from the auth model while a window is open.)"""
     return [
         {"name": f"{ROLE_PREFIX}{role.value}", "description": f"enclave {role.value} (managed by the enclave)",
          "scopes": []}
@@ -138,4 +163,4 @@ def enclave_post_auth_hook(authenticator: Any, handler: Any, authentication: dic
             raise web.HTTPError(403, f"{name} is not an enclave user: ask an admin to add you")
         append_event(session, user, SignInAction.LOGIN, target=f"user:{name}",
                      details={"via": type(authenticator).__name__})
-        return {**authentication, "admin": user.has_role(Role.ADMIN), "roles": hub_roles(user)}
+        return {**authentication, **auth_model(session, user)}

@@ -4,7 +4,8 @@ The server's name is the project's slug (JupyterHub named servers). Who may open
 project, and what the server mounts, is decided by ``enclave.hub.access``; the container's
 isolation (user, capabilities, read-only root, limits, internal network, mounts) comes
 only from ``enclave.sandbox``: this class builds no isolation of its own. Every start,
-stop and refusal is audited.
+stop and refusal is audited under the name of whoever asked for it (``enclave.hub.actors``),
+and only the owner may start their server.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from enclave.clock import utcnow
 from enclave.config import Settings
 from enclave.db.session import unit_of_work
 from enclave.errors import EnclaveError
+from enclave.hub import actors
 from enclave.hub.access import (
     ServerAction,
     check_can_spawn,
@@ -137,14 +139,18 @@ class EnclaveSpawner(DockerSpawner):
             )
         return self.name
 
-    def _check_and_prepare(self, slug: str) -> tuple[sandbox.ContainerPolicy, list[sandbox.Mount]]:
-        """Re-check access now, compute the mounts, create the workspace, audit the start;
-        on refusal audit it and raise HTTPError 403 with the reason."""
+    def _check_and_prepare(
+        self, slug: str, requester: actors.Requester | None = None
+    ) -> tuple[sandbox.ContainerPolicy, list[sandbox.Mount]]:
+        """Re-check access now, compute the mounts, create the workspace, audit the start
+        under the name of whoever asked for it; on refusal audit it and raise HTTPError
+        403 with the reason."""
         settings = self.enclave_settings()
         policy = self.container_policy()
         refused: str | None = None
         with unit_of_work(settings) as session:
             try:
+                actors.check_may_start(self.user.name, requester)
                 user, project = check_can_spawn(session, self.user.name, slug, utcnow())
                 # The tier's browser channel (limits passed on the command line and in the
                 # environment); a tier without settings gets no server.
@@ -158,12 +164,14 @@ class EnclaveSpawner(DockerSpawner):
                 }
             except EnclaveError as exc:
                 refused = str(exc)
-                append_event(session, self.user.name, ServerAction.REFUSE, project=slug[:40] or None,
-                             target=f"server:{self.user.name}/{slug}", details={"reason": refused})
+                append_event(session, requester.name if requester else self.user.name, ServerAction.REFUSE,
+                             project=slug[:40] or None, target=f"server:{self.user.name}/{slug}",
+                             details={"reason": refused, "by": requester.kind if requester else "user"})
             else:
-                append_event(session, user, ServerAction.SPAWN, project=project,
-                             target=f"server:{user.name}/{slug}",
-                             details={"image": policy.image, "mounts": [m.target for m in mounts]})
+                by = requester or actors.Requester(user.name, "user")
+                append_event(session, user if by.name == user.name and by.is_user else by.name,
+                             ServerAction.SPAWN, project=project, target=f"server:{user.name}/{slug}",
+                             details={"image": policy.image, "mounts": [m.target for m in mounts], "by": by.kind})
         if refused is not None:
             raise web.HTTPError(403, refused)
         return policy, [
@@ -177,7 +185,8 @@ class EnclaveSpawner(DockerSpawner):
                     500, f"EnclaveSpawner takes isolation only from enclave.sandbox: remove c.DockerSpawner.{trait}"
                 )
         slug = self._requested_project()
-        self._enclave_policy, self._enclave_mounts = await asyncio.to_thread(self._check_and_prepare, slug)
+        self._enclave_policy, self._enclave_mounts = await asyncio.to_thread(
+            self._check_and_prepare, slug, actors.requester_of(self.handler))
         ip, port = await super().start()
         await wait_until_listening(ip, port, timeout=self.http_timeout, interval=self.ready_poll_interval,
                                    stopped=self._container_stopped)
@@ -219,12 +228,14 @@ class EnclaveSpawner(DockerSpawner):
         had_container = bool(self.object_id)  # not after a refused start: nothing ran
         await super().stop(now=now)
         if had_container:
-            await asyncio.to_thread(self._audit_stop)
+            # Who asked: the stop's request (kept by the authenticator), else the start's, else the hub.
+            requester = actors.current() or actors.requester_of(self.handler) or actors.HUB
+            await asyncio.to_thread(self._audit_stop, requester)
 
-    def _audit_stop(self) -> None:
+    def _audit_stop(self, requester: actors.Requester) -> None:
         with unit_of_work(self.enclave_settings()) as session:
-            append_event(session, self.user.name, ServerAction.STOP, project=self.name[:40] or None,
-                         target=f"server:{self.user.name}/{self.name}")
+            append_event(session, requester.name, ServerAction.STOP, project=self.name[:40] or None,
+                         target=f"server:{self.user.name}/{self.name}", details={"by": requester.kind})
 
 
 async def wait_until_listening(

@@ -12,6 +12,8 @@ from enclave.policy import StrictModel, load_policy_file
 class Tier(StrictModel):
     level: int = Field(ge=0, le=9, description="Higher means more sensitive")
     description: str = Field(min_length=1)
+    # How long an admin may open a researcher's server of this tier (enclave.hub.breakglass); 0: never.
+    break_glass_minutes: int = Field(0, ge=0, le=480)
 
 
 class TierPolicy(StrictModel):

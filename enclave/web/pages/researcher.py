@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
 
 from enclave.applications import ProjectApplication, apply_for_project
+from enclave.hub import breakglass
 from enclave.projects import service
 from enclave.web import readmodels
 from enclave.web.auth import Identity
@@ -26,10 +27,13 @@ def my_projects(request: Request, ident: Identity = Depends(signed_in)):
 
 @router.get("/projects/{slug}")
 def project_page(request: Request, slug: str, ident: Identity = Depends(signed_in)):
-    """One project (members, admins and reviewers)."""
+    """One project (members, admins and reviewers), with every break-glass window an
+    admin opened into its servers."""
     with acting(request, ident) as (session, actor):
         project = readmodels.project_detail(session, actor, slug, web(request).hub_prefix)
-    return render(request, "researcher/project.html", project=project, done=done_message(request))
+        opened = [breakglass.describe(w) for w in breakglass.windows(session, service.get_project(session, slug))]
+    return render(request, "researcher/project.html", project=project, break_glass=opened,
+                  done=done_message(request))
 
 
 @router.get("/apply")

@@ -16,7 +16,7 @@ def test_hub_roles_mirror_enclave_roles_and_keep_the_default_ones(factory):
     researcher = factory.user("alice")
     admin = factory.admin
     assert [r["name"] for r in hub_roles(researcher)] == ["user", "enclave-researcher"]
-    assert [r["name"] for r in hub_roles(admin)] == ["user", "admin", "enclave-admin"]
+    assert [r["name"] for r in hub_roles(admin)] == ["user", "enclave-admin"]  # never the hub's admin
     assert {r["name"] for r in managed_roles()} == {"enclave-admin", "enclave-reviewer", "enclave-researcher"}
     assert all(r["scopes"] == [] for r in managed_roles())
 
@@ -33,3 +33,34 @@ def test_post_auth_hook_admits_enclave_users_with_their_roles_and_audits(factory
     with unit_of_work(settings) as session:
         actions = session.scalars(select(AuditEvent.action).where(AuditEvent.action.startswith("hub.login"))).all()
     assert actions == ["hub.login", "hub.login_failed"]
+
+
+# The scopes JupyterHub must never hand an enclave role or service: each reaches into, starts
+# or impersonates other people's servers (or grants itself more).
+FORBIDDEN = ("admin:", "access:servers", "servers", "tokens", "users", "admin-ui", "inherit", "proxy", "shutdown")
+
+
+def _reaching(scopes):
+    return [s for s in scopes if s.split("!")[0].startswith(FORBIDDEN) and not s.startswith("delete:servers")
+            and s.split("!")[0] not in ("read:users:activity", "read:users:name", "read:servers")]
+
+
+def test_no_enclave_role_or_service_holds_a_scope_into_other_peoples_servers(factory, settings):
+    from enclave.hub.config import builtin_service_roles, extra_service_roles, extra_user_scopes
+
+    admin = factory.admin
+    everyone = managed_roles() + hub_roles(admin) + builtin_service_roles() + extra_service_roles(settings)
+    for role in everyone:
+        assert role.get("name") != "admin"
+        assert not _reaching(role.get("scopes", [])), role
+    assert not _reaching(extra_user_scopes())
+    # Services get what they need only: the enforcer and the culler may stop, never access.
+    for role in builtin_service_roles():
+        assert "delete:servers" in role["scopes"] and not any(s.startswith("access:") for s in role["scopes"])
+
+
+def test_auth_model_never_makes_anyone_a_hub_admin(factory, settings):
+    from enclave.hub.auth import auth_model
+
+    model = auth_model(factory.session, factory.admin)
+    assert model["admin"] is False and "admin" not in {r["name"] for r in model["roles"]}
