@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from enclave.db.models import AuditEvent, AuditHead, Project, User, utcnow
+from enclave.wakeup import note_action
 
 GENESIS = "0" * 64
 
@@ -87,6 +88,8 @@ def append_event(
     head.seq, head.hash = event.seq, event.hash
     session.add(event)
     session.flush()
+    # A change that may stop servers wakes the enforcer once this transaction commits.
+    note_action(session, event.action)
     return event
 
 

@@ -30,7 +30,7 @@ from enclave.clock import utcnow
 from enclave.config import Settings
 from enclave.db.models import Dataset, DatasetVersion, Grant, GrantView, OptOut, Project, User
 from enclave.enums import ProjectStatus
-from enclave.errors import Conflict, InvalidInput, NotFound
+from enclave.errors import Conflict, EnclaveError, InvalidInput, NotFound
 from enclave.permissions import check_admin, check_not_member
 from enclave.projects.service import get_project
 
@@ -260,9 +260,10 @@ def revoke_grant(session: Session, actor: User, grant_id: int, reason: str = "")
     if grant.revoked_at is not None:
         raise Conflict(f"grant {grant_id} was already revoked on {grant.revoked_at:%Y-%m-%d}")
     grant.revoked_at, grant.revoked_by_id = utcnow(), actor.id
+    files = view_files(grant)
     _remove_view(session, grant)
     append_event(session, actor, CatalogAction.GRANT_REVOKE, project=grant.project, target=f"grant {grant.id}",
-                 details={"reason": reason, "dataset": grant.dataset_version.dataset.name})
+                 details={"reason": reason, "dataset": grant.dataset_version.dataset.name, "files": files})
     return grant
 
 
@@ -274,9 +275,31 @@ def expire_grants(session: Session, actor: User) -> list[Grant]:
         select(Grant).where(Grant.revoked_at.is_(None), Grant.expires_at <= now, Grant.view_path.is_not(None))
     ).all()
     for grant in expired:
+        files = view_files(grant)
         _remove_view(session, grant)
-        append_event(session, actor, CatalogAction.GRANT_EXPIRE, project=grant.project, target=f"grant {grant.id}")
+        append_event(session, actor, CatalogAction.GRANT_EXPIRE, project=grant.project, target=f"grant {grant.id}",
+                     details={"files": files})
     return list(expired)
+
+
+def view_files(grant: Grant) -> dict[str, dict[str, object]]:
+    """Each file of the grant's view with its sha256 (from the view's manifest) and size:
+    what a revoke or expiry records, so that copies in the workspace can still be
+    recognised once the view is gone (enclave.hub.revoked_copies)."""
+    if not grant.view_path:
+        return {}
+    directory = Path(grant.view_path)
+    try:
+        recorded = read_manifest(directory).get("files", {})
+    except EnclaveError:
+        return {}
+    files: dict[str, dict[str, object]] = {}
+    for name, digest in sorted(recorded.items()):
+        try:
+            files[name] = {"sha256": digest, "size": (directory / name).stat().st_size}
+        except OSError:
+            continue
+    return files
 
 
 def _remove_view(session: Session, grant: Grant) -> None:

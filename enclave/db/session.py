@@ -103,6 +103,8 @@ def unit_of_work(settings: Settings, *, check: bool = True) -> Iterator[Session]
         check_ready(settings)
     factory = sessionmaker(engine_for(settings.db_url), expire_on_commit=False)
     session = factory()
+    # What after-commit hooks need to find the enclave (enclave.wakeup pokes its enforcer).
+    session.info["enclave.settings"] = settings
     try:
         yield session
         session.commit()
