@@ -4,8 +4,12 @@ A server must stop when its project is no longer active (suspended, closed ...),
 user is no longer a member or their training has expired, or a grant of the project
 was revoked or expired after the server started (the server still mounts that view).
 :func:`servers_to_stop` decides from the database alone; :func:`enforce_once` asks the
-hub which servers run, stops those named, and audits each stop. ``enclave hub
-enforce`` runs it in a loop as a hub-managed service (see jupyterhub_config.py).
+hub which servers run, stops those named, and audits each stop with what triggered the
+round. ``enclave hub enforce`` runs it as a hub-managed service (see jupyterhub_config.py)
+that runs a round when a change that may stop servers commits (:mod:`enclave.wakeup`
+pokes its socket), when the earliest grant or training expiry comes, and every
+``interval`` seconds as a safety net. After each round, workspaces of grants that ended are
+scanned for copies of the view's files (:mod:`enclave.hub.revoked_copies`).
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ import logging
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import NamedTuple
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from enclave.audit import append_event
@@ -29,7 +34,9 @@ from enclave.db.models import Grant, Project, User
 from enclave.db.session import unit_of_work
 from enclave.enums import ProjectStatus
 from enclave.hub.access import ServerAction
+from enclave.hub.revoked_copies import report_revoked_copies
 from enclave.permissions import is_member
+from enclave.wakeup import WakeUpListener
 
 log = logging.getLogger("enclave.hub.enforce")
 ENFORCER = "enclave-enforcer"
@@ -119,8 +126,31 @@ async def stop_server(client: httpx.AsyncClient, user: str, server: str) -> None
         response.raise_for_status()
 
 
-async def enforce_once(settings: Settings, client: httpx.AsyncClient, now: dt.datetime | None = None) -> list[StopOrder]:
-    """List the hub's running servers, stop those that must stop, audit each stop."""
+class Trigger(StrEnum):
+    """What made the enforcer run a round (recorded with each stop)."""
+
+    CHANGE = "change"   # a committed change woke it (enclave.wakeup)
+    EXPIRY = "expiry"   # the earliest grant or training expiry came
+    POLL = "poll"       # the periodic safety net
+    ONCE = "once"       # ``enclave hub enforce --once``
+
+
+def next_expiry(session: Session, now: dt.datetime) -> dt.datetime | None:
+    """The earliest moment after ``now`` at which a grant or someone's training ends."""
+    grant_end = session.scalar(
+        select(func.min(Grant.expires_at)).where(Grant.revoked_at.is_(None), Grant.expires_at > now))
+    # Training is valid through its expiry date: it ends at the start of the next day (UTC).
+    training = session.scalar(select(func.min(User.training_expires)).where(User.training_expires >= now.date()))
+    candidates = [t if t.tzinfo else t.replace(tzinfo=dt.UTC) for t in (grant_end,) if t is not None]
+    if training is not None:
+        candidates.append(dt.datetime.combine(training + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC))
+    return min(candidates) if candidates else None
+
+
+async def enforce_once(settings: Settings, client: httpx.AsyncClient, now: dt.datetime | None = None,
+                       trigger: Trigger = Trigger.ONCE, cause: Sequence[str] = ()) -> list[StopOrder]:
+    """List the hub's running servers, stop those that must stop, audit each stop with
+    the ``trigger`` of the round (and, for a change, the audit actions that ``cause`` it)."""
     running = await running_servers(client)
     if not running:
         return []
@@ -131,8 +161,9 @@ async def enforce_once(settings: Settings, client: httpx.AsyncClient, now: dt.da
         await stop_server(client, order.user, order.server)
         with unit_of_work(settings) as session:
             append_event(session, ENFORCER, ServerAction.ENFORCE_STOP, project=order.server[:40] or None,
-                         target=f"server:{order.user}/{order.server}", details={"reason": order.reason})
-        log.warning("stopped %s/%s: %s", order.user, order.server, order.reason)
+                         target=f"server:{order.user}/{order.server}",
+                         details={"reason": order.reason, "trigger": trigger.value, "cause": list(cause)})
+        log.warning("stopped %s/%s (%s): %s", order.user, order.server, trigger.value, order.reason)
     return orders
 
 
@@ -143,22 +174,59 @@ def hub_client(api_url: str, token: str) -> httpx.AsyncClient:
 
 
 async def enforce_forever(settings: Settings, api_url: str, token: str, interval: float) -> None:
-    """Run :func:`enforce_once` every ``interval`` seconds until SIGINT or SIGTERM; a
-    failed round is logged and retried."""
+    """Run :func:`enforce_once` when woken by a committed change, at the next expiry, and
+    every ``interval`` seconds, until SIGINT or SIGTERM; a failed round is logged and
+    retried at the next wake-up."""
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     # Explicit handlers: the hub stops its services with SIGINT, which a process started
     # in the background may have inherited as ignored.
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
-    async with hub_client(api_url, token) as client:
-        while not stopping.is_set():
-            try:
-                await enforce_once(settings, client)
-            except Exception as exc:  # noqa: BLE001 - keep enforcing; the next round retries
-                log.error("enforcement round failed: %s", exc)
-            try:
-                await asyncio.wait_for(stopping.wait(), timeout=interval)
-            except TimeoutError:
-                pass
+    listener = WakeUpListener(settings)
+    listener.attach(loop)
+    trigger, cause = Trigger.POLL, []
+    try:
+        async with hub_client(api_url, token) as client:
+            while not stopping.is_set():
+                try:
+                    await enforce_once(settings, client, trigger=trigger, cause=cause)
+                except Exception as exc:  # noqa: BLE001 - keep enforcing; the next round retries
+                    log.error("enforcement round failed: %s", exc)
+                try:
+                    await asyncio.to_thread(report_revoked_copies, settings, ENFORCER)
+                except Exception as exc:  # noqa: BLE001 - retried after the next round
+                    log.error("scan for copies of ended views failed: %s", exc)
+                trigger, cause = await _wait(settings, listener, stopping, interval)
+    finally:
+        listener.close(loop)
     log.info("enforcer stopped")
+
+
+async def _wait(settings: Settings, listener: WakeUpListener, stopping: asyncio.Event,
+                interval: float) -> tuple[Trigger, list[str]]:
+    """Sleep until a wake-up, the next expiry or ``interval`` seconds; say which it was."""
+    now = utcnow()
+    try:
+        with unit_of_work(settings) as session:
+            expiry = next_expiry(session, now)
+    except Exception as exc:  # noqa: BLE001 - the poll still comes
+        log.error("cannot read the next expiry: %s", exc)
+        expiry = None
+    # A moment after the expiry, so that it has passed when the round looks.
+    until_expiry = (expiry - now).total_seconds() + 0.5 if expiry is not None else None
+    timeout = min(interval, until_expiry) if until_expiry is not None else interval
+    if listener.woken.is_set():
+        return Trigger.CHANGE, listener.take()
+    woken = asyncio.ensure_future(listener.woken.wait())
+    stop = asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait({woken, stop}, timeout=max(timeout, 0.0), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        woken.cancel()
+        stop.cancel()
+    if listener.woken.is_set():
+        return Trigger.CHANGE, listener.take()
+    if until_expiry is not None and until_expiry <= interval:
+        return Trigger.EXPIRY, []
+    return Trigger.POLL, []
