@@ -299,7 +299,7 @@ def row_level(part: Part, policy: DisclosurePolicy) -> list[Finding]:
     person_dates = _person_dates(part, policy)
     for column, dates in person_dates.items():
         reasons.append(f"column {column!r} holds {len({d for _, d in dates})}+ dates off any calendar (dates of birth or events)")
-        rows = _rows_with(frame, column, [v for v, _ in dates[:3]], 3)
+        rows = _rows_with(frame, column, [v for v, _ in dates], 3)
         examples += [f"{where(r, column)}: {excerpt(frame.item(r, column))}" for r in rows]
     if not person_dates:  # dates spread over a row (a transposed table) count as well
         spread = [(v, d) for column, (_, values) in profile(part, policy).items() for v, d in _date_column(values, frame, column)]
