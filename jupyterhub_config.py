@@ -6,10 +6,12 @@ policies/containers.yaml, and all behaviour from enclave.hub (see docs/hub.md).
 """
 
 import docker
+from jupyterhub.app import JupyterHub
 
 from enclave import sandbox
 from enclave.config import Settings
 from enclave.hub import config as hubconf
+from enclave.hub import dns_guard
 from enclave.hub.auth import EnclaveAuthenticator
 from enclave.hub.spawner import EnclaveSpawner
 from enclave.policy import load_policies_or_exit
@@ -27,6 +29,9 @@ state = hubconf.hub_dir(settings)
 engine = docker.from_env()
 gateway = sandbox.ensure_internal_network(engine, policy.network)
 sandbox.restrict_host_access(engine, policy.network, [ports.hub_api])
+# Container DNS (CVE-2024-29018): the log says what this host risks and that the
+# mitigation is applied; without it the hub does not start (docs/hub.md).
+dns_guard.startup_check_or_exit(engine, policy, JupyterHub.instance().log)
 
 c.JupyterHub.bind_url = f"http://127.0.0.1:{ports.public}"
 c.JupyterHub.hub_ip = gateway
@@ -45,8 +50,12 @@ c.JupyterHub.named_server_limit_per_user = 0  # one per project; membership is t
 c.EnclaveSpawner.enclave_home = str(settings.home)
 c.EnclaveSpawner.start_timeout = 120
 c.EnclaveSpawner.http_timeout = 60
+# The egress meter: the hub's proxy sends every server's traffic through it (docs/hub.md).
+meter = hubconf.MeterEndpoint.from_env()
+c.EnclaveSpawner.meter_url = meter.url
+c.EnclaveSpawner.meter_token = meter.token
 
-c.JupyterHub.services = hubconf.builtin_services(settings, policy) + hubconf.extra_services(settings)
+c.JupyterHub.services = hubconf.builtin_services(settings, policy, meter=meter) + hubconf.extra_services(settings)
 c.JupyterHub.load_roles = hubconf.builtin_service_roles() + hubconf.extra_service_roles(settings)
 # After sign-in: the consoles, not the spawn page of a default server the enclave refuses.
 c.JupyterHub.default_url = hubconf.landing_url()

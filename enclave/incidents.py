@@ -18,7 +18,10 @@ from email.message import EmailMessage
 from enum import StrEnum
 from typing import Any
 
+import datetime as dt
+
 import httpx
+from pydantic import BaseModel
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
@@ -42,6 +45,33 @@ class IncidentAction(StrEnum):
     CLEAR = "incident.clear"
     ACCOUNT_DISABLE = "user.disable"
     ACCOUNT_ENABLE = "user.enable"
+
+
+class IncidentOut(BaseModel):
+    """What the CLI's --json, the web API and the dashboard show of an incident."""
+
+    id: int
+    kind: IncidentKind
+    status: IncidentStatus
+    user: str
+    project: str | None
+    server: str
+    suspends: bool
+    details: dict[str, Any]
+    opened_by: str
+    opened_at: dt.datetime
+    cleared_at: dt.datetime | None
+    cleared_by: str | None
+    clear_note: str | None
+
+    @classmethod
+    def of(cls, incident: Incident) -> IncidentOut:
+        return cls(id=incident.id, kind=incident.kind, status=incident.status, user=incident.user.name,
+                   project=incident.project.slug if incident.project else None, server=incident.server,
+                   suspends=incident.suspends, details=incident.details_json, opened_by=incident.opened_by,
+                   opened_at=incident.opened_at, cleared_at=incident.cleared_at,
+                   cleared_by=incident.cleared_by.name if incident.cleared_by else None,
+                   clear_note=incident.clear_note)
 
 
 def open_incident(

@@ -30,6 +30,7 @@ from enclave.enums import Role
 from enclave.audit import append_event
 from enclave.hub import actors, breakglass
 from enclave.hub.signin import Lockout, SignInAction, SignInRefused, verify_sign_in
+from enclave.incidents import suspension_reason
 from enclave.users import find_user
 
 ROLE_PREFIX = "enclave-"
@@ -128,7 +129,8 @@ class EnclaveAuthenticator(Authenticator):
         def lookup() -> dict[str, Any] | None:
             with unit_of_work(self.settings()) as session:
                 found = find_user(session, user.name)
-                return None if found is None else auth_model(session, found)
+                # Suspended or disabled (enclave.incidents): the hub session ends too.
+                return None if found is None or suspension_reason(session, found) else auth_model(session, found)
 
         found = await asyncio.to_thread(lookup)
         return found if found is not None else False
@@ -161,6 +163,12 @@ def enclave_post_auth_hook(authenticator: Any, handler: Any, authentication: dic
                          details={"reason": "not an enclave user", "via": type(authenticator).__name__})
             session.commit()
             raise web.HTTPError(403, f"{name} is not an enclave user: ask an admin to add you")
+        suspended = suspension_reason(session, user)
+        if suspended is not None:
+            append_event(session, name, SignInAction.LOGIN_FAILED, target=f"user:{name}",
+                         details={"reason": "suspended", "via": type(authenticator).__name__})
+            session.commit()
+            raise web.HTTPError(403, suspended)
         append_event(session, user, SignInAction.LOGIN, target=f"user:{name}",
                      details={"via": type(authenticator).__name__})
         return {**authentication, **auth_model(session, user)}

@@ -9,6 +9,8 @@ config file passes them to JupyterHub with the built-in idle culler and enforcer
 from __future__ import annotations
 
 import os
+import secrets
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ from enclave.sandbox import ContainerPolicy
 CULLER = "idle-culler"
 ENFORCER = "enclave-enforcer"
 JOB_WORKER = "enclave-jobs"
+METER = "enclave-meter"
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,33 @@ class HubPorts:
         )
 
 
+@dataclass(frozen=True)
+class MeterEndpoint:
+    """Where the egress meter listens (loopback) and the token of its control API.
+
+    The port is ENCLAVE_METER_PORT, or a free loopback port picked now (a hub restarted
+    on another port leaves its running servers unreachable until restarted, so set the
+    variable where the hub restarts: scripts/start-hub.sh does). The token is new at
+    every start: only the hub and the meter it starts know it."""
+
+    port: int
+    token: str
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> MeterEndpoint:
+        env = os.environ if environ is None else environ
+        port = int(env.get("ENCLAVE_METER_PORT") or 0)
+        if not port:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+        return cls(port=port, token=secrets.token_hex(32))
+
+
 def hub_dir(settings: Settings) -> Path:
     """The hub's own state (its database, cookie secret, log, pid files): 0700."""
     path = settings.home / "hub"
@@ -60,9 +90,12 @@ def enclave_environment(settings: Settings) -> dict[str, str]:
     }
 
 
-def builtin_services(settings: Settings, policy: ContainerPolicy, enforce_interval: int = 20) -> list[dict[str, Any]]:
-    """The idle culler (timeout from policies/containers.yaml), the enforcer and the job worker."""
-    return [
+def builtin_services(
+    settings: Settings, policy: ContainerPolicy, enforce_interval: int = 20, meter: MeterEndpoint | None = None
+) -> list[dict[str, Any]]:
+    """The idle culler (timeout from policies/containers.yaml), the enforcer, the job
+    worker and (given its endpoint) the egress meter."""
+    services = [
         {
             "name": CULLER,
             "command": [sys.executable, "-m", "jupyterhub_idle_culler",
@@ -81,14 +114,25 @@ def builtin_services(settings: Settings, policy: ContainerPolicy, enforce_interv
             "environment": enclave_environment(settings),
         },
     ]
+    if meter is not None:
+        # Every server's traffic passes through it (EnclaveSpawner.meter_url).
+        services.append({
+            "name": METER,
+            "command": [sys.executable, "-m", "enclave.meter"],
+            "environment": {**enclave_environment(settings), "ENCLAVE_METER_PORT": str(meter.port),
+                            "ENCLAVE_METER_TOKEN": meter.token},
+        })
+    return services
 
 
 def builtin_service_roles() -> list[dict[str, Any]]:
-    """The scopes of the culler and the enforcer: list servers, read activity, stop servers."""
+    """The scopes of the culler and the enforcer (list servers, read activity, stop
+    servers) and of the meter (stop servers, nothing else)."""
     server_scopes = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
     return [
         {"name": "enclave-culler", "scopes": server_scopes, "services": [CULLER]},
         {"name": "enclave-enforcer-role", "scopes": server_scopes, "services": [ENFORCER]},
+        {"name": "enclave-meter-role", "scopes": ["delete:servers"], "services": [METER]},
     ]
 
 

@@ -34,6 +34,7 @@ from enclave.db.models import Grant, Project, User
 from enclave.db.session import unit_of_work
 from enclave.enums import ProjectStatus
 from enclave.hub.access import ServerAction
+from enclave.incidents import suspension_reason
 from enclave.hub.revoked_copies import report_revoked_copies
 from enclave.permissions import is_member
 from enclave.wakeup import WakeUpListener
@@ -77,6 +78,9 @@ def _why_stop(session: Session, server: RunningServer, now: dt.datetime) -> str 
     user = session.scalars(select(User).where(User.name == server.user)).one_or_none()
     if user is None:
         return "not an enclave user"
+    suspended = suspension_reason(session, user)
+    if suspended is not None:
+        return suspended
     if not server.server:
         return "not a project server"
     project = session.scalars(select(Project).where(Project.slug == server.server)).one_or_none()

@@ -34,6 +34,7 @@ from enclave.audit import append_event
 from enclave.db.models import AuditEvent, User
 from enclave.enums import Role
 from enclave.errors import EnclaveError, InvalidInput, PermissionDenied
+from enclave.incidents import suspension_reason
 from enclave.permissions import check_admin
 from enclave.users import find_user, get_user
 
@@ -198,6 +199,11 @@ def verify_sign_in(
         if reason == "not enrolled":
             raise SignInRefused("this account has no password or authenticator app yet: ask an admin to enrol you")
         raise SignInRefused("wrong user name, password or authenticator code: check them and try again")
+    # Said only to whoever knows both factors: a disabled or suspended account.
+    suspended = suspension_reason(session, user)
+    if suspended is not None:
+        append_event(session, name, SignInAction.LOGIN_FAILED, target=target, details={"reason": "suspended"})
+        raise SignInRefused(suspended)
     append_event(session, user, SignInAction.LOGIN, target=target)
     return user
 

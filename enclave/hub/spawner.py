@@ -37,6 +37,7 @@ from enclave.hub.access import (
     spawnable_projects,
 )
 from enclave.hub.browser_policy import TierBrowserPolicy, load_browser_policy
+from enclave.meter.client import MeterUnavailable, register_route, unregister_route
 from enclave.users import find_user
 
 ALLOWED_OPTIONS = frozenset({"project"})
@@ -66,6 +67,19 @@ class EnclaveSpawner(DockerSpawner):
         spawner returns as soon as it does, so the hub's own readiness check (which backs
         off from 0.2 s to 5 s between tries) succeeds at its first try instead of waiting
         out a back-off step.""",
+    ).tag(config=True)
+
+    meter_url = Unicode(
+        "",
+        help="""URL of the egress meter (enclave.meter) on loopback. Each server is
+        registered with it and the hub's proxy routes the server's URL to the meter,
+        never to the container; a server does not start when the meter does not answer
+        (fail closed). Set by jupyterhub_config.py.""",
+    ).tag(config=True)
+
+    meter_token = Unicode(
+        "",
+        help="The token of the egress meter's control API (set by jupyterhub_config.py).",
     ).tag(config=True)
 
     @default("prefix")
@@ -178,7 +192,9 @@ class EnclaveSpawner(DockerSpawner):
             sandbox.Mount(source=str(m.source), target=m.target, read_only=m.read_only) for m in mounts
         ]
 
-    async def start(self) -> tuple[str, int]:
+    async def start(self) -> str:
+        if not (self.meter_url and self.meter_token):
+            raise web.HTTPError(500, "no egress meter is configured: set c.EnclaveSpawner.meter_url and meter_token")
         for trait in ("volumes", "extra_host_config", "extra_create_kwargs"):
             if getattr(self, trait):
                 raise web.HTTPError(
@@ -190,7 +206,15 @@ class EnclaveSpawner(DockerSpawner):
         ip, port = await super().start()
         await wait_until_listening(ip, port, timeout=self.http_timeout, interval=self.ready_poll_interval,
                                    stopped=self._container_stopped)
-        return ip, port
+        # The browser reaches the server only through the meter: the hub's proxy gets the
+        # meter's URL, the meter the container's address.
+        try:
+            await register_route(self.meter_url, self.meter_token, prefix=self.server.base_url,
+                                 user=self.user.name, server=self.name, target=f"http://{ip}:{port}")
+        except MeterUnavailable as exc:
+            await super().stop(now=True)
+            raise web.HTTPError(503, str(exc)) from None
+        return self.meter_url
 
     async def _container_stopped(self) -> bool:
         return await self.poll() is not None
@@ -226,6 +250,11 @@ class EnclaveSpawner(DockerSpawner):
 
     async def stop(self, now: bool = False) -> None:
         had_container = bool(self.object_id)  # not after a refused start: nothing ran
+        if self.server is not None and self.meter_url:
+            try:
+                await unregister_route(self.meter_url, self.meter_token, self.server.base_url)
+            except Exception as exc:  # noqa: BLE001 - the stop goes on; the hub removes its route anyway
+                self.log.warning("the egress meter did not forget %s: %s", self.server.base_url, exc)
         await super().stop(now=now)
         if had_container:
             # Who asked: the stop's request (kept by the authenticator), else the start's, else the hub.

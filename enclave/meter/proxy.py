@@ -294,6 +294,7 @@ class Meter:
                     data=data, allow_redirects=False,
                 )
             except aiohttp.ClientError as exc:
+                log.warning("%s %s: the server did not answer: %r", request.method, request.path, exc)
                 return web.Response(status=502, text=f"the server did not answer ({type(exc).__name__}): try again\n")
             try:
                 audit_action = self._audit_action(request.method, content_path, request.query)

@@ -61,6 +61,8 @@ class Hub:
     network: str
     log: Path
     totp: dict[str, str]
+    # The enforcer's own token: its production role (stop, never open), run by the tests.
+    enforcer_token: str = ""
 
     def container_name(self, user: str, server: str) -> str:
         return f"{HUB_PREFIX}-{user}--{server}"
@@ -180,17 +182,20 @@ def hub(client, image, tmp_path_factory, request) -> Iterator[Hub]:
     totp = _populate(settings, work)
 
     token = secrets.token_hex(32)
+    enforcer_token = secrets.token_hex(32)
     ports = {"ENCLAVE_HUB_PORT": free_port(), "ENCLAVE_HUB_API_PORT": free_port(), "ENCLAVE_PROXY_API_PORT": free_port()}
     config = work / "hub_test_config.py"
     config.write_text(
         f"load_subconfig({str(REPO / 'jupyterhub_config.py')!r})\n"
         f"c.EnclaveSpawner.prefix = {HUB_PREFIX!r}\n"
-        # The tests run enforcement themselves (enclave hub enforce --once).
+        # The tests run enforcement themselves (enclave hub enforce --once), as the enforcer
+        # service with its own role, so what it may do is what it may do in production.
         "c.JupyterHub.services = [s for s in c.JupyterHub.services if s['name'] != 'enclave-enforcer']\n"
-        "c.JupyterHub.load_roles = [r for r in c.JupyterHub.load_roles if 'enclave-enforcer' not in r.get('services', [])]\n"
+        f"c.JupyterHub.services.append({{'name': 'enclave-enforcer', 'api_token': {enforcer_token!r}}})\n"
         f"c.JupyterHub.services.append({{'name': 'test-admin', 'api_token': {token!r}}})\n"
         "c.JupyterHub.load_roles.append({'name': 'test-admin-role', 'services': ['test-admin'],\n"
-        "    'scopes': ['admin:users', 'admin:servers', 'list:users', 'read:users', 'servers', 'access:servers']})\n"
+        "    'scopes': ['admin:users', 'admin:servers', 'list:users', 'read:users', 'servers', 'access:servers',\n"
+        "               'proxy']})\n"
     )
     env = {
         **os.environ,
@@ -221,7 +226,7 @@ def hub(client, image, tmp_path_factory, request) -> Iterator[Hub]:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the hub did not answer within 90 s:\n{log.read_text()[-4000:]}")
             time.sleep(0.5)
-        yield Hub(url, api, token, settings, env, ports["ENCLAVE_HUB_API_PORT"], network, log, totp)
+        yield Hub(url, api, token, settings, env, ports["ENCLAVE_HUB_API_PORT"], network, log, totp, enforcer_token)
     finally:
         api.close()
         stop_hub_process(proc)
