@@ -9,12 +9,15 @@ Run from the repository root (acro comparisons need scripts/install-acro.sh firs
 Every figure is a median of --repeats runs (acro: one run, timed inside its process without
 import and file reading) and ratios are taken within this one run, since machines are noisy.
 Goals: >= 20x faster than acro at 10M rows, <= 2x the bare group-by, >= 100 MB/s CSV checks.
+Last, the evidence replay's cost against the same query in the same container
+(benchmarks/evidence_replay.py; --no-replay skips it).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -91,6 +94,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, help="runs per figure (default 3, quick 1)")
     parser.add_argument("--csv-mb", type=int, help="size of the CSV to check (default 200, quick 20)")
     parser.add_argument("--no-acro", action="store_true", help="skip acro")
+    parser.add_argument("--no-replay", action="store_true",
+                        help="skip the evidence replay (needs the Docker engine and the notebook image)")
     args = parser.parse_args()
     sizes = args.rows or ([100_000] if args.quick else [1_000_000, 10_000_000])
     repeats = args.repeats or (1 if args.quick else 3)
@@ -123,6 +128,12 @@ def main() -> int:
               f"(verdict {report.status}, {len(report.findings)} finding(s))")
         print(f"floor: reading and parsing it with polars alone: {parse:.2f} s = {size_mb / parse:.0f} MB/s "
               f"(check / parse = {seconds / parse:.1f}x)")
+    if not args.no_replay:
+        from benchmarks.evidence_replay import replay_benchmark
+
+        print()
+        replay_benchmark(100_000 if args.quick else 1_000_000, 2 if args.quick else 5,
+                         os.environ.get("ENCLAVE_NOTEBOOK_IMAGE", "enclave-notebook:latest"))
     return 0
 
 

@@ -21,10 +21,14 @@ def _check_policy(policy_file: "_Path | None"):  # type: ignore[no-untyped-def]
 
 @app.command("check")
 def egress_check(
+    ctx: typer.Context,
     files: "_List[_Path]" = typer.Argument(..., help="Output files to check (symbolic links are never followed)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     policy_file: "_Optional[_Path]" = typer.Option(
         None, "--policy", help="A disclosure policy YAML (default: disclosure.yaml in the policy directory)."),
+    project: "_Optional[str]" = typer.Option(
+        None, "--project", help="Re-run each table's evidence over this project's views, as a submit does "
+                                "(needs --as USER); without it no evidence is trusted."),
 ) -> None:
     """Check output files against the disclosure rules; exit 0 if all pass, 1 if any needs review or fails."""
     import json
@@ -36,6 +40,9 @@ def egress_check(
     if absent:
         typer.echo(f"error: no such file: {', '.join(absent)} (give paths of output files)", err=True)
         raise typer.Exit(2)
+    if project is not None:
+        _check_with_evidence(ctx, project, files, as_json)
+        return
     try:
         policy = _check_policy(policy_file)
     except _EnclaveError as exc:
@@ -47,6 +54,27 @@ def egress_check(
     else:
         _print_check_report(report)
     raise typer.Exit(0 if report.status is Verdict.PASS else 1)
+
+
+def _check_with_evidence(ctx: typer.Context, slug: str, files: "_List[_Path]", as_json: bool) -> None:
+    import json
+
+    from enclave.disclosure.checker import CheckReport
+    from enclave.disclosure.verdict import Verdict, worst
+    from enclave.egress.replay import check_project_files
+
+    with _acting(ctx) as (session, actor):
+        checked = check_project_files(session, actor, _egress_env(), slug, list(files))
+    status = worst([Verdict(str(r.status)) for r, _ in checked] + [Verdict.PASS])
+    if as_json:
+        typer.echo(json.dumps({"status": str(status), "files": [
+            {**r.to_dict(), "evidence": o.as_json()} for r, o in checked]}, indent=2))
+    else:
+        _print_check_report(CheckReport([r for r, _ in checked]))
+        for r, o in checked:
+            note = o.finding()
+            typer.echo(f"{r.path}: {note['message'] if note else o.reason}")
+    raise typer.Exit(0 if status is Verdict.PASS else 1)
 
 
 def _print_check_report(report) -> None:  # type: ignore[no-untyped-def]
@@ -219,6 +247,17 @@ def egress_list(
                  [(r.id, r.project, r.author, r.status.value, r.owner or "", r.files, r.title) for r in rows])
 
 
+def _evidence_text(evidence: "dict | None") -> str:
+    """The evidence status in words: reproduced, or why it was checked as a plain file."""
+    if not evidence:
+        return ""
+    if evidence.get("status") == "reproduced":
+        return "evidence reproduced"
+    if evidence.get("status") == "absent":
+        return "no evidence"
+    return f"not reproducible ({evidence.get('reason', '')}), checked as a plain file"
+
+
 @app.command("show")
 def egress_show(ctx: typer.Context, request_id: int, as_json: bool = _JSON) -> None:
     """Show a request: groups, files, check results and the votes you may see."""
@@ -239,8 +278,9 @@ def egress_show(ctx: typer.Context, request_id: int, as_json: bool = _JSON) -> N
         typer.echo(f"exception asked: {detail.exception_justification}")
     for g in detail.groups:
         typer.echo(f"group {g.name}: context: {g.context or '(missing)'}; controls: {g.controls or '(missing)'}")
-    _print_table("Files", ["path", "group", "size", "check", "findings", "votes", "outcome"], [
-        (f.path, f.group, f.size, f.check_status or "", "; ".join(x.get("message", "") for x in f.findings),
+    _print_table("Files", ["path", "group", "size", "check", "evidence", "findings", "votes", "outcome"], [
+        (f.path, f.group, f.size, f.check_status or "", _evidence_text(f.evidence),
+         "; ".join(x.get("message", "") for x in f.findings),
          "; ".join(f"{v.reviewer}: {v.decision.value} {v.comment}".strip() for v in f.votes)
          + (f" (+{f.hidden_votes} hidden until you vote)" if f.hidden_votes else ""),
          f.outcome.value if f.outcome else "") for f in detail.file_list])

@@ -4,6 +4,12 @@ The checker (``enclave.disclosure.check_files``) decides by file name and conten
 quarantined object is shown to it under its outbox name through a hard link in a private
 scratch folder inside the quarantine. Fail closed: if the checker is missing or breaks on
 a file, that file's verdict is ``review`` with a finding saying why, never ``pass``.
+
+A table's evidence sidecar is never shown to the checker. It goes to ``verify`` (the
+replay of ``enclave.egress.replay``), and the checker receives an evidence only when the
+replay reproduced it; every other file is checked as a plain file. Each result records
+``evidence`` (``{"status": "reproduced" | "not_reproducible" | "absent", "reason": ...}``)
+and, when there was a sidecar, an ``evidence`` finding saying so in words.
 """
 
 from __future__ import annotations
@@ -15,9 +21,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from enclave.config import Settings
-from enclave.disclosure.evidence import sidecar_path
 from enclave.disclosure.policy import DisclosurePolicy
 from enclave.disclosure.verdict import Verdict, worst
+from enclave.egress.replay import ABSENT, EvidenceOutcome, VerifyFile, refused
 
 
 def _finding(rule: str, status: Verdict, message: str) -> dict[str, Any]:
@@ -31,14 +37,27 @@ def _as_dict(finding: Any) -> dict[str, Any]:
 
 
 def check_objects(
-    settings: Settings, policy: DisclosurePolicy, objects: dict[str, Path], evidence: dict[str, Path] | None = None
+    settings: Settings, policy: DisclosurePolicy, objects: dict[str, Path], evidence: dict[str, Path] | None = None,
+    verify: VerifyFile | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Check each ``relpath -> quarantined object``; return ``relpath -> {status, findings}``.
+    """Check each ``relpath -> quarantined object``; return ``relpath -> {status, findings, evidence}``.
 
     ``evidence`` maps a table's relpath to its quarantined evidence sidecar (written by the
-    safe-statistics library), which the checker reads from beside the table.
+    safe-statistics library); ``verify`` decides whether it is reproduced. Without
+    ``verify`` no evidence is trusted.
     """
     evidence = evidence or {}
+    outcomes: dict[str, EvidenceOutcome] = {}
+    for relpath in objects:
+        if relpath not in evidence:
+            outcomes[relpath] = ABSENT
+        elif verify is None:
+            outcomes[relpath] = refused("no replay was run for this check")
+        else:
+            try:
+                outcomes[relpath] = verify(relpath, objects[relpath], evidence[relpath])
+            except Exception as exc:  # noqa: BLE001 - a broken replay must not make evidence trusted
+                outcomes[relpath] = refused(f"the replay failed ({type(exc).__name__})")
     results: dict[str, dict[str, Any]] = {}
     if not objects:
         return results
@@ -53,19 +72,21 @@ def check_objects(
             folder.mkdir()
             link = folder / PurePosixPath(relpath).name
             os.link(obj, link)
-            if relpath in evidence:
-                os.link(evidence[relpath], sidecar_path(link))
             shown[link] = relpath
         try:
             from enclave.disclosure import check_files  # type: ignore[attr-defined]
         except ImportError:
             for relpath in objects:
-                results[relpath] = {"status": str(Verdict.REVIEW), "findings": [_finding(
+                results[relpath] = {"status": str(Verdict.REVIEW), "evidence": outcomes[relpath].as_json(), "findings": [_finding(
                     "checker", Verdict.REVIEW, "the automated output checker is not installed: a reviewer must check this file by hand")]}
             return results
         for link, relpath in shown.items():
+            outcome = outcomes[relpath]
             try:
-                report = check_files([link], policy)
+                if outcome.evidence is not None:  # reproduced: the checker may rely on its figures
+                    report = check_files([link], policy, evidence={link: outcome.evidence})
+                else:
+                    report = check_files([link], policy)
                 file_reports = list(report.files)
                 findings = [_as_dict(f) for fr in file_reports for f in fr.findings]
                 status = worst([Verdict(str(fr.status)) for fr in file_reports] + [Verdict(str(report.status))])
@@ -73,7 +94,11 @@ def check_objects(
                 status = Verdict.REVIEW
                 findings = [_finding("checker", Verdict.REVIEW,
                                      f"the automated checker failed on this file ({type(exc).__name__}: {exc}); check it by hand")]
-            results[relpath] = {"status": str(status), "findings": findings}
+            note = outcome.finding()
+            if note is not None:
+                findings.insert(0, note)
+                status = worst([status, Verdict(note["status"])])
+            results[relpath] = {"status": str(status), "findings": findings, "evidence": outcome.as_json()}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return results

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from enclave.config import Settings
 from enclave.disclosure.policy import DisclosurePolicy
 from enclave.policy import PolicyContext, StrictModel, TierName, load_policy_file, policy_digest
+from enclave.sandbox import Size
 
 
 class Reviews(StrictModel):
@@ -62,6 +63,16 @@ class WebhookNotifier(StrictModel):
     timeout_seconds: float = Field(10, gt=0, le=120)
 
 
+class EvidencePolicy(StrictModel):
+    """How a table's evidence is re-run before it is trusted (``enclave.egress.replay``)."""
+
+    # Off: no evidence is trusted and every table is checked as a plain file.
+    replay: bool = True
+    timeout_seconds: int = Field(120, ge=1, le=3600)
+    mem_limit: Size = "2g"
+    max_output_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+
+
 Notifier = Annotated[LogNotifier | SmtpNotifier | WebhookNotifier, Field(discriminator="kind")]
 
 
@@ -71,6 +82,7 @@ class EgressPolicy(StrictModel):
     version: str = Field("2026.1", min_length=1)
     reviews: Reviews = Reviews()
     limits: Limits = Limits()
+    evidence: EvidencePolicy = EvidencePolicy()
     notifiers: tuple[Notifier, ...] = ()
 
 
@@ -83,6 +95,8 @@ class EgressEnv:
     disclosure: DisclosurePolicy
     # sha256 of the disclosure policy file applied.
     disclosure_digest: str | None
+    # Re-runs evidence (enclave.egress.replay.Replayer); None: the site's, made when needed.
+    replayer: Any = None
 
     @classmethod
     def load(cls, settings: Settings) -> EgressEnv:

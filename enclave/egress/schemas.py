@@ -60,6 +60,9 @@ class FileOut(BaseModel):
     size: int | None
     check_status: str | None
     findings: list[dict[str, Any]]
+    # What the enclave made of the file's evidence: {"status": "reproduced" |
+    # "not_reproducible" | "absent", "reason": "..."}; None before the first submit.
+    evidence: dict[str, str] | None = None
     votes: list[VoteOut]
     hidden_votes: int
     outcome: ReviewDecision | None
@@ -102,6 +105,7 @@ def request_detail(session: Session, actor: User, env: EgressEnv, request_id: in
     files = [FileOut(
         path=d.file.relpath, group=groups.get(d.file.group_id) if d.file.group_id else None, sha256=d.file.sha256,
         size=d.file.size, check_status=d.file.check_status, findings=list((d.file.check_json or {}).get("findings", [])),
+        evidence=(d.file.check_json or {}).get("evidence"),
         votes=[VoteOut(reviewer=v.reviewer.name, decision=v.decision, comment=v.comment, round=v.round, at=v.created_at)
                for v in d.votes],
         hidden_votes=d.hidden_votes, outcome=d.outcome, replies=replies.get(d.file.id, []),

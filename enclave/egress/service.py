@@ -31,6 +31,7 @@ from enclave.egress.canonical import canonicalise_objects, with_canonical_findin
 from enclave.egress.checks import check_objects
 from enclave.egress.policy import EgressEnv
 from enclave.egress.quarantine import StoredFile, inspect_outbox_file, normalise_relpath, quarantine_file
+from enclave.egress.replay import evidence_verifier
 from enclave.egress.workflow import EDITABLE, FINAL, Owner, transition
 from enclave.enums import EgressStatus, ReviewDecision, Role
 from enclave.errors import InvalidInput, InvalidTransition, NotFound, PermissionDenied
@@ -318,8 +319,10 @@ def submit_request(
     # What reviewers will see and release will write; a file without one fails its check.
     canonical = canonicalise_objects(env.settings, env.disclosure, {p: s.path for p, s in stored.items()})
     evidence = {p: e for p in stored if (e := _quarantine_evidence(env, request.project.slug, p)) is not None}
+    # Evidence is trusted only once re-run in a container over the project's views.
+    verify = evidence_verifier(session, env, request.project) if evidence else None
     results = check_objects(env.settings, env.disclosure, {p: s.path for p, s in stored.items()},
-                            {p: e.path for p, e in evidence.items()})
+                            {p: e.path for p, e in evidence.items()}, verify)
     results = with_canonical_findings(results, canonical)
     reset: list[str] = []
     for file in files:
@@ -342,7 +345,8 @@ def submit_request(
     append_event(session, actor, EgressAudit.SUBMIT, project=request.project, target=target_of(request), details={
         "round": new_round, "check_status": overall, "exception": justification, "reviews_reset": reset,
         "files": [{"path": f.relpath, "sha256": f.sha256, "size": f.size, "canonical_sha256": f.canonical_sha256,
-                   "check": f.check_status} for f in files],
+                   "check": f.check_status, "evidence": (f.check_json or {}).get("evidence", {}).get("status")}
+                  for f in files],
     })
     move(session, env, actor, request, EgressStatus.SUBMITTED, Owner.RESEARCHER, round=new_round)
     if overall is Verdict.FAIL and justification is None:
