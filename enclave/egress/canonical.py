@@ -63,19 +63,17 @@ class NotebookRules:
 
 @dataclass(frozen=True)
 class CanonicalRules:
-    """The policy's settings that canonicalisation needs; ``notebooks`` None refuses notebooks."""
+    """The policy's settings that canonicalisation needs (the checker's allowlists, the same lists)."""
 
     allowed_types: frozenset[str]
-    notebooks: NotebookRules | None
+    notebooks: NotebookRules
 
     @classmethod
     def of(cls, policy: DisclosurePolicy) -> CanonicalRules:
-        """The rules of ``policy``; a policy without notebook allowlists releases no notebook."""
-        notebooks = getattr(policy, "notebooks", None)  # absent from policies that predate the allowlists
-        rules = None
-        if notebooks is not None:
-            rules = NotebookRules(frozenset(notebooks.metadata_allowed), frozenset(notebooks.mime_types_allowed))
-        return cls(allowed_types=frozenset(policy.checker.allowed_types), notebooks=rules)
+        """The rules of ``policy``: its allowed file types and its notebook allowlists."""
+        notebooks = NotebookRules(frozenset(policy.notebooks.metadata_allowed),
+                                  frozenset(policy.notebooks.mime_types_allowed))
+        return cls(allowed_types=frozenset(policy.checker.allowed_types), notebooks=notebooks)
 
 
 @dataclass(frozen=True)
@@ -275,11 +273,8 @@ def _cell(index: int, cell: Any, rules: NotebookRules) -> dict[str, Any]:
     return result
 
 
-def canonical_notebook(data: bytes, rules: NotebookRules | None) -> bytes:
+def canonical_notebook(data: bytes, rules: NotebookRules) -> bytes:
     """Cells, sources, execution counts and displayed outputs; allowlisted metadata; sorted keys."""
-    if rules is None:
-        raise _refuse("the disclosure policy sets no notebooks.metadata_allowed and notebooks.mime_types_allowed, "
-                      "so no notebook can be released: ask the operator to set them in policies/disclosure.yaml")
     try:
         nb = json.loads(_text(data, "the notebook"))
     except json.JSONDecodeError as exc:

@@ -41,27 +41,3 @@ def world(tmp_path: Path, world_template: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.delenv("ENCLAVE_USER", raising=False)
     settings = Settings.from_env()
     return World(settings=settings, env=EgressEnv.load(settings))
-
-
-# The notebook allowlists belong in policies/disclosure.yaml (DisclosurePolicy.notebooks). While
-# the policy model predates them, canonicalisation refuses every notebook; the tests then supply
-# these lists, and only then, so that the rest of the workflow can be exercised.
-FALLBACK_METADATA = frozenset({"kernelspec", "language_info", "tags"})
-FALLBACK_MIME_TYPES = frozenset({"text/plain", "text/html", "text/markdown", "image/png", "image/jpeg"})
-
-
-@pytest.fixture(scope="session", autouse=True)
-def notebook_allowlists():  # type: ignore[no-untyped-def]
-    from dataclasses import replace
-
-    from enclave.disclosure.policy import DisclosurePolicy
-    from enclave.egress.canonical import CanonicalRules, NotebookRules
-
-    if "notebooks" in DisclosurePolicy.model_fields:
-        yield
-        return
-    original = CanonicalRules.of
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(CanonicalRules, "of", classmethod(
-            lambda cls, policy: replace(original(policy), notebooks=NotebookRules(FALLBACK_METADATA, FALLBACK_MIME_TYPES))))
-        yield

@@ -9,8 +9,6 @@ import json
 import os
 import stat
 import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -284,21 +282,19 @@ def test_canonical_notebook_that_cannot_be_interpreted_cannot_be_released(change
     assert "\n" not in str(err.value)
 
 
-def test_canonical_notebook_refused_when_the_policy_has_no_allowlists() -> None:
-    rules = CanonicalRules(allowed_types=RULES.allowed_types, notebooks=None)
-    with pytest.raises(InvalidInput, match="no notebook can be released"):
-        canonical_bytes("a.ipynb", json.dumps(_notebook()).encode(), rules)
+def test_canonical_rules_are_the_policy_allowlists_the_checker_uses() -> None:
+    policy = DisclosurePolicy()
+    rules = CanonicalRules.of(policy)
+    assert rules.allowed_types == frozenset(policy.checker.allowed_types)
+    assert rules.notebooks == NotebookRules(frozenset(policy.notebooks.metadata_allowed),
+                                            frozenset(policy.notebooks.mime_types_allowed))
 
 
-def test_canonical_rules_of_the_real_policy_refuse_notebooks_unless_it_sets_the_allowlists() -> None:
-    # In a fresh interpreter: these tests stand in allowlists while the policy model has none.
-    probe = ("from enclave.disclosure.policy import DisclosurePolicy; from enclave.egress.canonical import CanonicalRules; "
-             "p = DisclosurePolicy(); r = CanonicalRules.of(p); n = getattr(p, 'notebooks', None); "
-             "assert r.allowed_types == frozenset(p.checker.allowed_types); "
-             "assert (r.notebooks is None) if n is None else (r.notebooks.metadata_allowed == frozenset(n.metadata_allowed) "
-             "and r.notebooks.mime_types_allowed == frozenset(n.mime_types_allowed)); print('ok')")
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+def test_canonical_notebook_with_empty_allowlists_keeps_no_metadata_and_no_output_data() -> None:
+    bare = CanonicalRules(allowed_types=RULES.allowed_types, notebooks=NotebookRules(frozenset(), frozenset()))
+    nb = json.loads(canonical_bytes("a.ipynb", json.dumps(_notebook()).encode(), bare)[1])
+    assert nb["metadata"] == {} and all(c["metadata"] == {} for c in nb["cells"])
+    assert [o["output_type"] for o in nb["cells"][1]["outputs"]] == ["stream"]
 
 
 # --- storing and reporting -------------------------------------------------------------------
