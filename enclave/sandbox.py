@@ -35,6 +35,15 @@ HOME_PATH = "/home/jovyan"
 # jovyan:users, as created in images/notebook/Dockerfile.
 CONTAINER_USER = "1000:100"
 SANDBOX_LABEL = "org.enclave.sandbox"
+# The one nameserver a workspace container's DNS configuration names: its own loopback.
+# The engine's embedded resolver (127.0.0.11 on a user-defined network) forwards names it
+# does not know to the servers configured for the container. Left to the host's
+# /etc/resolv.conf, a loopback server there (systemd-resolved's 127.0.0.53, a local
+# dnsmasq) is queried from the *host's* network namespace, past the --internal network
+# (CVE-2024-29018, engines before 23.0.11 / 25.0.5 / 26.0.0). A server given with --dns is
+# queried from the container's own namespace instead, and on its loopback nothing listens
+# (port 53 needs a capability the container lacks): every forwarded query goes nowhere.
+CONTAINER_NAMESERVER = "127.0.0.1"
 
 # Host paths whose exposure would hand a container control of the engine (and so the host).
 ENGINE_SOCKETS = (
@@ -203,6 +212,8 @@ def host_config(policy: ContainerPolicy, mounts: list[Mount], *, job: bool = Fal
         "nano_cpus": int(policy.cpu_limit * 1_000_000_000),
         "pids_limit": policy.pids_limit,
         "ipc_mode": "private",
+        # No name the container looks up is forwarded anywhere (CONTAINER_NAMESERVER).
+        "dns": [CONTAINER_NAMESERVER],
     }
 
 
