@@ -119,24 +119,38 @@ def check_file(path: Path, policy: DisclosurePolicy, *, root: Path | None = None
     if evidence is not None and kind not in ("csv", "tsv"):
         findings.append(Finding("evidence", Verdict.REVIEW, "evidence was given for a file that is not a table; checked without it", locations=[shown]))
         evidence = None
+    try:
+        findings += _take_apart(kind, data, sniffed.text or "", shown, policy, evidence, collected)
+    except (RecursionError, MemoryError, ValueError, TypeError, KeyError, IndexError, AttributeError,
+            pl.exceptions.PolarsError) as exc:
+        # What the checker cannot interpret fails; the reviewer sees why.
+        findings.append(Finding("unreadable", Verdict.FAIL,
+                                f"the checker could not interpret this file ({type(exc).__name__}: {str(exc)[:120]}); export it as a plain table or text",
+                                locations=[shown]))
+    return _report(shown, findings, kind)
+
+
+def _take_apart(kind: str, data: bytes, text: str, shown: str, policy: DisclosurePolicy, evidence: Evidence | None,
+                collected: Parts) -> list[Finding]:
+    """The file's parts, then every registered check on each."""
+    findings: list[Finding] = []
+    limits = policy.checker
     if kind in ("png", "jpeg"):
         collected.parts.append(Part(PartKind.IMAGE, shown, data=data, origin=kind))
     elif kind in ("csv", "tsv"):
         findings += _delimited(data, "\t" if kind == "tsv" else ",", policy, evidence, collected)
     elif kind == "ipynb":
-        add_notebook(json.loads(sniffed.text or "{}"), collected)
+        add_notebook(json.loads(text or "{}"), collected)
     elif kind == "json":
-        collected.add_json(json.loads(sniffed.text or "null"), "json")
+        collected.add_json(json.loads(text or "null"), "json")
+    elif text.count("\n") > limits.max_rows:
+        findings.append(Finding("rows", Verdict.FAIL, f"more than {limits.max_rows} lines; only summaries may leave", locations=[shown]))
     else:
-        text = sniffed.text or ""
-        if text.count("\n") > limits.max_rows:
-            findings.append(Finding("rows", Verdict.FAIL, f"more than {limits.max_rows} lines; only summaries may leave", locations=[shown]))
-        else:
-            collected.add_text(text, "text")
+        collected.add_text(text, "text")
     findings += collected.findings
     for part in collected.parts:
         findings += run_checks(part, policy)
-    return _report(shown, findings, kind)
+    return findings
 
 
 def _read_no_follow(path: Path) -> bytes:

@@ -105,6 +105,8 @@ def sniff(head: bytes, data: bytes | None, extension: str) -> Sniffed:
             parsed = json.loads(text)
         except json.JSONDecodeError as exc:
             return Sniffed(None, "text", "text", problem=f"the name says {extension} but the content is not JSON (line {exc.lineno}); fix or rename it")
+        except RecursionError:
+            return Sniffed(None, "JSON", "text", problem="JSON nested too deeply to be read; export results as flat tables")
         if claimed == "ipynb" and not (isinstance(parsed, dict) and "cells" in parsed and "nbformat" in parsed):
             return Sniffed(None, "JSON", "text", problem="the name says .ipynb but the content is not a Jupyter notebook")
         if claimed == "json" and isinstance(parsed, dict) and "cells" in parsed and "nbformat" in parsed:

@@ -202,3 +202,15 @@ def test_checker_svg_is_text_and_a_picture(tmp_path):
     assert rules(report) == {"image": Verdict.REVIEW}
     bad = svg.replace("South 85", "born 03/04/1961")
     assert rules(check_file(write(tmp_path, "bad.md", bad), POLICY))["direct_identifier"] is Verdict.FAIL
+
+
+@pytest.mark.parametrize("name, content", [
+    ("deep.json", "[" * 5000 + "]" * 5000),
+    ("deep.ipynb", json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {"tags": []},
+                               "cells": [{"cell_type": "code", "source": "x", "metadata": {}, "outputs": [],
+                                          "attachments": json.loads("[" * 900 + "]" * 900)}]})),
+])
+def test_checker_what_it_cannot_interpret_fails_in_one_line(tmp_path, name, content):
+    report = check_file(write(tmp_path, name, content), POLICY)
+    assert report.status is Verdict.FAIL
+    assert all("\n" not in f.message for f in report.findings)
