@@ -34,6 +34,7 @@ from enclave.db.models import Grant, Project, User
 from enclave.db.session import unit_of_work
 from enclave.enums import ProjectStatus
 from enclave.hub.access import ServerAction
+from enclave.projects.retention import housekeeping
 from enclave.incidents import suspension_reason
 from enclave.hub.revoked_copies import report_revoked_copies
 from enclave.permissions import is_member
@@ -201,6 +202,10 @@ async def enforce_forever(settings: Settings, api_url: str, token: str, interval
                     await asyncio.to_thread(report_revoked_copies, settings, ENFORCER)
                 except Exception as exc:  # noqa: BLE001 - retried after the next round
                     log.error("scan for copies of ended views failed: %s", exc)
+                try:  # expired views, closed projects' archives, due destructions (no cron needed)
+                    await asyncio.to_thread(housekeeping, settings)
+                except Exception as exc:  # noqa: BLE001 - retried after the next round
+                    log.error("data retention pass failed: %s", exc)
                 trigger, cause = await _wait(settings, listener, stopping, interval)
     finally:
         listener.close(loop)
