@@ -148,6 +148,7 @@ POLICY_FILES: dict[str, str] = {
     "containers.yaml": "enclave.sandbox:ContainerPolicy",
     "egress.yaml": "enclave.egress.policy:EgressPolicy",
     "browser.yaml": "enclave.hub.browser_policy:BrowserPolicy",
+    "retention.yaml": "enclave.projects.retention:RetentionPolicy",
 }
 
 

@@ -268,7 +268,8 @@ def restore_backup(dest: Path, home: Path, *, db_url: str | None = None, backup_
     result = RestoreResult(record["id"], home, url, not_restored=sorted(destroyed))
 
     for item in record["dirs"]:
-        (_safe_target(home, item["path"])).mkdir(parents=True, exist_ok=True, mode=0o700)
+        if _project_of(item["path"] + "/") not in destroyed:
+            (_safe_target(home, item["path"])).mkdir(parents=True, exist_ok=True, mode=0o700)
     gone = {sha for item in destroyed.values() if item.get("record")
             for sha in item["record"]["record"].get("quarantine_objects", [])}
     files = [f for f in record["files"] if _project_of(f["path"]) not in destroyed

@@ -8,7 +8,7 @@ import typer
 
 from enclave.cli.common import JSON_OPTION, acting, ok, parse_date, print_json, print_table, settings
 from enclave.projects.tiers import load_tiers
-from enclave.projects import service
+from enclave.projects import retention, service
 from enclave.projects.lifecycle import ProjectAction
 from enclave.schemas import ProjectOut
 
@@ -43,8 +43,13 @@ def create(
 
 def _move(ctx: typer.Context, slug: str, action: ProjectAction, reason: str | None = None) -> None:
     with acting(ctx) as (session, actor):
-        project = service.transition_project(session, actor, slug, action, reason)
+        project = retention.move_project(session, actor, settings(), slug, action, reason)
         status = project.status.value
+    if action is ProjectAction.CLOSE:
+        retention.housekeeping(settings())  # the archived workspace goes once the close is committed
+        ok(f"project {slug} is now closed: its views are deleted and its workspace archived until its "
+           "retention period ends, then destroyed")
+        return
     ok(f"project {slug} is now {status}")
 
 

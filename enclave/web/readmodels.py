@@ -14,8 +14,9 @@ from sqlalchemy.orm import Session
 
 from enclave.applications import application_details
 from enclave.clock import utcnow
-from enclave.db.models import EgressFile, EgressRequest, EgressReview, Grant, Project, User
+from enclave.db.models import DataRetention, EgressFile, EgressRequest, EgressReview, Grant, Project, User
 from enclave.enums import EgressStatus, ProjectStatus
+from enclave.errors import NotFound
 from enclave.permissions import check_admin
 from enclave.projects.lifecycle import actions_from
 from enclave.projects.service import check_can_view, get_project
@@ -67,8 +68,11 @@ def register(session: Session) -> list[RegisterEntryOut]:
     """The public transparency register: approved and active projects."""
     now = utcnow()
     entries = []
-    for project in session.scalars(select(Project).where(Project.status.in_(PUBLIC_STATUSES))
+    # Closed projects stay listed once their data are in retention: the public can see when they are destroyed.
+    retained = select(DataRetention.project_id)
+    for project in session.scalars(select(Project).where(Project.status.in_(PUBLIC_STATUSES) | Project.id.in_(retained))
                                    .order_by(Project.start_date.desc(), Project.slug)):
+        retention = session.get(DataRetention, project.id)
         datasets = sorted({g.dataset_version.dataset.name for g in
                            session.scalars(select(Grant).where(Grant.project_id == project.id)) if g.is_live(now)})
         released = len(session.scalars(
@@ -78,8 +82,19 @@ def register(session: Session) -> list[RegisterEntryOut]:
             slug=project.slug, title=project.title, status=project.status, lay_summary=project.lay_summary,
             pi=project.pi.name, organisation=project.organisation, datasets=datasets,
             start_date=project.start_date, end_date=project.end_date, released_outputs=released,
+            data_kept_until=retention.destroy_after.date() if retention and not retention.destroyed_at else None,
+            data_destroyed_on=retention.destroyed_at.date() if retention and retention.destroyed_at else None,
         ))
     return entries
+
+
+def destruction_record(session: Session, slug: str) -> dict:
+    """The signed destruction record of a destroyed project (public, like the register)."""
+    project = session.scalars(select(Project).where(Project.slug == slug)).one_or_none()
+    row = session.get(DataRetention, project.id) if project is not None else None
+    if row is None or row.destruction_record is None:
+        raise NotFound(f"no destruction record for {slug!r}: see the register")
+    return row.destruction_record
 
 
 def _week(when: dt.datetime) -> str:

@@ -64,6 +64,9 @@ class RegisterEntryOut(BaseModel):
     start_date: dt.date
     end_date: dt.date
     released_outputs: int
+    # A closed project's data: kept (archived) until, or destroyed on, these dates.
+    data_kept_until: dt.date | None = None
+    data_destroyed_on: dt.date | None = None
 
 
 class ChainOut(BaseModel):

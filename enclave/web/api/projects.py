@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Path, Request, Response
 
 from enclave.applications import ProjectApplication, apply_for_project
-from enclave.projects import service
+from enclave.projects import retention, service
 from enclave.web import readmodels
 from enclave.web.api.me import ERRORS
 from enclave.web.auth import Identity
@@ -55,7 +55,7 @@ def transition(body: TransitionIn, request: Request, slug: str = SLUG,
     """Approve, reject, activate, suspend or close a project (admins; reasons where required)."""
     check_console(ident, "admin")
     with acting(request, ident) as (session, actor):
-        return ProjectOut.of(service.transition_project(session, actor, slug, body.action, body.reason))
+        return ProjectOut.of(retention.move_project(session, actor, web(request).settings, slug, body.action, body.reason))
 
 
 @router.post("/{slug}/members", response_model=ProjectOut, status_code=201, responses=CHANGE_ERRORS)

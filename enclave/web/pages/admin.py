@@ -16,7 +16,7 @@ from enclave.clock import utcnow
 from enclave.db.models import User
 from enclave.errors import InvalidInput
 from enclave.permissions import check_admin
-from enclave.projects import service
+from enclave.projects import retention, service
 from enclave.projects.lifecycle import ProjectAction
 from enclave.users import list_users
 from enclave.web import readmodels
@@ -86,7 +86,7 @@ async def transition(request: Request, slug: str, ident: Identity = Depends(admi
     except ValueError:
         raise InvalidInput("choose one of approve, reject, activate, suspend or close") from None
     with acting_admin(request, ident) as (session, actor):
-        service.transition_project(session, actor, slug, action, data.get("reason") or None)
+        retention.move_project(session, actor, web(request).settings, slug, action, data.get("reason") or None)
     back = "applications" if data.get("back") == "applications" else f"projects/{slug}"
     return RedirectResponse(f"{web(request).prefix}/admin/{back}?done={action.value}", status_code=303)
 

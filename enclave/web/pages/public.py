@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 
 from enclave.db.session import unit_of_work
 from enclave.web import readmodels
@@ -41,3 +41,11 @@ def register(request: Request, ident: Identity | None = Depends(maybe_signed_in)
     with unit_of_work(web(request).settings) as session:
         entries = readmodels.register(session)
     return render(request, "register.html", entries=entries)
+
+
+@router.get("/register/{slug}/destruction.json")
+def destruction_record(request: Request, slug: str, ident: Identity | None = Depends(maybe_signed_in)):
+    """A destroyed project's signed destruction record, for anyone to check."""
+    with unit_of_work(web(request).settings) as session:
+        envelope = readmodels.destruction_record(session, slug)
+    return JSONResponse(envelope)
