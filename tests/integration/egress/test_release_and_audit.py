@@ -178,3 +178,63 @@ def test_release_record_names_cited_job_runs_of_the_project_only(world: World) -
     record = json.loads(Path(request.release_record_path).read_text())["record"]
     assert [(r["id"], r["notebook"], r["notebook_sha256"]) for r in record["request"]["cited_runs"]] == [
         (run_id, "make_tables.ipynb", digest)]
+
+
+def _signed_release(world: World, folder: Path, record: dict, files: dict[str, bytes]) -> Path:
+    from enclave.egress.signing import sign_record
+
+    for relpath, data in files.items():
+        (folder / "files" / relpath).parent.mkdir(parents=True, exist_ok=True)
+        (folder / "files" / relpath).write_bytes(data)
+    (folder / "release.json").write_text(json.dumps(sign_record(record, load_or_create_key(world.settings.keys_dir))))
+    return folder / "release.json"
+
+
+def test_release_records_of_format_1_still_verify_and_unknown_formats_do_not(world: World, tmp_path: Path) -> None:
+    import datetime as dt
+    import hashlib
+
+    data = b"region,count\r\nnorth,120\r\n"  # format 1 released the submitted bytes as they were
+    item = {"path": "t.csv", "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    now = dt.datetime.now(dt.UTC).isoformat()
+    old = _signed_release(world, tmp_path / "old", {"format": "enclave-release/1", "files": [item],
+                                                    "timestamps": {"released": now}}, {"t.csv": data})
+    report = _verify(world, old)
+    assert report.ok and report.files_checked == 1, report.problems
+    (tmp_path / "old" / "files" / "t.csv").write_bytes(data.replace(b"\r\n", b"\n"))
+    assert not _verify(world, old).ok  # its files are held to the digests it names
+    future = _signed_release(world, tmp_path / "future", {"format": "enclave-release/9", "files": [item],
+                                                          "timestamps": {"released": now}}, {"t.csv": data})
+    report = _verify(world, future)
+    assert not report.ok and "unknown record format" in report.problems[0]
+
+
+def test_release_refuses_a_file_without_canonical_form_and_exports_nothing(world: World) -> None:
+    rid = to_state(world, S.APPROVED)
+    with world.uow() as s:  # as left by a submit from before canonical forms
+        request = release_service.get_request(s, rid)
+        request.files[0].canonical_sha256 = None
+    with world.uow() as s, pytest.raises(Conflict, match="cannot be released: it was submitted before"):
+        release_service.release_request(s, get_user(s, "ria"), world.env, rid)
+    assert not (world.settings.export_dir / world.slug / f"request-{rid}").exists()
+
+
+def test_release_writes_the_canonical_bytes_only_when_they_still_match_their_digest(world: World) -> None:
+    import hashlib
+    import os
+
+    data = b"\xef\xbb\xbfregion,count\r\nnorth,120\r\n"
+    rid = draft(world, {"t.csv": data})
+    submit(world, rid)
+    vote_all(world, rid, "ria")
+    vote_all(world, rid, "rob")
+    with world.uow() as s:
+        file = release_service.get_request(s, rid).files[0]
+        canonical_sha, submitted_sha = file.canonical_sha256, file.sha256
+    assert canonical_sha == hashlib.sha256(b"region,count\nnorth,120\n").hexdigest() != submitted_sha
+    stored = world.settings.quarantine_dir / "objects" / canonical_sha[:2] / canonical_sha
+    os.chmod(stored, 0o644)
+    stored.write_bytes(data)  # the quarantine altered: the submitted bytes in the canonical's place
+    with world.uow() as s, pytest.raises(Exception, match="no longer matches its digest"):
+        release_service.release_request(s, get_user(s, "ria"), world.env, rid)
+    assert not (world.settings.export_dir / world.slug / f"request-{rid}").exists()
