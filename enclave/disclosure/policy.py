@@ -94,6 +94,9 @@ class Encoded(_Strict):
     # Tokens of this many bits of entropy per character or more are counted as encoded even
     # outside the base64 and hex alphabets (ascii85, custom alphabets).
     entropy_bits: float = Field(4.6, ge=2.0, le=8.0)
+    # This many invisible characters (zero-width, control, private use) in one text, or lines
+    # ending in mixed tabs and spaces, could carry data and fail.
+    max_hidden: int = Field(8, ge=1)
 
 
 class Images(_Strict):

@@ -12,6 +12,7 @@ import json
 import re
 from typing import Any
 
+from enclave.disclosure.checker.dates import find_dates
 from enclave.disclosure.checker.parts import Parts
 from enclave.disclosure.checker.registry import Part, PartKind, check
 from enclave.disclosure.checker.tables import MAX_LOCATIONS
@@ -26,6 +27,7 @@ OUTPUT_KEYS = frozenset({"output_type", "name", "text", "data", "metadata", "exe
 OUTPUT_TYPES = frozenset({"stream", "execute_result", "display_data", "error"})
 IMAGE_MIMES = {"image/png": "png", "image/jpeg": "jpeg"}
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_CELL_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # nbformat 4.5
 
 
 def joined(value: Any) -> str:
@@ -135,6 +137,12 @@ def notebook_structure(part: Part, policy: DisclosurePolicy) -> list[Finding]:
         if cell.get("cell_type") not in CELL_TYPES:
             structure.append(f"{where} has unknown cell type {excerpt(cell.get('cell_type'))}")
         _keys(cell, CELL_KEYS, f"{where} key", structure)
+        cell_id = cell.get("id")
+        if cell_id is not None and not (isinstance(cell_id, str) and _CELL_ID.fullmatch(cell_id) and not find_dates(cell_id)):
+            structure.append(f"{where} has an id outside the notebook format: {excerpt(cell_id)}")
+        count = cell.get("execution_count")
+        if count is not None and (not isinstance(count, int) or isinstance(count, bool)):
+            structure.append(f"{where} has an execution count that is no number: {excerpt(count)}")
         _keys(cell.get("metadata", {}), allowed_meta, f"{where} metadata", metadata)
         attachments = cell.get("attachments") or {}
         if not isinstance(attachments, dict):
@@ -150,6 +158,8 @@ def notebook_structure(part: Part, policy: DisclosurePolicy) -> list[Finding]:
                 outputs.append(f"{at} of unknown kind {excerpt(output.get('output_type') if isinstance(output, dict) else output)}")
                 continue
             _keys(output, OUTPUT_KEYS, f"{at} key", structure)
+            if output.get("output_type") == "stream" and output.get("name") not in ("stdout", "stderr"):
+                structure.append(f"{at} is a stream named {excerpt(output.get('name'))}, not stdout or stderr")
             data = output.get("data") or {}
             for mime in data if isinstance(data, dict) else []:
                 if mime not in mimes:

@@ -119,7 +119,7 @@ class Parts:
 
     def _delimited(self, lines: list[str], where: str, used: set[int]) -> set[int]:
         taken: set[int] = set()
-        for delimiter in ("\t", ",", ";", "|"):
+        for delimiter in ("\t", ",", ";", "|", "&"):
             counts = [line.count(delimiter) if i not in used and i not in taken else -1 for i, line in enumerate(lines)]
             i = 0
             while i < len(lines):
@@ -132,7 +132,12 @@ class Parts:
                     j += 1
                 if j - i >= (3 if k == 1 else 2):
                     block = lines[i:j]
-                    rows = list(csv.reader(block, delimiter=delimiter)) if delimiter != "|" else [_pipe_cells(b) for b in block]
+                    if delimiter == "|":
+                        rows = [_pipe_cells(b) for b in block]
+                    elif delimiter == "&":  # LaTeX tabular rows end in \\ (and maybe \hline)
+                        rows = [[c.strip() for c in re.sub(r"\\\\\s*(\\hline)?\s*$", "", b).split("&")] for b in block]
+                    else:
+                        rows = list(csv.reader(block, delimiter=delimiter))
                     self.table(rows[0], rows[1:], f"{where} table at line {i + 1}", "delimited")
                     taken.update(range(i, j))
                 i = j

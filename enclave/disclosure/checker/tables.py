@@ -14,7 +14,7 @@ import re
 
 import polars as pl
 
-from enclave.disclosure.checker.dates import DATE_PATTERN, on_calendar, parse_date
+from enclave.disclosure.checker.dates import DATE_PATTERN, find_dates, on_calendar, parse_date
 from enclave.disclosure.checker.identifiers import BIRTH_COLUMN, COMBINED, FULL_DATE, find_identifiers, mask
 from enclave.disclosure.checker.registry import Part, PartKind, Where, check
 from enclave.disclosure.evidence import Evidence, stats_of
@@ -49,6 +49,7 @@ KEY = r"^\s*(?:[A-Za-z]{0,4}[-_ ]?\d{5,}[A-Za-z]?|[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}
 MISSING = ["nan", "<na>", "none", "null", "nat", "na", "n/a", ""]
 MAX_LOCATIONS = 20
 SAMPLE = 2000
+_BOUND = re.compile(r"^\s*[\[(]?\s*\d*\.?\d+\s*%?\s*[\])]?\s*$")
 
 
 def words(name: str) -> set[str]:
@@ -291,8 +292,6 @@ def _numeric(part: Part, policy: DisclosurePolicy) -> list[str]:
 def row_level(part: Part, policy: DisclosurePolicy) -> list[Finding]:
     frame, where = part.frame, _where(part)
     assert frame is not None
-    if frame.height < 2:
-        return []
     reasons: list[str] = []
     doubts: list[str] = []
     examples: list[str] = []
@@ -306,6 +305,10 @@ def row_level(part: Part, policy: DisclosurePolicy) -> list[Finding]:
         if len({d for _, d in spread}) > policy.row_level.max_dates_in_text and not on_calendar(d for _, d in spread):
             reasons.append(f"{len({d for _, d in spread})} dates off any calendar across the table")
             examples += [f"{part.where}: {excerpt(v)}" for v, _ in spread[:3]]
+    header_dates = [d for _, d in find_dates("\n".join(frame.columns))]
+    if len(set(header_dates)) > policy.row_level.max_dates_in_text and not on_calendar(header_dates):
+        reasons.append(f"{len(set(header_dates))} dates off any calendar in the column names")
+        examples.append(f"{part.where} header: {excerpt(', '.join(frame.columns[:6]))}")
     shaped_header = sum(bool(re.match(KEY, c)) for c in frame.columns)
     if shaped_header >= policy.row_level.min_rows:
         reasons.append(f"{shaped_header} column names are identifier-like keys (one column per person)")
@@ -408,7 +411,7 @@ def counts(part: Part, policy: DisclosurePolicy) -> list[Finding]:
     findings: list[Finding] = []
     kinds = _kinds(part, policy)
     named = set(_count_columns(part, policy))
-    keyvalue = part.origin == "keyvalue"
+    keyvalue = part.origin == "keyvalue" or _listing(part)
     for column in frame.columns:
         if kinds[column] != "integer":
             continue
@@ -417,6 +420,8 @@ def counts(part: Part, policy: DisclosurePolicy) -> list[Finding]:
         elif not keyvalue and not _label_column(part, policy, column) and not words(column) & (VALUE_WORDS | set(policy.row_level.derived_words)):
             findings += _count_rules(frame, as_int(frame, column), column, policy, where, Verdict.REVIEW,
                                      f"column {column!r} looks like counts (name count columns e.g. 'n' or 'count')")
+    if _listing(part):
+        findings += _listed_counts(part, policy)
     for column, (kind, values) in profile(part, policy).items():
         if kind != "text":
             continue
@@ -447,6 +452,34 @@ def counts(part: Part, policy: DisclosurePolicy) -> list[Finding]:
     return findings
 
 
+def _listing(part: Part) -> bool:
+    """A "key: value" listing (a model summary's header as an HTML table), not a table of groups."""
+    frame = part.frame
+    assert frame is not None
+    if frame.width < 2 or frame.height == 0:
+        return False
+    first = frame.get_column(frame.columns[0]).cast(pl.String).str.strip_chars()
+    return bool(((first.str.ends_with(":")).sum() or 0) * 2 >= max(frame.height, 1)) or frame.columns[0].strip().endswith(":")
+
+
+def _listed_counts(part: Part, policy: DisclosurePolicy) -> list[Finding]:
+    """In a "key: value" listing, a value whose key names a count ("Deaths:") is a count."""
+    frame, where = part.frame, _where(part)
+    assert frame is not None
+    count_words = set(policy.checker.count_column_words)
+    cells = []
+    for r, row in enumerate(frame.head(1000).rows()):
+        for k in range(0, len(row) - 1):
+            key, value = str(row[k] or ""), str(row[k + 1] or "").strip()
+            if key.strip().endswith(":") and words(key) & count_words and re.fullmatch(r"\d+", value):
+                cells.append((int(value), f"{where(r, frame.columns[k + 1])}: {excerpt(key + ' ' + value)}"))
+    if not cells:
+        return []
+    evaluation = evaluate(pl.DataFrame({"n": [n for n, _ in cells]}), policy, ["threshold", "zeros", "rounding"],
+                          list(range(len(cells))), [loc for _, loc in cells])
+    return [_finding(f.rule, f.status, f"counts listed by name: {f.message}", f.locations) for f in evaluation.findings]
+
+
 def _count_rules(frame: pl.DataFrame, values: pl.Expr, column: str, policy: DisclosurePolicy, where: Where,
                  cap: Verdict, what: str) -> list[Finding]:
     n = pl.col("n")
@@ -464,7 +497,7 @@ def _count_rules(frame: pl.DataFrame, values: pl.Expr, column: str, policy: Disc
 
 @check("unchecked_values", PartKind.TABLE, "statistics of values (means, sums) whose dominance needs evidence")
 def unchecked_values(part: Part, policy: DisclosurePolicy) -> list[Finding]:
-    if part.evidence is not None or part.origin in ("fixed-width", "keyvalue"):
+    if part.evidence is not None or part.origin in ("fixed-width", "keyvalue") or _listing(part):
         return []
     derived = set(policy.row_level.derived_words)
     findings = []
@@ -474,6 +507,8 @@ def unchecked_values(part: Part, policy: DisclosurePolicy) -> list[Finding]:
         if kind != "number" and not (kind == "integer" and tokens & VALUE_WORDS):
             continue
         tokens |= context
+        if _BOUND.match(column):
+            continue  # a quantile or confidence bound ("[0.025", "97.5%") of a model or summary
         if tokens & {"err", "error", "se"}:
             tokens -= {"std", "sd"}  # a standard error is a model statistic, not a spread of values
         if tokens & derived and not tokens & VALUE_WORDS:

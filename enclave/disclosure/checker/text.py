@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections import Counter
 
 import polars as pl
@@ -139,3 +140,26 @@ def dof_in_text(part: Part, policy: DisclosurePolicy) -> list[Finding]:
         return []
     evaluation = evaluate(pl.DataFrame({"dof": dofs}), policy, ["dof"], [f"{part.where} model {i + 1}" for i in range(len(dofs))])
     return evaluation.findings
+
+
+_TRAILING = re.compile(r"[ \t]*\t[ \t]*$|[ \t]* \t[ \t]*$", re.MULTILINE)
+
+
+@check("hidden_characters", PartKind.TEXT, "invisible characters and whitespace patterns that can carry data")
+def hidden_characters(part: Part, policy: DisclosurePolicy) -> list[Finding]:
+    text = part.text
+    invisible = [(i, ch) for i, ch in enumerate(text)
+                 if ch not in "\t\n\r" and unicodedata.category(ch) in ("Cf", "Co", "Cc", "Cn") and not (i == 0 and ch == "\ufeff")]
+    trailing = [m for m in _TRAILING.finditer(text) if m.group(0)]
+    findings = []
+    if len(invisible) >= policy.encoded.max_hidden:
+        shown = [f"{part.where} line {_line(text, i)}: U+{ord(ch):04X} {unicodedata.name(ch, 'unnamed')}" for i, ch in invisible[:MAX_LOCATIONS]]
+        findings.append(_finding("hidden_text", Verdict.FAIL,
+                                 f"{len(invisible)} invisible or control character(s) (zero-width, private use) could carry data; remove them",
+                                 shown, len(invisible)))
+    if len(trailing) >= policy.encoded.max_hidden:
+        shown = [f"{part.where} line {_line(text, m.start())}: {m.group(0)!r}" for m in trailing[:MAX_LOCATIONS]]
+        findings.append(_finding("hidden_text", Verdict.FAIL,
+                                 f"{len(trailing)} line(s) end in mixed tabs and spaces, which could carry data; strip trailing whitespace",
+                                 shown, len(trailing)))
+    return findings

@@ -214,3 +214,38 @@ def test_checker_what_it_cannot_interpret_fails_in_one_line(tmp_path, name, cont
     report = check_file(write(tmp_path, name, content), POLICY)
     assert report.status is Verdict.FAIL
     assert all("\n" not in f.message for f in report.findings)
+
+
+def test_checker_invisible_characters_and_whitespace_patterns_fail(tmp_path):
+    bits = "".join("\u200b" if b == "1" else "\u200c" for b in format(19610303, "b"))
+    assert rules(check_file(write(tmp_path, "a.md", f"Results.{bits}\n"), POLICY))["hidden_text"] is Verdict.FAIL
+    ends = (" \t", "\t ")
+    tabs = "".join(f"line {i}" + ends[i % 2] + "\n" for i in range(16))
+    assert rules(check_file(write(tmp_path, "b.md", tabs), POLICY))["hidden_text"] is Verdict.FAIL
+    breaks = "First line  \nsecond line  \n" * 10  # markdown line breaks are two spaces
+    assert check_file(write(tmp_path, "c.md", breaks), POLICY).status is Verdict.PASS
+
+
+def test_checker_latex_and_header_tables(tmp_path):
+    rows = "".join(f"{a} & {s} & {d} \\\\\n" for a, s, d in [(45, "M", "LS6"), (45, "M", "LS6"), (61, "F", "LS7"), (33, "F", "BD1"), (45, "M", "LS6")])
+    latex = write(tmp_path, "t.md", "\\begin{tabular}{lll}\nage & sex & area \\\\\n" + rows + "\\end{tabular}\n")
+    assert rules(check_file(latex, POLICY))["microdata"] is Verdict.FAIL
+    header = write(tmp_path, "h.csv", "1961-03-03,1972-11-20,1984-06-09,1990-01-17,1955-08-30,1966-02-11\n1,2,3,4,5,6\n")
+    assert rules(check_file(header, POLICY))["microdata"] is Verdict.FAIL
+
+
+def test_checker_key_value_listing_holds_named_counts(tmp_path):
+    small = write(tmp_path, "l.md", "| Measure: | Value |\n|---|---|\n| Deaths: | 3 |\n| Patients: | 1200 |\n")
+    assert rules(check_file(small, POLICY))["threshold"] is Verdict.FAIL
+    summary = write(tmp_path, "s.md", "| Dep. Variable: | y | R-squared: | 0.334 |\n|---|---|---|---|\n"
+                                      "| Df Model: | 2 | AIC: | 2477.1 |\n| No. Observations: | 500 | BIC: | 2494.2 |\n")
+    assert check_file(summary, POLICY).status is Verdict.PASS
+
+
+def test_checker_notebook_ids_and_stream_names_are_checked(tmp_path):
+    cell = {"cell_type": "code", "id": "1961-03-03-M-LS6", "source": "", "metadata": {}, "execution_count": 1,
+            "outputs": [{"output_type": "stream", "name": "P0001 1961-03-03", "text": "x"}]}
+    report = check_file(write(tmp_path, "n.ipynb", notebook([cell])), POLICY)
+    assert rules(report)["notebook_structure"] is Verdict.FAIL
+    cell.update(id="d5f3a3b1-7f44-4d5c-9b1e-2b8c1d6f0e8a", outputs=[{"output_type": "stream", "name": "stdout", "text": "done\n"}])
+    assert check_file(write(tmp_path, "ok.ipynb", notebook([cell] * 12)), POLICY).status is Verdict.PASS
