@@ -197,7 +197,7 @@ async def enforce_forever(settings: Settings, api_url: str, token: str, interval
                 try:
                     await enforce_once(settings, client, trigger=trigger, cause=cause)
                 except Exception as exc:  # noqa: BLE001 - keep enforcing; the next round retries
-                    log.error("enforcement round failed: %s", exc)
+                    log.error("enforcement round failed: %r", exc)
                 try:
                     await asyncio.to_thread(report_revoked_copies, settings, ENFORCER)
                 except Exception as exc:  # noqa: BLE001 - retried after the next round
