@@ -7,6 +7,7 @@ from sqlalchemy import text
 
 from enclave.audit import append_event, verify_chain
 from enclave.db.session import unit_of_work
+from tests.tampering import drop_immutability
 
 
 @pytest.fixture
@@ -25,6 +26,7 @@ def chain(settings):
 
 def _sql(settings, statement: str, **params) -> None:
     with unit_of_work(settings) as session:
+        drop_immutability(session)  # the database refuses edits; an owner can drop that first
         session.execute(text(statement), params)
 
 
@@ -50,6 +52,7 @@ def test_verify_chain_detects_edited_actor_even_with_rehash_attempt(chain):
         from enclave.audit import compute_hash
         from enclave.db.models import AuditEvent
 
+        drop_immutability(session)
         event = session.query(AuditEvent).filter_by(seq=5).one()
         event.actor = "someone-else"
         event.hash = compute_hash(event, event.prev_hash)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.tampering import drop_immutability
+
 ENCLAVE = [sys.executable, "-m", "enclave.cli.main"]
 
 
@@ -81,6 +83,7 @@ def test_cli_admin_takes_project_to_active_with_member_all_audited(cli: Cli):
 
     # A hand-edited audit row is caught and named.
     with sqlite3.connect(cli.home / "enclave.db") as conn:
+        drop_immutability(conn)  # the database refuses the edit; its owner can drop that first
         conn.execute("UPDATE audit_events SET actor = 'mallory' WHERE action = 'project.member_add'")
     result = subprocess.run([*ENCLAVE, "--as", "alice", "audit", "verify"], env=cli.env, capture_output=True, text=True)
     seq = events[-1]["seq"]
