@@ -119,7 +119,9 @@ def read_references(snapshot: Path) -> References:
             revision=revision[0] if revision else None, audit_seq=int(head[0]), audit_hash=str(head[1]),
             dataset_dirs=col("SELECT storage_path FROM dataset_versions ORDER BY id"),
             view_dirs=col("SELECT view_path FROM grants ORDER BY id"),
-            quarantine_objects=sorted(set(col("SELECT sha256 FROM egress_files"))),
+            # Both forms of each file: the submitted bytes and the canonical ones that are released.
+            quarantine_objects=sorted(set(col("SELECT sha256 FROM egress_files")
+                                          + col("SELECT canonical_sha256 FROM egress_files"))),
             release_dirs=[str(Path(p).parent) for p in col(
                 "SELECT release_record_path FROM egress_requests WHERE status = 'released' ORDER BY id")],
             job_runs=col("SELECT id FROM job_runs ORDER BY id"),

@@ -330,3 +330,17 @@ def test_canonical_store_refuses_a_link_where_an_object_should_be(tmp_path: Path
     os.symlink(tmp_path / "elsewhere", first.path)
     with pytest.raises(InvalidInput, match="not a regular file"):
         store_bytes(settings, data)
+
+
+def test_canonical_objects_are_among_what_a_backup_keeps(world) -> None:  # type: ignore[no-untyped-def]
+    from egress_world import FILES, NOTEBOOK_RELEASED, draft, submit
+
+    from enclave.backup.snapshot import read_references
+
+    rid = draft(world)
+    submit(world, rid)
+    database = Path(world.settings.db_url.removeprefix("sqlite:///"))
+    kept = set(read_references(database).quarantine_objects)
+    import hashlib
+
+    assert {hashlib.sha256(b).hexdigest() for b in (*FILES.values(), NOTEBOOK_RELEASED)} <= kept
