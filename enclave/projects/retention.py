@@ -200,12 +200,14 @@ def _closed_by(session: Session, slug: str) -> str | None:
 
 
 def _unreleased_objects(session: Session, project: Project) -> list[str]:
-    """Quarantined objects of the project's requests that no released request (of any
-    project) and no other project's request refers to."""
-    mine = set(session.scalars(select(EgressFile.sha256).join(EgressRequest)
-                               .where(EgressRequest.project_id == project.id, EgressFile.sha256.is_not(None))))
-    kept = set(session.scalars(select(EgressFile.sha256).join(EgressRequest).where(
-        (EgressRequest.status == EgressStatus.RELEASED) | (EgressRequest.project_id != project.id))))
+    """Quarantined objects of the project's requests (as submitted and in canonical form)
+    that no released request (of any project) and no other project's request refers to."""
+    def objects(where: Any) -> set[str]:
+        rows = session.execute(select(EgressFile.sha256, EgressFile.canonical_sha256).join(EgressRequest).where(where))
+        return {sha for row in rows for sha in row if sha is not None}
+
+    mine = objects(EgressRequest.project_id == project.id)
+    kept = objects((EgressRequest.status == EgressStatus.RELEASED) | (EgressRequest.project_id != project.id))
     return sorted(mine - kept)
 
 

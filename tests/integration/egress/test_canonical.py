@@ -344,3 +344,29 @@ def test_canonical_objects_are_among_what_a_backup_keeps(world) -> None:  # type
     import hashlib
 
     assert {hashlib.sha256(b).hexdigest() for b in (*FILES.values(), NOTEBOOK_RELEASED)} <= kept
+
+
+def test_canonical_objects_of_unreleased_files_are_destroyed_with_the_project(world) -> None:  # type: ignore[no-untyped-def]
+    import datetime as dt
+
+    from egress_world import NOTEBOOK_RELEASED, draft, submit
+    from sqlalchemy import select
+
+    from enclave.db.models import DataRetention
+    from enclave.egress.quarantine import object_path
+    from enclave.projects.lifecycle import ProjectAction
+    from enclave.projects.retention import housekeeping, move_project
+    from enclave.users import get_user
+
+    submit(world, draft(world))
+    import hashlib
+
+    canonical = object_path(world.settings, hashlib.sha256(NOTEBOOK_RELEASED).hexdigest())
+    assert canonical.exists()
+    with world.uow() as s:
+        move_project(s, get_user(s, "admin"), world.settings, world.slug, ProjectAction.CLOSE)
+    housekeeping(world.settings)
+    with world.uow() as s:
+        due = s.scalars(select(DataRetention)).one().destroy_after
+    assert housekeeping(world.settings, now=due + dt.timedelta(seconds=1)).destroyed == [world.slug]
+    assert not canonical.exists()
