@@ -262,7 +262,7 @@ def _distinct(part: Part, policy: DisclosurePolicy, column: str) -> int:
     assert part.frame is not None
     if part.frame.schema[column] == pl.String:
         return max(values.len(), 1)
-    return max(part.frame.get_column(column).n_unique(), 1)
+    return max(part.frame.get_column(column).head(100_000).n_unique(), 1)  # a lower bound suffices
 
 
 def _quasi_columns(part: Part, policy: DisclosurePolicy) -> list[str]:
@@ -411,7 +411,7 @@ def counts(part: Part, policy: DisclosurePolicy) -> list[Finding]:
     findings: list[Finding] = []
     kinds = _kinds(part, policy)
     named = set(_count_columns(part, policy))
-    keyvalue = part.origin == "keyvalue" or _listing(part)
+    keyvalue = part.origin == "keyvalue" or _listing(part, policy)
     for column in frame.columns:
         if kinds[column] != "integer":
             continue
@@ -420,7 +420,7 @@ def counts(part: Part, policy: DisclosurePolicy) -> list[Finding]:
         elif not keyvalue and not _label_column(part, policy, column) and not words(column) & (VALUE_WORDS | set(policy.row_level.derived_words)):
             findings += _count_rules(frame, as_int(frame, column), column, policy, where, Verdict.REVIEW,
                                      f"column {column!r} looks like counts (name count columns e.g. 'n' or 'count')")
-    if _listing(part):
+    if _listing(part, policy):
         findings += _listed_counts(part, policy)
     for column, (kind, values) in profile(part, policy).items():
         if kind != "text":
@@ -452,14 +452,22 @@ def counts(part: Part, policy: DisclosurePolicy) -> list[Finding]:
     return findings
 
 
-def _listing(part: Part) -> bool:
+def _listing(part: Part, policy: DisclosurePolicy) -> bool:
     """A "key: value" listing (a model summary's header as an HTML table), not a table of groups."""
+    if "listing" in part.cache:
+        return part.cache["listing"]
     frame = part.frame
     assert frame is not None
-    if frame.width < 2 or frame.height == 0:
-        return False
-    first = frame.get_column(frame.columns[0]).cast(pl.String).str.strip_chars()
-    return bool(((first.str.ends_with(":")).sum() or 0) * 2 >= max(frame.height, 1)) or frame.columns[0].strip().endswith(":")
+    result = False
+    if frame.width >= 2 and frame.height:
+        column = frame.columns[0]
+        kind, values = profile(part, policy)[column]
+        if kind == "text" and values.str.strip_chars().str.ends_with(":").any():  # distinct values first: cheap
+            first = frame.get_column(column).cast(pl.String).str.strip_chars()
+            result = bool((first.str.ends_with(":").sum() or 0) * 2 >= frame.height)
+        result = result or column.strip().endswith(":")
+    part.cache["listing"] = result
+    return result
 
 
 def _listed_counts(part: Part, policy: DisclosurePolicy) -> list[Finding]:
@@ -497,7 +505,7 @@ def _count_rules(frame: pl.DataFrame, values: pl.Expr, column: str, policy: Disc
 
 @check("unchecked_values", PartKind.TABLE, "statistics of values (means, sums) whose dominance needs evidence")
 def unchecked_values(part: Part, policy: DisclosurePolicy) -> list[Finding]:
-    if part.evidence is not None or part.origin in ("fixed-width", "keyvalue") or _listing(part):
+    if part.evidence is not None or part.origin in ("fixed-width", "keyvalue") or _listing(part, policy):
         return []
     derived = set(policy.row_level.derived_words)
     findings = []
