@@ -14,6 +14,8 @@ import dataclasses
 import datetime as dt
 import hashlib
 import json
+import re
+import shutil
 import uuid
 from pathlib import Path
 
@@ -281,3 +283,38 @@ def test_replay_repository_notebooks_tables_are_reproduced(enclave: Enclave, mon
     files = enclave.submit(*names)
     for name in names:
         assert evidence_of(files[name])["status"] == "reproduced", (name, evidence_of(files[name]))
+
+
+def test_replay_cli_check_with_project_and_show(enclave: Enclave, monkeypatch):
+    """`enclave egress check --project` re-runs evidence as a submit does; `egress show` says so."""
+    from typer.testing import CliRunner
+
+    from enclave.cli.main import app
+
+    # The CLI builds its replayer from the policy directory: point containers.yaml at the test image.
+    policies = enclave.data_root.parent / "policies"
+    shutil.copytree(REPO / "policies", policies)
+    containers = policies / "containers.yaml"
+    containers.write_text(re.sub(r"(?m)^image: .*$", f"image: {enclave.image}", containers.read_text()))
+    monkeypatch.setenv("ENCLAVE_POLICIES", str(policies))
+    genuine = save(enclave, "table.csv")
+    forged = save(enclave, "forged.csv")
+    _forge(forged, forged)
+    runner = CliRunner()
+    done = runner.invoke(app, ["--as", "alice", "egress", "check", "--project", SLUG, "--json", str(genuine), str(forged)])
+    report = json.loads(done.output)
+    evidence = {Path(f["path"]).name: f["evidence"]["status"] for f in report["files"]}
+    assert evidence == {"table.csv": "reproduced", "forged.csv": "not_reproducible"}, done.output
+    done = runner.invoke(app, ["--as", "alice", "egress", "check", "--project", SLUG, str(forged)])
+    assert "not reproducible" in done.output and "checked as a plain file" in done.output
+    refused = runner.invoke(app, ["--as", "nobody", "egress", "check", "--project", SLUG, str(genuine)])
+    assert refused.exit_code != 0 and "Traceback" not in refused.output
+
+    files = enclave.submit("table.csv")
+    request = runner.invoke(app, ["--as", "alice", "egress", "list", "--json"])
+    request_id = json.loads(request.output)[-1]["id"]
+    shown = runner.invoke(app, ["--as", "alice", "egress", "show", str(request_id), "--json"])
+    [file] = json.loads(shown.output)["file_list"]
+    assert file["evidence"] == files["table.csv"].check_json["evidence"] and file["evidence"]["status"] == "reproduced"
+    text = runner.invoke(app, ["--as", "alice", "egress", "show", str(request_id)], env={"COLUMNS": "400"})
+    assert "evidence reproduced" in text.output, text.output
