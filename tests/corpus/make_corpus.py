@@ -419,6 +419,11 @@ def _safe(corpus: Corpus, data) -> None:  # type: ignore[no-untyped-def]
     monthly = admissions.with_columns(pl.col("admitted_at").dt.strftime("%Y-%m").alias("month")).group_by("month").agg(
         pl.len().alias("n")).sort("month").tail(12)
     corpus.safe("monthly_admissions.tsv", "time series", "month\tn\n" + "".join(f"{m}\t{n}\n" for m, n in monthly.iter_rows()))
+    diagnoses = data.tables["diagnoses"].join(data.tables["admissions"].select("admission_id", "admitted_at"), on="admission_id")
+    by_code = (diagnoses.with_columns(pl.col("admitted_at").dt.year().alias("year"))
+               .group_by("icd10_code", "description", "year").agg(pl.len().alias("admissions"))
+               .filter(pl.col("admissions") >= 10).sort("icd10_code", "year"))
+    corpus.safe("diagnoses_by_year.csv", "long table of counts", by_code.write_csv())
     ethnic = patients.group_by("ethnicity").agg(pl.len().alias("n")).filter(pl.col("n") >= 10).sort("n", descending=True)
     total = ethnic["n"].sum()
     table1 = "| Ethnic group | n (%) |\n|---|---|\n" + "".join(f"| {e} | {n} ({100 * n / total:.1f}%) |\n" for e, n in ethnic.iter_rows())

@@ -45,7 +45,7 @@ QUASI_WORDS = frozenset({"age", "sex", "gender", "ethnicity", "ethnic", "postcod
                          "death", "imd", "deprivation", "occupation", "religion"})
 SEX_VALUES = frozenset({"m", "f", "u", "male", "female", "unknown", "other", "x", "i", "indeterminate"})
 AREA = r"^\s*(?:[A-Z]{1,2}\d[A-Z\d]?|[EWSN]0\d{7})\s*$"
-KEY = r"^\s*(?:[A-Za-z]{0,4}[-_ ]?\d{5,}[A-Za-z]?|[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}|[0-9a-f]{12,}|[A-Z]{1,3}\d{2,}[A-Z]{1,3}\d*)\s*$"
+KEY = r"^\s*(?:[A-Za-z]{0,4}[-_ ]?\d{6,}[A-Za-z]?|[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}|[0-9a-f]{12,}|[A-Z]{1,3}\d{2,}[A-Z]{1,3}\d*)\s*$"
 MISSING = ["nan", "<na>", "none", "null", "nat", "na", "n/a", ""]
 MAX_LOCATIONS = 20
 SAMPLE = 2000
@@ -239,7 +239,8 @@ def _key_like(part: Part, policy: DisclosurePolicy) -> list[str]:
         filled = values.filter(~values.str.strip_chars().str.to_lowercase().is_in(_markers(policy)))
         if filled.len() < policy.row_level.min_rows or filled.len() < 0.5 * frame.height:
             continue  # few distinct values: labels of groups, not keys
-        shaped = filled.head(SAMPLE).str.contains(KEY).mean() or 0.0
+        sample = filled.head(SAMPLE)
+        shaped = (sample.str.contains(KEY) & ~sample.str.contains(AREA)).mean() or 0.0  # area codes are places
         if shaped >= 0.8:
             keys.append(column)
     part.cache["keys"] = keys
@@ -328,9 +329,7 @@ def row_level(part: Part, policy: DisclosurePolicy) -> list[Finding]:
             unique = frame.select(pl.struct(quasi).is_unique().mean()).item() or 0.0
             reasons.append(f"columns {quasi[:5]} describe people and there is no count or statistic ({unique:.0%} of rows unique)")
         if len(labels) >= 2 and quasi and measures:
-            grid = 1
-            for c in labels:
-                grid *= _distinct(part, policy, c)
+            grid = _grid(part, policy, labels)
             if frame.height < 0.25 * grid:
                 doubts.append(f"the labels {labels[:5]} fill {frame.height} of {grid} combinations: rows may be people, not groups")
         if not labels and not person_dates:
@@ -356,6 +355,21 @@ def row_level(part: Part, policy: DisclosurePolicy) -> list[Finding]:
                                 f"{part.where}: {frame.height} rows may be one person each ({'; '.join(dict.fromkeys(doubts))}); a reviewer must check",
                                 locations=(examples or [f"{part.where}: {frame.height} rows"])[:MAX_LOCATIONS]))
     return findings
+
+
+def _grid(part: Part, policy: DisclosurePolicy, labels: list[str]) -> int:
+    """How many combinations the labels could form; a label fixed by another (a code and its
+    description) adds none."""
+    assert part.frame is not None
+    head = part.frame.head(100_000)
+    kept: list[str] = []
+    grid = 1
+    for column in labels[:8]:
+        if any(head.select(pl.struct(k, column).n_unique()).item() == head.get_column(k).n_unique() for k in kept):
+            continue
+        kept.append(column)
+        grid *= _distinct(part, policy, column)
+    return grid
 
 
 def _labels_repeat(frame: pl.DataFrame, labels: list[str]) -> bool:
