@@ -6,6 +6,9 @@ row, every notebook cell with its source, metadata and every output, images from
 re-encoded pixels. Long files come in parts, each reachable, so nothing that leaves is out
 of sight. Markdown is rendered with raw HTML disabled and shown beside its source (a
 rendering hides reference definitions); HTML outputs are shown as their source.
+Characters a reader cannot see (controls, zero-width and other format characters, unusual
+spaces, whitespace at the end of a line or a cell) are shown as visible marks, so they
+cannot carry data past the reviewer's eyes.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from markdown_it import MarkdownIt
+from markupsafe import Markup, escape
 from sqlalchemy.orm import Session
 
 from enclave.db.models import User
@@ -33,6 +37,30 @@ CHARS_PER_PART = 200_000
 IMAGE_MIME = {"png": "image/png", "jpeg": "image/jpeg"}
 _CELL = re.compile(r"line (\d+), column '((?:[^'\\]|\\.)*)'")
 _COLUMN = re.compile(r"^column '((?:[^'\\]|\\.)*)'$")
+
+
+# Anything but printable ASCII is looked at (a printable letter such as é is kept as it is).
+_SUSPECT = re.compile(r"(?P<end>[ \t]+)(?=\n|$)|[^\x20-\x7e\n]")
+
+
+def _mark(found: re.Match[str]) -> str:
+    text = found.group(0)
+    if found.group("end") is None and (text == "\t" or (text.isprintable() and not text.isspace())):
+        return text
+    if found.group("end") is not None:  # whitespace at the end of a line
+        return "".join('<span class="unseen" title="space at a line end">␠</span>' if c == " "
+                       else '<span class="unseen" title="tab at a line end">⇥</span>' for c in text)
+    return f'<span class="unseen" title="an invisible character">⟨U+{ord(text):04X}⟩</span>'
+
+
+def visible(text: Any, edges: bool = False) -> Markup:
+    """``text`` escaped for HTML, with every character a reader could not see shown as a mark;
+    ``edges`` also marks spaces at the start (as in a table cell)."""
+    text = "" if text is None else str(text)
+    lead = len(text) - len(text.lstrip(" \t")) if edges else 0
+    head = "".join("␠" if c == " " else "⇥" for c in text[:lead])
+    body = _SUSPECT.sub(_mark, str(escape(text[lead:])))
+    return Markup((f'<span class="unseen" title="space at the start">{head}</span>' if head else "") + body)
 
 
 def markdown_html(text: str) -> str:

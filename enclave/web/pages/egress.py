@@ -79,7 +79,7 @@ def request_file(request: Request, request_id: int, path: str, part: int = 0, id
     with acting(request, ident) as (session, actor):
         detail = request_detail(session, actor, env, request_id)
         view = preview.file_view(session, actor, env, request_id, path, part)
-    return render(request, "egress/file.html", req=detail, view=view)
+    return render(request, "egress/file.html", req=detail, view=view, visible=preview.visible)
 
 
 @router.post("/egress/{request_id}/files")
@@ -159,7 +159,7 @@ def review_file(request: Request, request_id: int, path: str, part: int = 0, ide
         origins = jobs_views.file_origins(session, actor, detail)
         runs = jobs_views.cited_runs(session, actor, detail)
     entry = next(f for f in detail.file_list if f.path == view.path)
-    return render(request, "review/file.html", req=detail, view=view, entry=entry, file_origin=origins.get(entry.path),
+    return render(request, "review/file.html", req=detail, view=view, visible=preview.visible, entry=entry, file_origin=origins.get(entry.path),
                   runs=runs)
 
 

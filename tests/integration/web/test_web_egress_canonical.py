@@ -135,3 +135,20 @@ def test_web_page_says_why_a_file_cannot_be_released(client: TestClient, world) 
     assert page.status_code == 200
     assert "This file cannot be released" in page.text and "not a decodable PNG image" in page.text
     assert "data:image/png" not in page.text
+
+
+def test_web_page_marks_what_a_reader_could_not_see(client: TestClient, world) -> None:  # type: ignore[no-untyped-def]
+    # Zero-width and format characters, odd spaces, controls and whitespace at line or cell
+    # ends can carry bits past a reviewer's eyes; each is shown as a visible mark instead.
+    note = "total\u200b\u200c visits\u00a0120  \nmethod\u202e text\t\nbell\x07\n".encode()
+    table = b"group,count\nnorth ,120\n  south,85\n"
+    rid = _in_review(client, world, {"note.txt": note, "t.csv": table})
+    client.cookies.set(SESSION_COOKIE, "t-rita")
+    text = _content(client.get(PREFIX + f"/review/{rid}/file", params={"path": "note.txt"}).text)
+    for code in ("200B", "200C", "00A0", "202E", "0007"):
+        assert f"⟨U+{code}⟩" in text, code
+    assert text.count('title="space at a line end"') == 2 and text.count('title="tab at a line end"') == 1
+    assert "\u200b" not in text and "\u202e" not in text
+    cells = _content(client.get(PREFIX + f"/review/{rid}/file", params={"path": "t.csv"}).text)
+    assert 'north<span class="unseen" title="space at a line end">␠</span></td>' in cells
+    assert '<span class="unseen" title="space at the start">␠␠</span>south</td>' in cells
