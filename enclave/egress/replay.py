@@ -413,7 +413,7 @@ def check_project_files(session: Any, actor: Any, env: Any, slug: str, paths: li
     from enclave.projects.service import get_project
 
     project = get_project(session, slug)
-    if not (is_member(actor, project) or actor.roles & {Role.ADMIN, Role.REVIEWER}):
+    if not (is_member(actor, project) or Role.ADMIN in actor.roles or Role.REVIEWER in actor.roles):
         raise PermissionDenied(f"{actor.name} may not check outputs against project {slug}: only its members, "
                                "reviewers and admins may")
     verify: VerifyFile | None = None
