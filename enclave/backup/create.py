@@ -17,6 +17,7 @@ inode match the previous backup's entry is not read again.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import stat
@@ -29,7 +30,7 @@ from typing import Any
 from rich.progress import Progress
 
 from enclave.audit import append_event
-from enclave.backup.crypto import seal, unseal
+from enclave.backup.crypto import seal
 from enclave.backup.snapshot import References, read_references, snapshot_database
 from enclave.backup.store import MANIFEST_FORMAT, Store
 from enclave.config import Settings
@@ -226,19 +227,31 @@ def _keys_plaintext(settings: Settings) -> bytes:
     return json.dumps({"files": files, "dirs": plan.dirs}, sort_keys=True).encode()
 
 
+def _keys_tag(settings: Settings, plaintext: bytes, passphrase: str | None, recipient: Any) -> str:
+    """Whether the keys (and what they are sealed to) changed since the last backup, without
+    unsealing it: an HMAC under the site's signing key, which reveals nothing of either."""
+    import hmac
+
+    from cryptography.hazmat.primitives import serialization
+
+    raw = load_or_create_key(settings.keys_dir).private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+    to = passphrase.encode() if passphrase is not None else recipient.public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hmac.new(raw, hashlib.sha256(to).digest() + plaintext, "sha256").hexdigest()
+
+
 def _seal_keys(store: Store, settings: Settings, previous: dict[str, Any] | None,
                passphrase: str | None, recipient: Any) -> dict[str, Any]:
     plaintext = _keys_plaintext(settings)
+    tag = _keys_tag(settings, plaintext, passphrase, recipient)
     old = (previous or {}).get("keys")
-    if old and passphrase is not None and old.get("scheme") == "passphrase" and store.has(old["sha256"]):
-        try:  # the same keys sealed to the same passphrase: reuse the sealed object
-            if unseal(store.read_bytes(old["sha256"]), passphrase=passphrase) == plaintext:
-                return dict(old)
-        except Exception:  # noqa: BLE001 - another passphrase or a damaged object: seal afresh
-            pass
+    if old and old.get("tag") == tag and store.has(old["sha256"]):
+        return dict(old)  # the same keys sealed to the same secret: nothing to store
     blob = seal(plaintext, passphrase=passphrase, recipient=recipient)
     stored = store.put_bytes(blob)
-    return {"sha256": stored.sha256, "size": stored.size, "scheme": "passphrase" if passphrase is not None else "recipient"}
+    return {"sha256": stored.sha256, "size": stored.size, "tag": tag,
+            "scheme": "passphrase" if passphrase is not None else "recipient"}
 
 
 def _merge_ledger(store: Store, destroyed: dict[str, dict[str, Any]]) -> dict[str, Any]:

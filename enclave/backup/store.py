@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import mmap
 import os
 import shutil
 import uuid
@@ -104,17 +105,30 @@ class Store:
         return True
 
     def put_fd(self, fd: int, progress: Any = None) -> Stored:
-        """Copy an open file into the store while hashing it (one read of the source)."""
+        """Copy an open file into the store (in the kernel), then name it by the sha256 of
+        the copy itself, so an object's name always matches its bytes even if the source
+        changed meanwhile."""
         tmp = self.temp_path()
-        digest, size = hashlib.sha256(), 0
-        with open(tmp, "wb", buffering=0) as out:
-            while chunk := os.read(fd, BUF):
-                digest.update(chunk)
-                out.write(chunk)
-                size += len(chunk)
+        out = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            size = 0
+            while True:
+                try:
+                    n = os.copy_file_range(fd, out, BUF)
+                except OSError:  # another filesystem kind: copy through user space
+                    n = os.write(out, os.read(fd, BUF))
+                if n == 0:
+                    break
+                size += n
                 if progress is not None:
-                    progress(len(chunk))
-            os.fdatasync(out.fileno())
+                    progress(n)
+            digest = hashlib.sha256()
+            if size:
+                with mmap.mmap(out, 0, access=mmap.ACCESS_READ) as view:
+                    digest.update(view)
+            os.fdatasync(out)  # on disk before it gets its name (and before any manifest names it)
+        finally:
+            os.close(out)
         sha = digest.hexdigest()
         return Stored(sha, size, size if self._commit(tmp, sha) else 0)
 
