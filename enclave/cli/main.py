@@ -93,6 +93,7 @@ GROUPS: list[tuple[str, str]] = [
     ("enclave.cli.egress", "egress"),
     ("enclave.cli.jobs", "job"),
     ("enclave.cli.hub", "hub"),
+    ("enclave.cli.incidents", "incident"),
     ("enclave.cli.demo", "demo"),
     ("enclave.cli.keys", "keys"),
     ("enclave.cli.backup", "backup"),

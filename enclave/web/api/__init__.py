@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter
 
-from enclave.web.api import audit, catalog, egress, jobs, me, projects, register
+from enclave.web.api import audit, catalog, egress, incidents, jobs, me, projects, register
 
 router = APIRouter()
-for _module in (me, projects, egress, jobs, catalog, audit, register):
+for _module in (me, projects, egress, jobs, catalog, audit, incidents, register):
     router.include_router(_module.router)

@@ -14,7 +14,9 @@ from enclave.audit import read_events, verify_chain
 from enclave.catalog import service as catalog
 from enclave.clock import utcnow
 from enclave.db.models import User
+from enclave.enums import IncidentStatus
 from enclave.errors import InvalidInput
+from enclave.incidents import IncidentOut, clear_incident, enable_user, list_incidents
 from enclave.permissions import check_admin
 from enclave.projects import retention, service
 from enclave.projects.lifecycle import ProjectAction
@@ -22,6 +24,7 @@ from enclave.users import list_users
 from enclave.web import readmodels
 from enclave.web.api.audit import AuditFilters, to_csv
 from enclave.web.api.catalog import dataset_detail, dataset_out, grant_out
+from enclave.web.api.incidents import egress_view
 from enclave.web.auth import Identity
 from enclave.web.context import acting, check_console, render, signed_in, web
 from enclave.web.pages.forms import done_message, form_fields
@@ -49,7 +52,35 @@ async def dashboard(request: Request, ident: Identity = Depends(admin)):
     with acting_admin(request, ident) as (session, actor):
         board = readmodels.dashboard(session, actor, running)
         queue = readmodels.application_queue(session, actor)
-    return render(request, "admin/dashboard.html", board=board, queue_size=len(queue))
+        open_incidents = [IncidentOut.of(i) for i in list_incidents(session, actor, status=IncidentStatus.OPEN)]
+    return render(request, "admin/dashboard.html", board=board, queue_size=len(queue),
+                  egress=egress_view(web(request).settings), incidents=open_incidents)
+
+
+@router.get("/incidents")
+def incidents(request: Request, ident: Identity = Depends(admin)):
+    with acting_admin(request, ident) as (session, actor):
+        rows = [IncidentOut.of(i) for i in list_incidents(session, actor, limit=200)]
+        disabled = [u for u in list_users(session) if u.disabled_at is not None]
+        disabled_rows = [(u.name, u.disabled_reason or "") for u in disabled]
+    return render(request, "admin/incidents.html", incidents=rows, disabled=disabled_rows,
+                  egress=egress_view(web(request).settings), done=done_message(request))
+
+
+@router.post("/incidents/{incident_id}/clear")
+async def clear(request: Request, incident_id: int, ident: Identity = Depends(admin)):
+    data = await form_fields(request)
+    with acting_admin(request, ident) as (session, actor):
+        clear_incident(session, actor, incident_id, data.get("note", ""))
+    return RedirectResponse(f"{web(request).prefix}/admin/incidents?done=incident_cleared", status_code=303)
+
+
+@router.post("/users/{name}/enable")
+async def enable(request: Request, name: str, ident: Identity = Depends(admin)):
+    data = await form_fields(request)
+    with acting_admin(request, ident) as (session, actor):
+        enable_user(session, actor, name, data.get("note", ""))
+    return RedirectResponse(f"{web(request).prefix}/admin/incidents?done=user_enabled", status_code=303)
 
 
 @router.get("/applications")

@@ -32,6 +32,8 @@ DONE = {
     "job_cancelled": "The run was cancelled.",
     "rerun_queued": "The rerun is queued: when the worker has run it, this page shows whether the outputs match.",
     "replied": "Your reply was recorded: reviewers see it next to the file. Resubmit when you are ready.",
+    "incident_cleared": "The incident was cleared and its suspension lifted.",
+    "user_enabled": "The account was enabled.",
 }
 
 
