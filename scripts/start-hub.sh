@@ -7,11 +7,13 @@
 #   ENCLAVE_HUB_PORT        public port on 127.0.0.1 (default 8000)
 #   ENCLAVE_HUB_API_PORT    hub API port on the internal network's gateway (default 8081)
 #   ENCLAVE_PROXY_API_PORT  proxy API port on 127.0.0.1 (default 8001)
+#   ENCLAVE_METER_PORT      egress meter on 127.0.0.1 (default 8002; fixed, so servers survive a restart)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export ENCLAVE_HOME="$(realpath -m "${ENCLAVE_HOME:-$ROOT/var}")"
 PORT="${ENCLAVE_HUB_PORT:-8000}"
+export ENCLAVE_METER_PORT="${ENCLAVE_METER_PORT:-8002}"
 HUB="$ENCLAVE_HOME/hub"
 PIDFILE="$HUB/jupyterhub.pid"
 LOG="$HUB/hub.log"
