@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import typer
 
 from enclave.cli.common import JSON_OPTION, acting, ok, print_json, print_table, settings
-from enclave.egress.signing import KEYRING_NAME, load_keyring, load_or_create_key, rotate_signing_key
+from enclave.egress.signing import (KEYRING_NAME, load_keyring, load_or_create_key, load_public_key,
+                                    rotate_signing_key, verify_envelope)
+from enclave.errors import InvalidInput
 
 app = typer.Typer(help="The release-signing key and the keyring custodians verify with.", no_args_is_help=True)
 
@@ -32,3 +37,21 @@ def list_(as_json: bool = JSON_OPTION) -> None:
     else:
         print_table("Release-signing keys", ["key id", "valid from", "valid until"],
                     [(r["key_id"], r["valid_from"], r["valid_until"]) for r in rows])
+
+
+@app.command("verify")
+def verify(
+    record: Path = typer.Argument(..., help="A signed record: destruction.json, a backup manifest, a release.json."),
+    keyring: Optional[Path] = typer.Option(None, "--keyring", help="The enclave's keyring.json (default: this enclave's)."),
+) -> None:
+    """Check the signature of any signed record against the keyring; exit 1 if it does not verify."""
+    import json
+
+    path = keyring or settings().keys_dir / KEYRING_NAME
+    try:
+        envelope = json.loads(Path(record).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        raise InvalidInput(f"{record} is not a readable JSON record: give the path of a signed record") from None
+    body = verify_envelope(envelope, load_public_key(path))
+    what = body.get("format", "record")
+    ok(f"{what} verified: signed by key {envelope['signature'].get('key_id')} of {path}")

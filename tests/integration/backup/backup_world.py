@@ -77,4 +77,4 @@ def state_of(settings: Settings) -> dict[str, list]:
         }
 
 
-__all__ = ["World", "draft", "release", "submit", "vote_all", "make_enclave", "state_of", "PASSPHRASE"]
+__all__ = ["World", "draft", "release", "submit", "to_state", "vote_all", "make_enclave", "state_of", "PASSPHRASE"]

@@ -63,3 +63,47 @@ def test_keys_a_record_signed_by_a_key_outside_the_keyring_is_refused(tmp_path: 
     envelope = sign_record(_record(1), load_or_create_key(tmp_path / "elsewhere"))
     with pytest.raises(InvalidInput, match="not in the keyring"):
         verify_envelope(envelope, load_public_key(tmp_path / "site" / KEYRING_NAME))
+
+
+def test_keys_rotate_cli_old_releases_verify_and_download_with_the_keyring(busy, tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    from sqlalchemy import select
+
+    from backup_world import release, to_state
+    from enclave.db.models import EgressRequest
+    from enclave.db.session import unit_of_work
+    from enclave.egress import release as release_service
+    from enclave.enums import EgressStatus
+    from enclave.users import get_user
+
+    repo = Path(__file__).resolve().parents[3]
+    enclave = [str(repo / ".venv" / "bin" / "python"), "-m", "enclave.cli.main"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENCLAVE_")}
+    env.update(ENCLAVE_HOME=str(busy.settings.home), ENCLAVE_POLICIES=str(repo / "policies"))
+    with unit_of_work(busy.settings) as s:
+        old = s.scalars(select(EgressRequest).where(EgressRequest.status == EgressStatus.RELEASED)).first()
+        old_record, old_id = old.release_record_path, old.id
+    rotated = subprocess.run([*enclave, "--as", "admin", "keys", "rotate"], env=env, capture_output=True, text=True)
+    assert rotated.returncode == 0 and "retired" in rotated.stdout, rotated.stderr
+    rid = to_state(busy, EgressStatus.APPROVED)
+    release(busy, rid)
+    ring = busy.settings.keys_dir / KEYRING_NAME
+    for record in (old_record, str(busy.settings.export_dir / busy.slug / f"request-{rid}" / "release.json")):
+        checked = subprocess.run([*enclave, "egress", "verify", record, "--keyring", str(ring)], env=env,
+                                 capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stderr
+        signed = subprocess.run([*enclave, "keys", "verify", record, "--keyring", str(ring)], env=env,
+                                capture_output=True, text=True)
+        assert signed.returncode == 0 and "verified" in signed.stdout, signed.stderr
+    old_pub = subprocess.run([*enclave, "egress", "verify", old_record, "--public-key",
+                              str(busy.settings.keys_dir / "egress-signing.pub")], env=env, capture_output=True, text=True)
+    assert old_pub.returncode == 1 and "does NOT verify" in old_pub.stderr  # the current key alone is not enough
+    with unit_of_work(busy.settings) as s:  # a release from before the rotation still downloads
+        files = release_service.download_release(s, get_user(s, "rita"), busy.env, old_id, tmp_path / "got")
+    assert (tmp_path / "got" / "release.json").exists() and len(files) == 3
+    with unit_of_work(busy.settings) as s:
+        from enclave.audit import list_events
+        rotation = list(list_events(s, action="keys.rotate"))
+        assert len(rotation) == 1 and rotation[0].actor == "admin"
