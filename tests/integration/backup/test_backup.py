@@ -231,3 +231,21 @@ def test_backup_of_a_postgresql_enclave_restores_onto_sqlite(tmp_path: Path, pg_
     assert {k: v for k, v in copy.items() if k != "audit"} == {k: v for k, v in source.items() if k != "audit"}
     assert copy["audit"][:-1] == source["audit"][:len(copy["audit"]) - 1]
     assert restored.releases == 2
+
+
+def test_backup_restored_home_serves_the_enclave(busy: World, tmp_path: Path) -> None:
+    """What the hub loads at start-up loads from the restored home: the whole policy set
+    and the web service (its register lists the project)."""
+    from fastapi.testclient import TestClient
+
+    from enclave.policy import load_policies
+    from enclave.web.app import create_app
+    from tests.integration.web.world import PREFIX, authenticator
+
+    create_backup(busy.settings, _admin(busy), tmp_path / "dest", passphrase=PASSPHRASE)
+    restored = restore_backup(tmp_path / "dest", tmp_path / "restored", passphrase=PASSPHRASE)
+    assert restored.policies_dir is not None
+    load_policies(restored.policies_dir)
+    client = TestClient(create_app(_settings(restored.home), authenticator()), raise_server_exceptions=False)
+    page = client.get(PREFIX + "/register")
+    assert page.status_code == 200 and "Heart study" in page.text

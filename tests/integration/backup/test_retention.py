@@ -172,3 +172,24 @@ def test_retention_policy_needs_a_period_for_every_tier(tmp_path: Path) -> None:
         load_policy_file(path, RetentionPolicy)
     assert os.path.exists(REPO / "policies" / "retention.yaml")
     assert utcnow()  # the clock the passes use is the enclave's
+
+
+def test_retention_register_page_shows_the_destruction_and_serves_its_record(busy: World, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from enclave.web.app import create_app
+    from tests.integration.web.world import PREFIX, authenticator
+
+    _close(busy)
+    with unit_of_work(busy.settings) as s:
+        due = s.scalars(select(DataRetention.destroy_after)).one()
+    client = TestClient(create_app(busy.settings, authenticator()), raise_server_exceptions=False)
+    assert f"archived; to be destroyed on" in client.get(PREFIX + "/register").text
+    housekeeping(busy.settings, now=due + dt.timedelta(seconds=1))
+    page = client.get(PREFIX + "/register").text
+    assert "data destroyed on" in page and f"register/{busy.slug}/destruction.json" in page
+    served = client.get(f"{PREFIX}/register/{busy.slug}/destruction.json")
+    assert served.status_code == 200
+    record = verify_envelope(served.json(), load_public_key(busy.settings.keys_dir / KEYRING_NAME))
+    assert record["project"]["slug"] == busy.slug
+    assert client.get(f"{PREFIX}/register/no-such-project/destruction.json").status_code == 404
