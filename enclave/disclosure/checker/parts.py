@@ -32,7 +32,9 @@ _YAMLISH = re.compile(r"^\s*- +[^\s:][^:\n]*: |^[^\s#][^:\n]*:\s*\n\s+\S", re.MU
 _OPEN = re.compile(r"[\[{]")
 _HTML = re.compile(r"<\s*(?:table|svg|html|body|div|tr|td|text|pre|span|p|img|g|desc|metadata|title|!--)\b", re.IGNORECASE)
 _MD_RULE = re.compile(r"^\s*\|?\s*:?-{3,}")
-_NUMPY = re.compile(r"\[\s*(?:[+\-]?\d+(?:\.\d*)?(?:[eE][+\-]?\d+)?[\s,]+){4,}[+\-]?\d+(?:\.\d*)?(?:[eE][+\-]?\d+)?\s*\]")
+_NUMPY = re.compile(r"\[\s*(?:[+\-]?\d+(?:\.\d*)?(?:[eE][+\-]?\d+)?[\s,]+){4,}[+\-]?\d+(?:\.\d*)?(?:[eE][+\-]?\d+)?\s*\]"
+                    # or 20 and more numbers in a row on one line, bracketed or not
+                    r"|(?:[+\-]?\d+(?:\.\d+)?[ \t]*[,;]?[ \t]+){19,}[+\-]?\d+(?:\.\d+)?")
 
 
 class Parts:
@@ -176,6 +178,7 @@ class Parts:
     def _fragments(self, text: str, where: str, depth: int) -> None:
         decoder = json.JSONDecoder()
         position, tries = 0, 0
+        records: list[dict] = []
         while tries < MAX_FRAGMENTS:
             match = _OPEN.search(text, position)
             if match is None:
@@ -186,9 +189,15 @@ class Parts:
             except (json.JSONDecodeError, RecursionError):
                 position = match.start() + 1
                 continue
-            if isinstance(value, (list, dict)) and len(value) >= 2:
+            if isinstance(value, dict) and value and all(not isinstance(v, (dict, list)) for v in value.values()):
+                records.append(value)  # one record of many (JSON Lines): together they are a table
+            elif isinstance(value, (list, dict)) and len(value) >= 2:
                 self.add_json(value, f"{where} line {text.count(chr(10), 0, match.start()) + 1}", depth + 1, strings=False)
             position = end
+        if len(records) >= 2:
+            self.add_json(records, f"{where} (records)", depth + 1, strings=False)
+        elif records:
+            self.add_json(records[0], where, depth + 1, strings=False)
         for match in _NUMPY.finditer(text):
             numbers = re.findall(r"[+\-]?\d+(?:\.\d*)?(?:[eE][+\-]?\d+)?", match.group(0))
             self._bare(numbers, f"{where} line {text.count(chr(10), 0, match.start()) + 1}")

@@ -27,6 +27,7 @@ DOF_LINE = re.compile(r"Df Residuals:\s+(\d+)")
 _BASE64 = re.compile(r"[A-Za-z0-9+/_\-]{8,}={0,2}")
 _HEX_GROUPS = re.compile(r"(?:[0-9A-Fa-f]{2,8}[ :\-]){3,}[0-9A-Fa-f]{2,8}")
 _TOKEN = re.compile(r"\S+")
+_ESCAPED = re.compile(r"(?:\\x[0-9A-Fa-f]{2}|\\u[0-9A-Fa-f]{4}|\\[0-7]{3}|%[0-9A-Fa-f]{2}){2,}")
 # A run this long without separators is no word, number or path (e.g. base64 of repetitive bytes).
 _PLAIN_LONG = re.compile(r"[A-Za-z0-9+]{64,}={0,2}")
 _WRAPPED = re.compile(r"(?:[A-Za-z0-9+/_\-]{8,}={0,2}[ \t]*\r?\n[ \t>#*]*){2,}[A-Za-z0-9+/_\-]*={0,2}")
@@ -66,6 +67,9 @@ def encoded_runs(text: str, policy: DisclosurePolicy) -> list[tuple[int, str]]:
     def inside(start: int) -> bool:
         return any(a <= start < b for a, b in covered)
 
+    for match in _ESCAPED.finditer(text):  # b'\x89PNG...', %2C%31, \u0031 escapes of bytes
+        spans[match.start()] = match.group(0)
+        covered.append((match.start(), match.end()))
     for match in _HEX_GROUPS.finditer(text):
         run = match.group(0)
         digits = re.sub(r"[ :\-]", "", run)

@@ -249,3 +249,16 @@ def test_checker_notebook_ids_and_stream_names_are_checked(tmp_path):
     assert rules(report)["notebook_structure"] is Verdict.FAIL
     cell.update(id="d5f3a3b1-7f44-4d5c-9b1e-2b8c1d6f0e8a", outputs=[{"output_type": "stream", "name": "stdout", "text": "done\n"}])
     assert check_file(write(tmp_path, "ok.ipynb", notebook([cell] * 12)), POLICY).status is Verdict.PASS
+
+
+def test_checker_json_lines_escaped_bytes_and_number_runs(tmp_path):
+    people = [{"age": 20 + (7 * i) % 70, "sex": "MF"[i % 2], "area": ["LS6", "LS7", "BD1"][i % 3]} for i in range(30)]
+    lines = write(tmp_path, "l.txt", "".join(json.dumps(p) + "\n" for p in people))
+    assert rules(check_file(lines, POLICY))["microdata"] is Verdict.FAIL
+    raw = bytes((i * 97) % 256 for i in range(300))
+    assert rules(check_file(write(tmp_path, "b.txt", "x = " + repr(raw) + "\n"), POLICY))["encoded_blob"] is Verdict.FAIL
+    assert rules(check_file(write(tmp_path, "u.txt", "q=" + "".join(f"%{b:02X}" for b in raw) + "\n"), POLICY))["encoded_blob"] is Verdict.FAIL
+    codes = write(tmp_path, "c.txt", "codes: " + " ".join(str(b) for b in b"1961-03-03,M,LS6\n1972-11-20,F") + "\n")
+    assert check_file(codes, POLICY).status is not Verdict.PASS
+    row = write(tmp_path, "r.md", "Admissions per year, 2010 to 2024: " + " ".join(str(100 + 7 * i) for i in range(15)) + "\n")
+    assert check_file(row, POLICY).status is Verdict.PASS
