@@ -177,7 +177,7 @@ def test_hub_enforcement_stops_the_servers_of_a_suspended_project(hub, client):
     with unit_of_work(hub.settings) as session:
         admin = get_user(session, "root-admin")
         transition_project(session, admin, "eps", ProjectAction.SUSPEND, reason="test")
-    env = {**hub.env, "JUPYTERHUB_API_URL": f"{hub.url}/hub/api", "JUPYTERHUB_API_TOKEN": hub.token}
+    env = {**hub.env, "JUPYTERHUB_API_URL": f"{hub.url}/hub/api", "JUPYTERHUB_API_TOKEN": hub.enforcer_token}
     done = subprocess.run([os.path.join(os.path.dirname(os.sys.executable), "enclave"), "hub", "enforce", "--once"],
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -186,4 +186,6 @@ def test_hub_enforcement_stops_the_servers_of_a_suspended_project(hub, client):
     assert not client.containers.list(all=True, filters={"name": name})
     stops = [e for e in audit(hub, "hub.server_enforced_stop") if e.target == "server:erin/eps"]
     assert stops and stops[0].details["reason"] == "project eps is suspended"
-    assert any(e.target == "server:erin/eps" for e in audit(hub, "hub.server_stop"))
+    # The stop is audited under the enforcer that asked for it, not under erin.
+    server_stops = [e for e in audit(hub, "hub.server_stop") if e.target == "server:erin/eps"]
+    assert [(e.actor, e.details["by"]) for e in server_stops] == [("enclave-enforcer", "service")]
