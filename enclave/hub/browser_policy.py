@@ -33,6 +33,8 @@ MiB = 1024 * 1024
 IMAGE_CONFIG_DIR = "/opt/env/etc/jupyter"
 IMAGE_DATA_DIR = "/opt/env/share/jupyter"
 RUNTIME_DIR = "/home/jovyan/.local/share/jupyter/runtime"
+# JupyterLab's settings and layout: writable, on the home tmpfs (lost at stop).
+LAB_STATE_DIR = "/home/jovyan/.local/share/jupyter/lab-state"
 
 
 class ContentsLimits(StrictModel):
@@ -87,9 +89,9 @@ class TierBrowserPolicy(InServerSettings):
     def server_environment(self) -> dict[str, str]:
         """The container environment of a project server: its in-server settings, and
         Jupyter's config and data directories on the image's read-only filesystem, so
-        the server reads no config, kernel spec, Lab extension, setting or workspace
-        file that code in the container could have written (only its runtime files, on
-        the home tmpfs, are writable)."""
+        the server reads no config, kernel spec or Lab extension that code in the
+        container could have written (its runtime files, notebook-trust secret and
+        JupyterLab's settings and layout are on the home tmpfs; see server_args)."""
         return {
             ENV_VAR: self.in_server().model_dump_json(),
             "JUPYTER_CONFIG_DIR": IMAGE_CONFIG_DIR,
@@ -111,6 +113,9 @@ class TierBrowserPolicy(InServerSettings):
             f"--ServerApp.terminals_enabled={self.terminals}",
             f"--ServerApp.max_body_size={body_limit}",
             f"--ServerApp.max_buffer_size={body_limit}",
+            f"--NotebookNotary.data_dir={RUNTIME_DIR}",
+            f"--LabApp.user_settings_dir={LAB_STATE_DIR}/user-settings",
+            f"--LabApp.workspaces_dir={LAB_STATE_DIR}/workspaces",
             f"--ZMQChannelsWebsocketConnection.iopub_data_rate_limit={self.kernel.iopub_data_rate_limit}",
             f"--ZMQChannelsWebsocketConnection.iopub_msg_rate_limit={self.kernel.iopub_msg_rate_limit}",
             f"--ZMQChannelsWebsocketConnection.rate_limit_window={self.kernel.rate_limit_window}",

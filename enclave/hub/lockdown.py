@@ -12,6 +12,8 @@ With the tier's settings from the hub (``ENCLAVE_BROWSER_POLICY``) it also:
 
 - refuses ``terminals/...`` and ``api/terminals...`` when the tier has no terminals, and
   otherwise serves terminal websockets through ``output_guard.BoundedTermSocket``;
+- refuses (403) JupyterLab settings and workspace answers over 1 MiB (those files live on
+  the home tmpfs, where code in the container can write them);
 - refuses to let the server start unless its contents manager is
   ``contents_guard.GuardedContentsManager`` and its kernel websocket connection is
   ``output_guard.BoundedKernelWebsocketConnection`` (fail closed: a server started
@@ -26,9 +28,11 @@ request.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from tornado import web
+from tornado import httputil, web
+from tornado.web import OutputTransform
 
 REFUSAL = (
     "403: downloads are disabled in the enclave; save results in project/outbox/ "
@@ -55,6 +59,39 @@ class RefusedHandler(web.RequestHandler):
             self.finish()
         else:
             self.finish(self.reason + "\n")
+
+
+# JupyterLab keeps its settings and layout in files on the home tmpfs, which code in the
+# container can write too; their API answers are capped so they are not a bulk channel.
+LAB_STATE_PATH = re.compile(r"/lab/api/(?:workspaces|settings)(?:/|$)")
+LAB_STATE_CAP = 1024 * 1024
+LAB_STATE_REFUSAL = b'{"message": "403: this JupyterLab settings or workspace answer is over 1 MiB; the enclave does not send it"}'
+
+
+class CapLabState(OutputTransform):
+    """Refuses (403) a settings or workspace answer over LAB_STATE_CAP bytes."""
+
+    def __init__(self, request: httputil.HTTPServerRequest) -> None:
+        self.capped = bool(LAB_STATE_PATH.search(request.path))
+        self.sent = 0
+
+    def transform_first_chunk(self, status_code: int, headers: httputil.HTTPHeaders, chunk: bytes,
+                              finishing: bool) -> tuple[int, httputil.HTTPHeaders, bytes]:
+        if self.capped and len(chunk) > LAB_STATE_CAP:
+            headers["Content-Type"] = "application/json"
+            headers["Content-Length"] = str(len(LAB_STATE_REFUSAL))
+            self.sent = LAB_STATE_CAP + 1
+            return 403, headers, LAB_STATE_REFUSAL
+        self.sent = len(chunk)
+        return status_code, headers, chunk
+
+    def transform_chunk(self, chunk: bytes, finishing: bool) -> bytes:
+        if not self.capped:
+            return chunk
+        if self.sent > LAB_STATE_CAP:
+            return b""
+        self.sent += len(chunk)
+        return chunk if self.sent <= LAB_STATE_CAP else b""
 
 
 TERMINAL_REFUSAL = "403: terminals are not available at this project's tier."
@@ -106,8 +143,14 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     name order, so before jupyter_server_terminals' own socket)."""
     from enclave.hub.browser_policy import from_environment
 
-    settings = from_environment()  # raises without the hub's settings: the server must not run
-    check_guarded(serverapp)
+    try:
+        settings = from_environment()  # without the hub's settings the server must not run
+        check_guarded(serverapp)
+    except Exception as exc:
+        serverapp.log.critical("enclave lockdown: %s", exc)
+        # SystemExit, not the exception: jupyter_server logs and ignores an extension's
+        # Exception unless reraise_server_extension_failures is set. Fail closed anyway.
+        raise SystemExit(f"enclave lockdown: {exc}") from None
     base_url = serverapp.web_app.settings.get("base_url", "/")
     handlers: list[tuple[str, Any, dict[str, Any]] | tuple[str, Any]] = list(
         refused_handlers(base_url, terminals=settings.terminals))
@@ -116,4 +159,5 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
 
         handlers.append((_prefix(base_url) + TERMINAL_SOCKET, BoundedTermSocket, {"name": "jupyter_server_terminals"}))
     serverapp.web_app.add_handlers(".*$", handlers)
+    serverapp.web_app.add_transform(CapLabState)
     serverapp.log.info("enclave lockdown: %s", ", ".join(h[0] for h in handlers))

@@ -182,3 +182,27 @@ def test_image_build_skipped_when_inputs_unchanged(client, image: str):
     assert "docker build" not in output
     assert client.images.get(image).id == before
     assert len(client.images.get(image).labels["org.enclave.inputs"]) == 64
+
+
+@pytest.mark.parametrize(
+    "settings, extra, says",
+    [
+        ({}, [], "ENCLAVE_BROWSER_POLICY is not set"),
+        ("tier2", ["--ServerApp.contents_manager_class="
+                   "jupyter_server.services.contents.largefilemanager.AsyncLargeFileManager"],
+         "not GuardedContentsManager"),
+        ("tier2", ["--ServerApp.kernel_websocket_connection_class="
+                   "jupyter_server.services.kernels.connection.channels.ZMQChannelsWebsocketConnection"],
+         "not BoundedKernelWebsocketConnection"),
+    ],
+)
+def test_lockdown_server_does_not_start_without_the_hubs_settings_or_with_other_classes(
+    sandboxes: Sandboxes, settings, extra: list[str], says: str
+):
+    env = []
+    if settings:
+        env = [f"{k}={v}" for k, v in load_browser_policy(REPO / "policies").for_tier(settings)
+               .server_environment().items()]
+    code, out = sandboxes.run(["env", *env, "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1", *extra],
+                              timeout=120)
+    assert code != 0 and says in out, out[-2000:]

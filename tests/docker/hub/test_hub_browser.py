@@ -192,7 +192,11 @@ def test_hub_browser_other_ways_to_fetch_file_bytes_are_closed(world, client, br
         "echo '{\"stolen\": \"SECRET-SETTING\"}' > $HOME/.jupyter/lab/user-settings/@evil/x/plugin.jupyterlab-settings; "
         "echo '{\"data\": {\"x\": \"SECRET-WORKSPACE\"}, \"metadata\": {\"id\": \"evil\"}}' "
         "> $HOME/.jupyter/lab/workspaces/evil.jupyterlab-workspace; "
-        "cp /data/tiny/* $HOME/.jupyter/custom/"
+        "cp /data/tiny/* $HOME/.jupyter/custom/; "
+        # JupyterLab's own (writable) layout store: a 2 MB "workspace" is not sent.
+        "d=$HOME/.local/share/jupyter/lab-state/workspaces; mkdir -p $d; "
+        "python -c \"import json; print(json.dumps({'data': {'x': 'SECRET-' + 'y' * 2000000}, "
+        "'metadata': {'id': 'big'}}))\" > $d/big.jupyterlab-workspace"
     )
     done = client.containers.get(name).exec_run(["sh", "-c", plant], user="1000")
     assert done.exit_code == 0, done.output
@@ -202,7 +206,9 @@ def test_hub_browser_other_ways_to_fetch_file_bytes_are_closed(world, client, br
         response = _get(world, f"{br2}/{path}")
         assert response.status_code in (403, 404), (path, response.status_code)
         assert b"PAR1" not in response.content, path
-    for path in ("lab/api/settings", "lab/api/workspaces", "lab/api/workspaces/evil", "api/kernelspecs"):
+    big = _get(world, f"{br2}/lab/api/workspaces")  # the listing carries every workspace's data
+    assert big.status_code == 403 and len(big.content) < 1000 and "over 1 MiB" in big.text
+    for path in ("lab/api/settings", "lab/api/workspaces/big", "lab/api/workspaces/evil", "api/kernelspecs"):
         response = _get(world, f"{br2}/{path}")
         assert "SECRET-" not in response.text and "evil" not in json.dumps(response.json().get("kernelspecs", {}))
 
