@@ -308,11 +308,26 @@ class Meter:
                 held = b""
                 head = bytearray()
                 sent = 0
+                # A read whose length the server announced is audited while its body
+                # streams (the write overlaps the transfer); either way the last chunk
+                # waits until the audit event has committed.
+                length = upstream.content_length if audit_action is MeterAction.CONTENT_READ else None
+                audit_task: asyncio.Future[None] | None = None
+
+                def audit_event(count: int) -> ContentEvent:
+                    return ContentEvent(audit_action, route.limits.user, route.limits.server,  # type: ignore[arg-type]
+                                        request.method, content_path or "", count, upstream.status)
+
                 async for chunk in upstream.content.iter_any():
                     if not self._send(route, meter, len(chunk)):
+                        if audit_task is not None:
+                            audit_task.add_done_callback(lambda t: t.exception())
                         return self._cut_response(request, response)
                     if audit_action is MeterAction.CONTENT_READ and len(head) < HEAD_BYTES:
                         head += chunk[: HEAD_BYTES - len(head)]
+                        if (length is not None and len(head) >= HEAD_BYTES
+                                and not _is_directory_listing(bytes(head))):
+                            audit_task = asyncio.ensure_future(self.audit.record(audit_event(length)))
                     sent += len(chunk)
                     if audit_action is None:
                         await response.write(chunk)
@@ -320,13 +335,13 @@ class Meter:
                     if held:
                         await response.write(held)
                     held = chunk
-                if audit_action is not None and not (
+                if audit_task is None and audit_action is not None and not (
                         audit_action is MeterAction.CONTENT_READ and _is_directory_listing(bytes(head))):
-                    event = ContentEvent(audit_action, route.limits.user, route.limits.server, request.method,
-                                         content_path or "", uploaded if audit_action is MeterAction.CONTENT_UPLOAD
-                                         else sent, upstream.status)
+                    count = uploaded if audit_action is MeterAction.CONTENT_UPLOAD else sent
+                    audit_task = asyncio.ensure_future(self.audit.record(audit_event(count)))
+                if audit_task is not None:
                     try:
-                        await self.audit.record(event)
+                        await audit_task
                     except RuntimeError:
                         return self._cut_response(request, response)
                 if held:
