@@ -99,3 +99,12 @@ def test_incidents_notify_admins_after_commit_only(settings, factory, session):
     session.commit()
     notes = [json.loads(line) for line in log_file.read_text().splitlines()]
     assert any(n.get("event") == "incident" and n["incident"] == incident.id and n["user"] == "ada" for n in notes)
+
+
+def test_incidents_a_suspended_persons_running_servers_are_stopped_by_the_enforcer(session, factory):
+    from enclave.clock import utcnow
+    from enclave.hub.enforce import servers_to_stop
+
+    _open(session, factory)
+    [order] = servers_to_stop(session, [("ada", "cardio")], utcnow())
+    assert "suspended until an admin clears incident" in order.reason
