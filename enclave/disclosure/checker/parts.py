@@ -30,6 +30,7 @@ MAX_STRUCTURED = 20 * 1024 * 1024
 # Lines of a YAML list of records ("- key: value") or nested mappings ("key:" then indented).
 _YAMLISH = re.compile(r"^\s*- +[^\s:][^:\n]*: |^[^\s#][^:\n]*:\s*\n\s+\S", re.MULTILINE)
 _OPEN = re.compile(r"[\[{]")
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
 _HTML = re.compile(r"<\s*(?:table|svg|html|body|div|tr|td|text|pre|span|p|img|g|desc|metadata|title|!--)\b", re.IGNORECASE)
 _MD_RULE = re.compile(r"^\s*\|?\s*:?-{3,}")
 _NUMPY = re.compile(r"\[\s*(?:[+\-]?\d+(?:\.\d*)?(?:[eE][+\-]?\d+)?[\s,]+){4,}[+\-]?\d+(?:\.\d*)?(?:[eE][+\-]?\d+)?\s*\]"
@@ -122,7 +123,9 @@ class Parts:
     def _delimited(self, lines: list[str], where: str, used: set[int]) -> set[int]:
         taken: set[int] = set()
         for delimiter in ("\t", ",", ";", "|", "&"):
-            counts = [line.count(delimiter) if i not in used and i not in taken else -1 for i, line in enumerate(lines)]
+            # a comma inside a number (1,000) separates nothing
+            counts = [(_THOUSANDS.sub("", line) if delimiter == "," else line).count(delimiter)
+                      if i not in used and i not in taken else -1 for i, line in enumerate(lines)]
             i = 0
             while i < len(lines):
                 k = counts[i]
@@ -140,8 +143,9 @@ class Parts:
                         rows = [[c.strip() for c in re.sub(r"\\\\\s*(\\hline)?\s*$", "", b).split("&")] for b in block]
                     else:
                         rows = list(csv.reader(block, delimiter=delimiter))
-                    self.table(rows[0], rows[1:], f"{where} table at line {i + 1}", "delimited")
-                    taken.update(range(i, j))
+                    if _cell_like(rows):
+                        self.table(rows[0], rows[1:], f"{where} table at line {i + 1}", "delimited")
+                        taken.update(range(i, j))
                 i = j
         return taken
 
@@ -161,6 +165,9 @@ class Parts:
     def _printed(self, block: list[tuple[int, list[str]]], where: str) -> None:
         if sum(any(t.endswith(":") for t in tokens) for _, tokens in block) * 2 >= len(block):
             return  # "key: value" listings (a model summary's header) are not tables
+        tokens = [t for _, line in block[1:] for t in line]
+        if sum(any(c.isdigit() for c in t) for t in tokens) * 4 < len(tokens):
+            return  # words, not values: prose that happens to line up
         widths = [len(tokens) for _, tokens in block[1:]]
         width = max(set(widths), key=widths.count)
         rows = [tokens for _, tokens in block[1:] if len(tokens) == width]
@@ -358,6 +365,12 @@ class _HTMLTables(HTMLParser):
     def close(self) -> None:
         super().close()
         self.tables.extend(self._open)
+
+
+def _cell_like(rows: list[list[str]]) -> bool:
+    """Fields short enough to be table cells, not clauses of prose split at its commas."""
+    cells = [c for r in rows for c in r if c.strip()]
+    return bool(cells) and sum(len(c.split()) <= 4 for c in cells) * 2 >= len(cells)
 
 
 def _structured(text: str) -> Any:

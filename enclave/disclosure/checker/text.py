@@ -146,14 +146,16 @@ def dof_in_text(part: Part, policy: DisclosurePolicy) -> list[Finding]:
     return evaluation.findings
 
 
+# Control, format (zero-width, bidi), private-use and tag characters: one pass of a regex.
+_INVISIBLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e"
+                        "\u2060-\u206f\ufeff\ufff9-\ufffb\ue000-\uf8ff\U000e0000-\U000e007f\U000f0000-\U0010ffff]")
 _TRAILING = re.compile(r"[ \t]*\t[ \t]*$|[ \t]* \t[ \t]*$", re.MULTILINE)
 
 
 @check("hidden_characters", PartKind.TEXT, "invisible characters and whitespace patterns that can carry data")
 def hidden_characters(part: Part, policy: DisclosurePolicy) -> list[Finding]:
     text = part.text
-    invisible = [(i, ch) for i, ch in enumerate(text)
-                 if ch not in "\t\n\r" and unicodedata.category(ch) in ("Cf", "Co", "Cc", "Cn") and not (i == 0 and ch == "\ufeff")]
+    invisible = [(m.start(), m.group(0)) for m in _INVISIBLE.finditer(text) if not (m.start() == 0 and m.group(0) == "\ufeff")]
     trailing = [m for m in _TRAILING.finditer(text) if m.group(0)]
     findings = []
     if len(invisible) >= policy.encoded.max_hidden:

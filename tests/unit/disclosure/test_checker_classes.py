@@ -262,3 +262,12 @@ def test_checker_json_lines_escaped_bytes_and_number_runs(tmp_path):
     assert check_file(codes, POLICY).status is not Verdict.PASS
     row = write(tmp_path, "r.md", "Admissions per year, 2010 to 2024: " + " ".join(str(100 + 7 * i) for i in range(15)) + "\n")
     assert check_file(row, POLICY).status is Verdict.PASS
+
+
+def test_checker_prose_with_commas_and_aligned_words_is_not_a_table(tmp_path):
+    prose = ("Rates per 1,000 patients, by region, were similar in 2019, 2020 and 2021,\n"
+             "and the 3 sites agreed, with 2 exceptions, on 1 definition of readmission,\n"
+             "so that 4 analysts could repeat it, as described, in 5 steps, below.\n") * 40
+    assert check_file(write(tmp_path, "p.md", prose), POLICY).status is Verdict.PASS
+    aligned = "the cohort was followed up\nfrom first admission onwards\nuntil death or study end\n" * 20
+    assert check_file(write(tmp_path, "a.md", aligned), POLICY).status is Verdict.PASS
