@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import hashlib
 import io
 import json
 import re
@@ -192,8 +193,6 @@ def _bad_evidence(corpus: Corpus, innocuous_csv: str) -> None:
     for name, content in (("forged_microdata.csv", innocuous_csv), ("forged_counts.csv", "category,value\nA,3\nB,2\nC,7\n")):
         path = corpus.bad(name, "forged evidence", content)
         raw = path.read_bytes()
-        import hashlib
-
         lines = content.strip().splitlines()[1:]
         forged = {
             "format": "enclave-sdc-evidence/1",
@@ -353,12 +352,10 @@ def _bad_images(corpus: Corpus, innocuous_csv: str, rows: list) -> None:
     corpus.bad("png_idat_extra.png", "image pixel stream", png[:ihdr_end] + _chunk(b"IDAT", zlib.compress(pixels + payload)) + _chunk(b"IEND", b""))
     jpeg = _jpeg()
     corpus.bad("jpeg_comment.jpg", "image comment", jpeg[:2] + b"\xff\xfe" + struct.pack(">H", len(payload[:60000]) + 2) + payload[:60000] + jpeg[2:])
-    image = Image.open(io.BytesIO(jpeg))
     exif = Image.Exif()
     exif[0x010E] = innocuous_csv[:2000]  # ImageDescription
     corpus.bad("jpeg_exif.jpg", "image exif", _jpeg(exif=exif.tobytes()))
     corpus.bad("jpeg_after_eoi.jpg", "image trailing bytes", jpeg + payload)
-    del image
 
 
 def _safe(corpus: Corpus, data) -> None:  # type: ignore[no-untyped-def]
