@@ -206,6 +206,11 @@ def test_hub_browser_other_ways_to_fetch_file_bytes_are_closed(world, client, br
         response = _get(world, f"{br2}/{path}")
         assert response.status_code in (403, 404), (path, response.status_code)
         assert b"PAR1" not in response.content, path
+    # A checkpoint of a link would copy its target beside the workspace's files.
+    for path in ("link.parquet", "linkdir/" + view.name):
+        checkpoint = httpx.post(f"{br2}/api/contents/{path}/checkpoints", trust_env=False, timeout=60,
+                                headers={"Authorization": f"token {world.token}"})
+        assert checkpoint.status_code == 403 and "symbolic link" in checkpoint.text, path
     big = _get(world, f"{br2}/lab/api/workspaces")  # the listing carries every workspace's data
     assert big.status_code == 403 and len(big.content) < 1000 and "over 1 MiB" in big.text
     for path in ("lab/api/settings", "lab/api/workspaces/big", "lab/api/workspaces/evil", "api/kernelspecs"):
