@@ -19,7 +19,7 @@ from pathlib import Path
 import polars as pl
 
 # Importing the check modules registers their checks.
-from enclave.disclosure.checker import images, tables, text  # noqa: F401
+from enclave.disclosure.checker import images, rowlevel, tables, text  # noqa: F401
 from enclave.disclosure.checker.filetypes import sniff
 from enclave.disclosure.checker.notebooks import add_notebook
 from enclave.disclosure.checker.parts import Parts
