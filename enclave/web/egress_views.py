@@ -4,38 +4,35 @@ queue (one file as it would leave is ``enclave.web.preview``).
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from enclave.config import Settings
 from enclave.db.models import User
-from enclave.egress.quarantine import outbox_dir
+from enclave.egress.quarantine import open_outbox
 from enclave.egress.schemas import EgressRequestOut
 from enclave.egress.service import is_reviewer_for, list_requests, view_request
 from enclave.enums import EgressStatus
-from enclave.errors import PermissionDenied
+from enclave.errors import NotFound, PermissionDenied
 from enclave.permissions import check_member
 from enclave.projects.service import get_project
+from enclave.workspace_fs import EntryKind
 
 
 def outbox_files(session: Session, actor: User, settings: Settings, slug: str) -> list[dict[str, Any]]:
     """Files in a project's outbox (members only): path and size; links and hidden files are left out."""
     project = get_project(session, slug)
     check_member(actor, project, f"see the outbox of project {slug}")
-    root = outbox_dir(settings, slug)
     found: list[dict[str, Any]] = []
-    if not root.is_dir():
+    try:
+        outbox = open_outbox(settings, slug)
+    except NotFound:
         return found
-    for folder, dirs, files in os.walk(root, followlinks=False):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not os.path.islink(os.path.join(folder, d)))
-        for name in sorted(files):
-            path = Path(folder) / name
-            if name.startswith(".") or path.is_symlink() or not path.is_file():
-                continue
-            found.append({"path": path.relative_to(root).as_posix(), "size": path.stat().st_size})
+    with outbox:
+        for path, entry in outbox.walk(enter=lambda folder: not folder.name.startswith(".")):
+            if entry.kind is EntryKind.FILE and not entry.name.startswith("."):
+                found.append({"path": path.as_posix(), "size": entry.size})
     return found
 
 
