@@ -276,10 +276,10 @@ def create_backup(settings: Settings, actor: User, dest: Path, *, passphrase: st
     check_admin(actor, "back up the enclave")
     if passphrase is None and recipient is None:
         raise InvalidInput("the keys must be sealed: set ENCLAVE_BACKUP_PASSPHRASE or give --recipient KEY.pub")
-    store = Store(dest)
-    store.init()
+    store = Store(Path(dest).absolute())
     if _rel(settings, store.root) is not None:
         raise InvalidInput(f"{dest} is inside ENCLAVE_HOME: back up to a folder outside it (another disk)")
+    store.init()
     signing_key = load_or_create_key(settings.keys_dir)  # before the keyring is read: it must name this key
     with store.locked():
         store.sweep()

@@ -249,3 +249,19 @@ def test_backup_restored_home_serves_the_enclave(busy: World, tmp_path: Path) ->
     client = TestClient(create_app(_settings(restored.home), authenticator()), raise_server_exceptions=False)
     page = client.get(PREFIX + "/register")
     assert page.status_code == 200 and "Heart study" in page.text
+
+
+def test_backup_refuses_a_destination_inside_the_home_and_keys_it_cannot_seal(busy: World, tmp_path: Path) -> None:
+    from enclave.errors import InvalidInput
+
+    inside = busy.settings.home / "backups"
+    with pytest.raises(InvalidInput, match="inside ENCLAVE_HOME"):
+        create_backup(busy.settings, _admin(busy), inside, passphrase=PASSPHRASE)
+    assert not inside.exists()
+    env = {k: v for k, v in os.environ.items() if k != "ENCLAVE_BACKUP_PASSPHRASE"}
+    result = subprocess.run([*ENCLAVE, "--as", "admin", "backup", "create", str(tmp_path / "dest")], env=env,
+                            capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: set ENCLAVE_BACKUP_PASSPHRASE (or run in a terminal to be asked) for the passphrase that seals the keys"]
+    assert not (tmp_path / "dest").exists()
