@@ -61,16 +61,14 @@ OUTPUT = "deprivation_by_sex.csv"
 NOTEBOOK = "notebooks/journey.ipynb"
 ENFORCE_WAIT = 90  # seconds; the enforcer runs every 20 s
 
-# The researcher's analysis: polars on the project's read-only view, a checked table
-# saved to the outbox by the safe library (with its evidence sidecar).
+# The researcher's analysis: a reproducible query of the project's read-only view, a checked
+# table saved to the outbox by the safe library (with evidence the enclave re-runs on submit).
 CELLS = [
     "import polars as pl\n"
-    "from enclave.safe import crosstab\n"
-    "patients = pl.read_parquet('/data/demo/patients.parquet')\n"
-    "frame = patients.filter(pl.col('sex').is_in(['F', 'M'])).select(\n"
-    "    'sex',\n"
-    "    pl.when(pl.col('deprivation_decile') <= 5).then(pl.lit('1-5')).otherwise(pl.lit('6-10')).alias('deprivation'),\n"
-    ")\n"
+    "from enclave.safe import crosstab, query\n"
+    "frame = query('demo', 'patients').filter(pl.col('sex').is_in(['F', 'M'])).with_columns(\n"
+    "    deprivation=pl.when(pl.col('deprivation_decile') <= 5).then(pl.lit('1-5')).otherwise(pl.lit('6-10')),\n"
+    ").select('sex', 'deprivation')\n"
     "result = crosstab(frame, index='deprivation', columns='sex')\n"
     "print('status:', result.status)\n"
     "result.table",
@@ -320,9 +318,10 @@ def test_journey_from_sign_in_to_release_and_suspension(browser, hub: Hub, tmp_p
     ada.wait_for_url(f"{request_url}?done=submitted", timeout=60_000)
     entry = ada.locator(".file-entry", has_text=f"outbox/{OUTPUT}")
     assert ada.locator(".page-head .badge").inner_text().lower() == "in review"
-    # The automated check's verdict and findings (a passing table has none to list).
+    # The automated check's verdict: the enclave re-ran the table's query and got the same cells.
     assert entry.locator(".badge-pass").first.is_visible(), entry.inner_text()
-    assert entry.get_by_text("No findings.").is_visible(), entry.inner_text()
+    assert entry.get_by_text("evidence reproduced", exact=False).is_visible(), entry.inner_text()
+    assert entry.locator(".badge-review, .badge-fail").count() == 0, entry.inner_text()
     shot(ada, "journey-06-egress-findings")
 
     # 5. rita and rex, each in their own context, approve the file; rex releases.
