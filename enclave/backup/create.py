@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import stat
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
