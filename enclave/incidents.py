@@ -127,7 +127,8 @@ def open_incident(
 
 
 def get_incident(session: Session, incident_id: int) -> Incident:
-    incident = session.get(Incident, incident_id)
+    # Out of the database's integer range: no such incident (not a driver error).
+    incident = session.get(Incident, incident_id) if 0 < incident_id < 2**63 else None
     if incident is None:
         raise NotFound(f"no incident #{incident_id}: see 'enclave incident list'")
     return incident

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel, Field
 
 from enclave.config import Settings
@@ -71,7 +71,8 @@ def incidents(request: Request, status: IncidentStatus | None = None, ident: Ide
 
 
 @router.post("/incidents/{incident_id}/clear", response_model=IncidentOut, responses=ERRORS)
-def clear(request: Request, incident_id: int, body: ClearIn, ident: Identity = Depends(signed_in)):
+def clear(request: Request, body: ClearIn, incident_id: int = Path(ge=1, le=2**31 - 1),
+          ident: Identity = Depends(signed_in)):
     """Clear an open incident after review (admins, never about themselves); audited."""
     check_console(ident, "admin")
     with acting(request, ident) as (session, actor):
