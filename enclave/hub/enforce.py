@@ -35,8 +35,8 @@ from enclave.db.session import unit_of_work
 from enclave.enums import ProjectStatus
 from enclave.hub.access import ServerAction
 from enclave.projects.retention import housekeeping
-from enclave.incidents import suspension_reason
 from enclave.hub.revoked_copies import report_revoked_copies
+from enclave.incidents import suspension_reason
 from enclave.permissions import is_member
 from enclave.wakeup import WakeUpListener
 
