@@ -76,6 +76,10 @@ class RowLevel(_Strict):
     max_dates_in_text: int = Field(5, ge=1)
     # Shortest unlabelled list of numbers (a JSON array, a literal in code) that needs a person.
     min_bare_numbers: int = Field(5, ge=2)
+    # A text with this many distinct tokens of one shape (letters, digits and punctuation in the
+    # same pattern, e.g. LS6-1961-F) that carry a year, a date or a sex code holds records
+    # written without delimiters or a header, and fails.
+    min_record_tokens: int = Field(12, ge=3)
     # Decimal columns whose names contain one of these words are rates or model statistics
     # derived from checked counts or a checked model; other decimals (means, sums) need evidence.
     derived_words: tuple[str, ...] = (
@@ -112,6 +116,20 @@ class Images(_Strict):
     # Verdict for an image that holds nothing but pixel data. "review" sends every picture
     # to a person even when it is clean; the reviewers see every file in any case.
     clean: Verdict = Verdict.PASS
+    # Pixels that look like encoded data rather than a drawing: the share of pixels (in the
+    # whole image or in any band of rows) that differ sharply from both their left and upper
+    # neighbours. A chart is mostly flat areas and thin lines (a few percent at most); bytes
+    # stored as pixel values make almost every pixel rough.
+    max_rough_share: float = Field(0.35, gt=0.0, le=1.0)
+    # Verdict for such a noise-like image ("review": a person looks at it; "fail": refuse).
+    noise: Verdict = Verdict.REVIEW
+    # Hidden data in the lowest bit of each channel: among runs of three neighbouring pixels
+    # whose upper bits are equal, the share whose lowest bit flips and flips back. A rendered
+    # chart has almost none (flat areas are flat, gradients step one way); data in the low
+    # bits flips about a quarter of them. Above this share (in any band of rows) the image fails.
+    max_low_bit_flips: float = Field(0.08, gt=0.0, le=1.0)
+    # Pixels judged at most (larger images are judged on their first rows up to this count).
+    max_judged_pixels: int = Field(4_000_000, ge=10_000)
 
 
 class Notebooks(_Strict):
@@ -132,6 +150,9 @@ class Notebooks(_Strict):
     output_metadata_allowed: list[str] = Field(default_factory=lambda: [
         "isolated", "width", "height", "needs_background", "unconfined",
     ])
+    # Largest execution count a cell may show. A kernel numbers its runs 1, 2, 3 ...; a count
+    # above this, or above 100 plus 100 per cell, is no run number (a date of birth?) and fails.
+    max_execution_count: int = Field(5000, ge=100)
 
 
 class DisclosurePolicy(BaseModel):

@@ -10,10 +10,14 @@ JFIF thumbnail and anything after ``EOI`` fail. Every finding quotes what was fo
 
 from __future__ import annotations
 
+import io
 import math
 import re
 import struct
 import zlib
+
+import numpy as np
+from PIL import Image
 
 from enclave.disclosure.checker.registry import Part, PartKind, check
 from enclave.disclosure.findings import Finding, excerpt
@@ -171,6 +175,128 @@ def check_jpeg(data: bytes, policy: DisclosurePolicy) -> list[str]:
     if pos < len(data):
         problems.append(f"{len(data) - pos} bytes after the end-of-image marker: {_show(data[pos:])}")
     return problems
+
+
+# Pixels differing by more than this (in any channel) from a neighbour are a sharp change.
+_SHARP = 24
+# Square windows (side, step) in which the pixel measures are taken, besides the whole image.
+_WINDOW, _STEP = 32, 8
+# Windows must hold this many measured pixels (or triples) to be judged.
+_MIN_MEASURED = 256
+
+
+def _pixels(data: bytes, policy: DisclosurePolicy) -> np.ndarray:
+    """The decoded pixels as an (height, width, channels) int16 array, at most
+    ``images.max_judged_pixels`` of them (the first rows of a larger image)."""
+    with Image.open(io.BytesIO(data)) as image:
+        width, height = image.size
+        limit = policy.images.max_judged_pixels
+        if width * height > limit:
+            rows = max(1, limit // width)
+            image = image.crop((0, 0, min(width, limit), min(height, rows)))
+        if image.mode not in ("L", "LA", "RGB", "RGBA"):
+            image = image.convert("RGBA")
+        array = np.asarray(image, dtype=np.int16)
+    return array[:, :, None] if array.ndim == 2 else array
+
+
+def _windows(hits: np.ndarray, counted: np.ndarray, per_pixel: float = 0.0) -> tuple[float, tuple[int, int]]:
+    """The largest share hits/counted over the whole array and every window (with its corner);
+    a window counts only when it holds ``per_pixel`` counted items per pixel or more."""
+    best = (hits.sum() / counted.sum() if counted.sum() >= _MIN_MEASURED else 0.0, (0, 0))
+    h, w = hits.shape
+    side_h, side_w = min(h, _WINDOW), min(w, _WINDOW)
+    if side_h * side_w < _MIN_MEASURED:  # a thin image: windows of the same area along it
+        side_h, side_w = min(h, max(side_h, _MIN_MEASURED * 4 // max(side_w, 1))), min(w, max(side_w, _MIN_MEASURED * 4 // max(side_h, 1)))
+    ch = np.zeros((h + 1, w + 1), dtype=np.int64)
+    cc = np.zeros((h + 1, w + 1), dtype=np.int64)
+    ch[1:, 1:] = hits.cumsum(0).cumsum(1)
+    cc[1:, 1:] = counted.cumsum(0).cumsum(1)
+    ys = np.arange(0, h - side_h + 1, _STEP) if h > side_h else np.array([0])
+    xs = np.arange(0, w - side_w + 1, _STEP) if w > side_w else np.array([0])
+    y0, x0 = np.meshgrid(ys, xs, indexing="ij")
+    y1, x1 = y0 + side_h, x0 + side_w
+    box_h = ch[y1, x1] - ch[y0, x1] - ch[y1, x0] + ch[y0, x0]
+    box_c = cc[y1, x1] - cc[y0, x1] - cc[y1, x0] + cc[y0, x0]
+    minimum = max(_MIN_MEASURED, per_pixel * side_h * side_w)
+    share = np.where(box_c >= minimum, box_h / np.maximum(box_c, 1), 0.0)
+    k = np.unravel_index(int(share.argmax()), share.shape)
+    if share[k] > best[0]:
+        best = (float(share[k]), (int(y0[k]), int(x0[k])))
+    return best
+
+
+def _roughness(px: np.ndarray) -> tuple[float, tuple[int, int]]:
+    """Share of pixels changing sharply from both their left and upper neighbours (noise)."""
+    h, w, _ = px.shape
+    dx = np.abs(np.diff(px, axis=1)).max(axis=2) > _SHARP if w > 1 else None
+    dy = np.abs(np.diff(px, axis=0)).max(axis=2) > _SHARP if h > 1 else None
+    if dx is not None and dy is not None:
+        rough = dx[1:, :] & dy[:, 1:]
+    else:
+        rough = dx if dx is not None else dy
+    if rough is None or rough.size < _MIN_MEASURED // 4:
+        return 0.0, (0, 0)
+    return _windows(rough, np.ones_like(rough, dtype=bool))
+
+
+def _low_bit_flips(px: np.ndarray) -> tuple[float, int, tuple[int, int]]:
+    """Among runs of three neighbouring pixel values whose upper bits agree, the share whose
+    low bits flip and flip back (the largest over 1 and 2 low bits, rows and columns)."""
+    best = (0.0, 0, (0, 0))
+    for bits in (1, 2):
+        mask = (1 << bits) - 1
+        for axis in (1, 0):
+            if px.shape[axis] < 5:
+                continue
+            # five in a row level in their upper bits, so that the ringing beside an edge
+            # (255 253 255 | 68) is not taken for flipping bits; the middle three are read
+            run = [np.take(px, range(i, px.shape[axis] - 4 + i), axis=axis) for i in range(5)]
+            upper = [r >> bits for r in run]
+            level = (upper[0] == upper[1]) & (upper[1] == upper[2]) & (upper[2] == upper[3]) & (upper[3] == upper[4])
+            a, b, c = run[1:4]
+            low_a, low_b, low_c = a & mask, b & mask, c & mask
+            flips = level & (low_a != low_b) & (low_a == low_c)
+            # judged where the picture is mostly flat: most runs of every channel level
+            share, corner = _windows(flips.sum(axis=2), level.sum(axis=2), 0.6 * px.shape[2])
+            if share > best[0]:
+                best = (share, bits, corner)
+    return best
+
+
+def judge_pixels(data: bytes, policy: DisclosurePolicy) -> tuple[list[str], list[str]]:
+    """(signs of hidden data in the low bits, signs of encoded data as pixel values), one line each."""
+    px = _pixels(data, policy)
+    hidden: list[str] = []
+    noise: list[str] = []
+    # A JPEG's low bits are its compression's noise, which no one can set bit by bit: read the PNG's only.
+    share, bits, (y, x) = _low_bit_flips(px) if data.startswith(PNG_SIGNATURE) else (0.0, 0, (0, 0))
+    if share > policy.images.max_low_bit_flips:
+        hidden.append(f"the lowest {bits} bit(s) of the pixels flip back and forth where the picture is flat "
+                      f"({share:.0%} of level runs near pixel x={x}, y={y}; a rendered figure has almost none): data hidden in the pixels")
+    rough, (y, x) = _roughness(px)
+    if rough > policy.images.max_rough_share:
+        noise.append(f"{rough:.0%} of the pixels near x={x}, y={y} change sharply from every neighbour, as stored bytes do and "
+                     f"a chart does not ({len(np.unique(px.reshape(-1, px.shape[2]), axis=0))} colours in {px.shape[0] * px.shape[1]} pixels)")
+    return hidden, noise
+
+
+@check("image_pixels", PartKind.IMAGE, "pixels that hold data: noise-like pixel values, bits hidden in the low bit planes")
+def image_pixels(part: Part, policy: DisclosurePolicy) -> list[Finding]:
+    try:
+        hidden, noise = judge_pixels(part.data, policy)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        return [Finding("image", Verdict.FAIL, f"{part.where}: the pixels cannot be decoded ({type(exc).__name__}); export the figure again",
+                        locations=[part.where])]
+    findings = []
+    if hidden:
+        findings.append(Finding("image_pixels", Verdict.FAIL, f"{part.where}: {hidden[0]}; export the figure again from the plotting code",
+                                locations=[f"{part.where}: {h}" for h in hidden]))
+    if noise and policy.images.noise is not Verdict.PASS:
+        findings.append(Finding("image_pixels", policy.images.noise,
+                                f"{part.where}: the picture looks like noise or encoded data, not a figure: {noise[0]}; a reviewer must see what it shows",
+                                locations=[f"{part.where}: {n}" for n in noise]))
+    return findings
 
 
 @check("image_content", PartKind.IMAGE, "anything in a PNG or JPEG besides its pixels (metadata, comments, trailing bytes)")

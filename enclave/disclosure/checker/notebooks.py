@@ -114,6 +114,19 @@ def _keys(mapping: Any, allowed: set[str] | frozenset[str], where: str, out: lis
             out.append(f"{where} {key!r}: {excerpt(json.dumps(value, default=str))}")
 
 
+def _run_numbers(counts: list[tuple[str, Any]], cells: int, policy: DisclosurePolicy) -> list[str]:
+    """Execution counts that are no kernel's run numbers: too large, or in no order."""
+    bound = min(policy.notebooks.max_execution_count, 100 + 100 * cells)
+    problems = [f"{where} has execution count {count}, more than a kernel numbers its runs (at most {bound} here)"
+                for where, count in counts if count < 0 or count > bound]
+    values = [count for _, count in counts]
+    falls = sum(b < a for a, b in zip(values, values[1:]))
+    if len(values) >= 10 and falls * 5 > 2 * (len(values) - 1):
+        problems.append(f"the execution counts go down {falls} times in {len(values)} cells, which no run order does: "
+                        f"{excerpt(' '.join(map(str, values)))}")
+    return problems
+
+
 @check("notebook_structure", PartKind.NOTEBOOK, "metadata beyond the allowlist, unknown mime types, output kinds and keys")
 def notebook_structure(part: Part, policy: DisclosurePolicy) -> list[Finding]:
     notebook = part.value
@@ -129,6 +142,7 @@ def notebook_structure(part: Part, policy: DisclosurePolicy) -> list[Finding]:
     if not isinstance(cells, list):
         structure.append("the notebook has no list of cells")
         cells = []
+    counts: list[tuple[str, Any]] = []
     for c, cell in enumerate(cells, start=1):
         where = f"cell {c}"
         if not isinstance(cell, dict):
@@ -143,6 +157,8 @@ def notebook_structure(part: Part, policy: DisclosurePolicy) -> list[Finding]:
         count = cell.get("execution_count")
         if count is not None and (not isinstance(count, int) or isinstance(count, bool)):
             structure.append(f"{where} has an execution count that is no number: {excerpt(count)}")
+        elif count is not None:
+            counts.append((where, count))
         _keys(cell.get("metadata", {}), allowed_meta, f"{where} metadata", metadata)
         attachments = cell.get("attachments") or {}
         if not isinstance(attachments, dict):
@@ -165,6 +181,9 @@ def notebook_structure(part: Part, policy: DisclosurePolicy) -> list[Finding]:
                 if mime not in mimes:
                     outputs.append(f"{at} of type {mime!r}: {excerpt(joined(data[mime]))}")
             _keys(output.get("metadata", {}), output_meta, f"{at} metadata", metadata)
+            if "execution_count" in output and output["execution_count"] != cell.get("execution_count"):
+                structure.append(f"{at} has execution count {excerpt(output['execution_count'])}, not its cell's")
+    structure += _run_numbers(counts, len(cells), policy)
     findings = []
     if metadata:
         findings.append(Finding("notebook_metadata", Verdict.FAIL,

@@ -13,6 +13,7 @@ import ast
 import csv
 import json
 import re
+import urllib.parse
 from html.parser import HTMLParser
 from typing import Any
 
@@ -68,6 +69,9 @@ class Parts:
             self.add_json(value, where, depth + 1)
             if isinstance(value, (list, dict)) and text.lstrip()[:1] in "[{(":
                 return  # the whole text was JSON or a literal: its strings are checked as text
+        decoded = _unescape(text)
+        if decoded is not None:  # a URL's percent-encoded query, \u or \x escapes: what they spell is checked too
+            self.add_text(decoded, f"{where} (decoded)", depth + 1)
         if _HTML.search(text) or text.lstrip().startswith("<"):
             text = self._html(text, where, depth)
         self.parts.append(Part(PartKind.TEXT, where, text=text))
@@ -365,6 +369,29 @@ class _HTMLTables(HTMLParser):
     def close(self) -> None:
         super().close()
         self.tables.extend(self._open)
+
+
+_PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
+_BACKSLASH = re.compile(r"\\u([0-9A-Fa-f]{4})|\\x([0-9A-Fa-f]{2})|\\U([0-9A-Fa-f]{8})")
+MIN_ESCAPES = 8
+
+
+def _unescape(text: str) -> str | None:
+    """The text with percent-encoding (%2C, + in a query) and backslash escapes decoded, when it
+    has enough of them to spell something; None when there is nothing to decode."""
+    percent = len(_PERCENT.findall(text))
+    backslash = len(_BACKSLASH.findall(text))
+    if max(percent, backslash) < MIN_ESCAPES:
+        return None
+    decoded = text
+    if backslash >= MIN_ESCAPES:
+        def one(match: re.Match[str]) -> str:
+            code = int(next(g for g in match.groups() if g), 16)
+            return chr(code) if code <= 0x10FFFF else match.group(0)
+        decoded = _BACKSLASH.sub(one, decoded)
+    if percent >= MIN_ESCAPES:
+        decoded = urllib.parse.unquote_plus(decoded, errors="replace") if "%20" not in decoded and "+" in decoded else urllib.parse.unquote(decoded, errors="replace")
+    return decoded if decoded != text else None
 
 
 def _cell_like(rows: list[list[str]]) -> bool:

@@ -169,3 +169,41 @@ def hidden_characters(part: Part, policy: DisclosurePolicy) -> list[Finding]:
                                  f"{len(trailing)} line(s) end in mixed tabs and spaces, which could carry data; strip trailing whitespace",
                                  shown, len(trailing)))
     return findings
+
+
+# Tokens of a text, split on whitespace, commas, semicolons and pipes, without brackets or quotes.
+_RECORD_SPLIT = re.compile(r"[\s,;|]+")
+_YEARISH = re.compile(r"(?:19|20)\d{2}(?:\d{4})?")
+_SEX = frozenset({"m", "f", "male", "female", "u", "x"})
+
+
+def _shape(token: str) -> str:
+    return re.sub(r"[0-9]+", "9", re.sub(r"[A-Za-z]+", "A", token))
+
+
+def _carries_person(token: str) -> bool:
+    """A token of several fields of which one is a year or date, or a sex code beside another field."""
+    fields = [f for f in re.split(r"[^A-Za-z0-9]+", token) if f]
+    if len(fields) < 2 or not any(c.isalpha() for c in token) or not any(c.isdigit() for c in token):
+        return False
+    if any(f.lower() in _SEX for f in fields):
+        return True  # a sex code beside an area, a year, an age
+    # a year or date among three fields or more (two-field names such as admissions_2019 are labels)
+    return len(fields) >= 3 and any(_YEARISH.fullmatch(f) for f in fields)
+
+
+@check("record_tokens", PartKind.TEXT, "many tokens of one shape carrying years, dates or sex codes: records written without delimiters")
+def record_tokens(part: Part, policy: DisclosurePolicy) -> list[Finding]:
+    by_shape: dict[str, set[str]] = {}
+    for raw in _RECORD_SPLIT.split(part.text[:2_000_000]):
+        token = raw.strip("()[]{}\"'`.:")
+        if 4 <= len(token) <= 40 and _carries_person(token):
+            by_shape.setdefault(_shape(token), set()).add(token)
+    shape, tokens = max(by_shape.items(), key=lambda kv: len(kv[1]), default=("", set()))
+    if len(tokens) < policy.row_level.min_record_tokens:
+        return []
+    shown = sorted(tokens)[:MAX_LOCATIONS]
+    return [_finding("microdata", Verdict.FAIL,
+                     f"{part.where}: {len(tokens)} different tokens shaped {shape!r} carry years, dates or sex codes: records of people "
+                     f"written without delimiters; only aggregate results may leave",
+                     [f"{part.where}: {excerpt(t)}" for t in shown], len(tokens))]
