@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from backup_world import PASSPHRASE, World, make_enclave, state_of
+from enclave.backup import create as backup_create
 from enclave.backup.create import create_backup
 from enclave.backup.restore import restore_backup
 from enclave.backup.store import Store
@@ -127,7 +128,10 @@ def test_backup_during_egress_load_and_a_running_job_restores_on_sqlite_and_post
     assert record.returncode == 0, record.stderr
 
 
-def test_backup_second_run_of_an_unchanged_enclave_copies_no_file_data(busy: World, tmp_path: Path) -> None:
+def test_backup_second_run_of_an_unchanged_enclave_copies_no_file_data(busy: World, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backup_create, "RACY_NS", 200_000_000)  # the files are older than that
+    time.sleep(0.3)
     dest = tmp_path / "dest"
     first = create_backup(busy.settings, _admin(busy), dest, passphrase=PASSPHRASE)
     assert first.bytes_written > 300_000 and first.files_read == first.files
@@ -139,6 +143,39 @@ def test_backup_second_run_of_an_unchanged_enclave_copies_no_file_data(busy: Wor
     third = create_backup(busy.settings, _admin(busy), dest, passphrase=PASSPHRASE)
     assert (third.files_read, third.objects_written) == (1, 1)
     verify_backup(dest)
+
+
+def test_backup_a_rewrite_that_keeps_size_and_mtime_is_still_stored(busy: World, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A workspace file rewritten in place with its size and modification time put back (as
+    anyone in the container can do) changes its change time: the next run reads it again."""
+    monkeypatch.setattr(backup_create, "RACY_NS", 200_000_000)
+    path = busy.write("notes/same-size.txt", b"A" * 4096)
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns - 10**10))
+    time.sleep(0.3)
+    dest = tmp_path / "dest"
+    create_backup(busy.settings, _admin(busy), dest, passphrase=PASSPHRASE)
+    old = path.stat()
+    time.sleep(0.3)
+    path.write_bytes(b"B" * 4096)
+    os.utime(path, ns=(old.st_atime_ns, old.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns, path.stat().st_ino) == (old.st_size, old.st_mtime_ns, old.st_ino)
+    second = create_backup(busy.settings, _admin(busy), dest, passphrase=PASSPHRASE)
+    assert second.files_read == 1
+    entry = next(f for f in Store(dest).read_manifest()["record"]["files"] if f["path"].endswith("notes/same-size.txt"))
+    assert Store(dest).read_bytes(entry["sha256"]) == b"B" * 4096
+
+
+def test_backup_a_file_written_just_before_the_run_is_read_again_next_time(busy: World, tmp_path: Path) -> None:
+    """A file changed within RACY_NS of being read could change again within the same clock
+    tick unseen: it gets no stat key, so the next run reads it rather than trusting it."""
+    busy.write("notes/fresh.txt", b"just written\n")
+    dest = tmp_path / "dest"
+    create_backup(busy.settings, _admin(busy), dest, passphrase=PASSPHRASE)
+    entry = next(f for f in Store(dest).read_manifest()["record"]["files"] if f["path"].endswith("notes/fresh.txt"))
+    assert entry["stat"] is None
+    second = create_backup(busy.settings, _admin(busy), dest, passphrase=PASSPHRASE)
+    assert second.files_read >= 1
 
 
 def test_backup_a_changed_byte_is_caught_by_verify(busy: World, tmp_path: Path) -> None:
