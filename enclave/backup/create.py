@@ -192,9 +192,13 @@ def _open_no_link(name: str, path: Path) -> int:
     return os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
 
 
-def _store_file(store: Store, name: str, path: Path, previous: dict[str, dict[str, Any]],
-                advance: Any) -> tuple[dict[str, Any] | None, dict[str, str] | None, int, int]:
-    """(manifest entry or None, skip note or None, bytes read, bytes written)."""
+Outcome = tuple[dict[str, Any] | None, dict[str, str] | None, int, int]
+
+
+def _unchanged(store: Store, name: str, path: Path, previous: dict[str, dict[str, Any]],
+               advance: Any) -> Outcome | None:
+    """The outcome for a file that is gone, special, or unchanged since the previous backup
+    (its stat key matches and its object is stored); None if it must be read."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -205,6 +209,19 @@ def _store_file(store: Store, name: str, path: Path, previous: dict[str, dict[st
     if old is not None and old.get("stat") == _stat_key(st) and store.has(old["sha256"]):
         advance(st.st_size)
         return dict(old), None, 0, 0
+    return None
+
+
+def _store_file(store: Store, name: str, path: Path, previous: dict[str, dict[str, Any]],
+                advance: Any) -> Outcome:
+    """(manifest entry or None, skip note or None, bytes read, bytes written)."""
+    known = _unchanged(store, name, path, previous, advance)
+    if known is not None:
+        return known
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None, {"path": name, "reason": "gone when the backup reached it"}, 0, 0
     try:
         fd = _open_no_link(name, path)
     except (OSError, EnclaveError):
@@ -302,25 +319,30 @@ def create_backup(settings: Settings, actor: User, dest: Path, *, passphrase: st
         task = progress.add_task("database", total=None) if progress else None
         snapshot_database(settings, snapshot)
         refs = read_references(snapshot)
-        db = store.put_path(snapshot)
-        snapshot.unlink()
+        db = store.put_temp(snapshot)  # already in tmp/: named at the commit, not copied
         result.database_bytes_written = db.written
         if progress is not None and task is not None:
             progress.update(task, total=1, completed=1)
 
         plan = plan_files(settings, refs)
         result.skipped = list(plan.skipped)
-        sizes = {}
-        for name, path in plan.files:
-            try:
-                sizes[name] = os.lstat(path).st_size
-            except FileNotFoundError:
-                sizes[name] = 0
-        task = progress.add_task("files", total=sum(sizes.values())) if progress else None
+        task = None
+        if progress is not None:  # the bar's total costs a stat of every file: only for a bar
+            total = 0
+            for _name, path in plan.files:
+                try:
+                    total += os.lstat(path).st_size
+                except FileNotFoundError:
+                    pass
+            task = progress.add_task("files", total=total)
         advance = (lambda n: progress.advance(task, n)) if progress is not None and task is not None else (lambda n: None)
         entries: list[dict[str, Any]] = []
+        # Unchanged files are settled here (a stat each); only the others go to the workers.
+        known = [_unchanged(store, name, path, prev_files, advance) for name, path in plan.files]
         with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-            outcomes = pool.map(lambda item: _store_file(store, item[0], item[1], prev_files, advance), plan.files)
+            read_now = pool.map(lambda item: _store_file(store, item[0], item[1], prev_files, advance),
+                                [item for item, outcome in zip(plan.files, known, strict=True) if outcome is None])
+            outcomes = [outcome if outcome is not None else next(read_now) for outcome in known]
             for entry, skip, read, written in outcomes:
                 if entry is not None:
                     entries.append(entry)
