@@ -116,17 +116,19 @@ class Images(_Strict):
     # Verdict for an image that holds nothing but pixel data. "review" sends every picture
     # to a person even when it is clean; the reviewers see every file in any case.
     clean: Verdict = Verdict.PASS
-    # Pixels that look like encoded data rather than a drawing: the share of pixels (in the
-    # whole image or in any band of rows) that differ sharply from both their left and upper
-    # neighbours. A chart is mostly flat areas and thin lines (a few percent at most); bytes
-    # stored as pixel values make almost every pixel rough.
-    max_rough_share: float = Field(0.35, gt=0.0, le=1.0)
+    # Pixels that look like encoded data rather than a drawing: the share of pixels that
+    # differ sharply from both their left and upper neighbours, in any 32x32 window (a window
+    # of chart text reaches about a third) and over the whole image (a chart: a few percent);
+    # bytes stored as pixel values make most pixels rough.
+    max_rough_share: float = Field(0.45, gt=0.0, le=1.0)
+    max_rough_image: float = Field(0.15, gt=0.0, le=1.0)
     # Verdict for such a noise-like image ("review": a person looks at it; "fail": refuse).
     noise: Verdict = Verdict.REVIEW
-    # Hidden data in the lowest bit of each channel: among runs of three neighbouring pixels
-    # whose upper bits are equal, the share whose lowest bit flips and flips back. A rendered
-    # chart has almost none (flat areas are flat, gradients step one way); data in the low
-    # bits flips about a quarter of them. Above this share (in any band of rows) the image fails.
+    # Hidden data in the low bits (1 or 2) of each channel of a PNG: among runs of five
+    # neighbouring values whose upper bits are equal, the share whose middle three low bits flip
+    # and flip back. A rendered chart has almost none (flat areas are flat, gradients step one
+    # way); random bits flip about a quarter. Above this share (in any mostly flat band of 8x32
+    # pixels) the image fails.
     max_low_bit_flips: float = Field(0.08, gt=0.0, le=1.0)
     # Pixels judged at most (larger images are judged on their first rows up to this count).
     max_judged_pixels: int = Field(4_000_000, ge=10_000)
@@ -151,7 +153,7 @@ class Notebooks(_Strict):
         "isolated", "width", "height", "needs_background", "unconfined",
     ])
     # Largest execution count a cell may show. A kernel numbers its runs 1, 2, 3 ...; a count
-    # above this, or above 100 plus 100 per cell, is no run number (a date of birth?) and fails.
+    # above this, or above 100 plus 20 per cell, is no run number (a date of birth?) and fails.
     max_execution_count: int = Field(5000, ge=100)
 
 

@@ -178,9 +178,11 @@ def check_jpeg(data: bytes, policy: DisclosurePolicy) -> list[str]:
 
 
 # Pixels differing by more than this (in any channel) from a neighbour are a sharp change.
-_SHARP = 24
+_SHARP = 10
 # Square windows (side, step) in which the pixel measures are taken, besides the whole image.
-_WINDOW, _STEP = 32, 8
+_WINDOW, _STEP = 32, 4
+# Low bits are read in bands of rows (data is written row by row), each of this height and width.
+_BAND = (8, 32)
 # Windows must hold this many measured pixels (or triples) to be judged.
 _MIN_MEASURED = 256
 
@@ -200,12 +202,13 @@ def _pixels(data: bytes, policy: DisclosurePolicy) -> np.ndarray:
     return array[:, :, None] if array.ndim == 2 else array
 
 
-def _windows(hits: np.ndarray, counted: np.ndarray, per_pixel: float = 0.0) -> tuple[float, tuple[int, int]]:
+def _windows(hits: np.ndarray, counted: np.ndarray, per_pixel: float = 0.0,
+             side: tuple[int, int] = (_WINDOW, _WINDOW)) -> tuple[float, tuple[int, int]]:
     """The largest share hits/counted over the whole array and every window (with its corner);
     a window counts only when it holds ``per_pixel`` counted items per pixel or more."""
     best = (hits.sum() / counted.sum() if counted.sum() >= _MIN_MEASURED else 0.0, (0, 0))
     h, w = hits.shape
-    side_h, side_w = min(h, _WINDOW), min(w, _WINDOW)
+    side_h, side_w = min(h, side[0]), min(w, side[1])
     if side_h * side_w < _MIN_MEASURED:  # a thin image: windows of the same area along it
         side_h, side_w = min(h, max(side_h, _MIN_MEASURED * 4 // max(side_w, 1))), min(w, max(side_w, _MIN_MEASURED * 4 // max(side_h, 1)))
     ch = np.zeros((h + 1, w + 1), dtype=np.int64)
@@ -226,8 +229,9 @@ def _windows(hits: np.ndarray, counted: np.ndarray, per_pixel: float = 0.0) -> t
     return best
 
 
-def _roughness(px: np.ndarray) -> tuple[float, tuple[int, int]]:
-    """Share of pixels changing sharply from both their left and upper neighbours (noise)."""
+def _roughness(px: np.ndarray) -> tuple[float, float, tuple[int, int]]:
+    """Share of pixels changing sharply from both their left and upper neighbours (noise):
+    over the whole image, and the largest in a window (with its corner)."""
     h, w, _ = px.shape
     dx = np.abs(np.diff(px, axis=1)).max(axis=2) > _SHARP if w > 1 else None
     dy = np.abs(np.diff(px, axis=0)).max(axis=2) > _SHARP if h > 1 else None
@@ -236,8 +240,9 @@ def _roughness(px: np.ndarray) -> tuple[float, tuple[int, int]]:
     else:
         rough = dx if dx is not None else dy
     if rough is None or rough.size < _MIN_MEASURED // 4:
-        return 0.0, (0, 0)
-    return _windows(rough, np.ones_like(rough, dtype=bool))
+        return 0.0, 0.0, (0, 0)
+    share, corner = _windows(rough, np.ones_like(rough, dtype=bool))
+    return float(rough.mean()), share, corner
 
 
 def _low_bit_flips(px: np.ndarray) -> tuple[float, int, tuple[int, int]]:
@@ -258,7 +263,7 @@ def _low_bit_flips(px: np.ndarray) -> tuple[float, int, tuple[int, int]]:
             low_a, low_b, low_c = a & mask, b & mask, c & mask
             flips = level & (low_a != low_b) & (low_a == low_c)
             # judged where the picture is mostly flat: most runs of every channel level
-            share, corner = _windows(flips.sum(axis=2), level.sum(axis=2), 0.6 * px.shape[2])
+            share, corner = _windows(flips.sum(axis=2), level.sum(axis=2), 0.6 * px.shape[2], _BAND)
             if share > best[0]:
                 best = (share, bits, corner)
     return best
@@ -274,9 +279,12 @@ def judge_pixels(data: bytes, policy: DisclosurePolicy) -> tuple[list[str], list
     if share > policy.images.max_low_bit_flips:
         hidden.append(f"the lowest {bits} bit(s) of the pixels flip back and forth where the picture is flat "
                       f"({share:.0%} of level runs near pixel x={x}, y={y}; a rendered figure has almost none): data hidden in the pixels")
-    rough, (y, x) = _roughness(px)
-    if rough > policy.images.max_rough_share:
-        noise.append(f"{rough:.0%} of the pixels near x={x}, y={y} change sharply from every neighbour, as stored bytes do and "
+    whole, rough, (y, x) = _roughness(px)
+    if whole > policy.images.max_rough_image and whole * 2 > rough:
+        rough, x, y = whole, 0, 0
+    if rough > policy.images.max_rough_share or whole > policy.images.max_rough_image:
+        where = "of the picture" if (x, y) == (0, 0) and rough == whole else f"near x={x}, y={y}"
+        noise.append(f"{rough:.0%} of the pixels {where} change sharply from every neighbour, as stored bytes do and "
                      f"a chart does not ({len(np.unique(px.reshape(-1, px.shape[2]), axis=0))} colours in {px.shape[0] * px.shape[1]} pixels)")
     return hidden, noise
 

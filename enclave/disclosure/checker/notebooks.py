@@ -116,8 +116,9 @@ def _keys(mapping: Any, allowed: set[str] | frozenset[str], where: str, out: lis
 
 def _run_numbers(counts: list[tuple[str, Any]], cells: int, policy: DisclosurePolicy) -> list[str]:
     """Execution counts that are no kernel's run numbers: too large, or in no order."""
-    bound = min(policy.notebooks.max_execution_count, 100 + 100 * cells)
-    problems = [f"{where} has execution count {count}, more than a kernel numbers its runs (at most {bound} here)"
+    bound = min(policy.notebooks.max_execution_count, 100 + 20 * cells)
+    problems = [f"{where} has execution count {count}, more than a kernel numbers its runs (at most {bound} here; "
+                f"restart the kernel, run all cells and save again)"
                 for where, count in counts if count < 0 or count > bound]
     values = [count for _, count in counts]
     falls = sum(b < a for a, b in zip(values, values[1:]))

@@ -271,3 +271,275 @@ def test_checker_prose_with_commas_and_aligned_words_is_not_a_table(tmp_path):
     assert check_file(write(tmp_path, "p.md", prose), POLICY).status is Verdict.PASS
     aligned = "the cohort was followed up\nfrom first admission onwards\nuntil death or study end\n" * 20
     assert check_file(write(tmp_path, "a.md", aligned), POLICY).status is Verdict.PASS
+
+
+# -- what pixels, escapes, token lists and execution counts carry ------------------------------
+
+import math  # noqa: E402
+import urllib.parse  # noqa: E402
+
+import numpy as np  # noqa: E402
+from PIL import ImageDraw, ImageFont  # noqa: E402
+
+PEOPLE = [(f"19{40 + (i * 7) % 60:02d}-{1 + i % 12:02d}-{1 + (i * 5) % 28:02d}", "MF"[i % 2], ["LS6", "LS7", "BD1", "LS12"][i % 4])
+          for i in range(60)]
+PEOPLE_CSV = "dob,sex,district\n" + "".join(f"{d},{s},{a}\n" for d, s, a in PEOPLE)
+
+
+def encoded(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def _axes(draw: ImageDraw.ImageDraw, width: int, height: int, scale: int = 1) -> None:
+    draw.line([(60 * scale, 20 * scale), (60 * scale, height - 40 * scale), (width - 20 * scale, height - 40 * scale)], fill=(0, 0, 0), width=2 * scale)
+    font = ImageFont.load_default(size=12 * scale)
+    for i in range(6):
+        draw.text((10 * scale, height - 40 * scale - i * (height - 60 * scale) // 6 - 6 * scale), f"{i * 20}", fill=(0, 0, 0), font=font)
+    draw.text((width // 2 - 40 * scale, height - 30 * scale), "Age band (years)", fill=(0, 0, 0), font=font)
+
+
+def bar_chart() -> Image.Image:
+    image = Image.new("RGB", (640, 480), "white")
+    draw = ImageDraw.Draw(image)
+    _axes(draw, 640, 480)
+    for i, value in enumerate([120, 300, 260, 180, 90]):
+        draw.rectangle([80 + i * 110, 440 - value, 160 + i * 110, 440], fill=(31, 119, 180))
+    return image
+
+
+def line_plot() -> Image.Image:
+    """Anti-aliased lines and text: drawn four times larger and scaled down."""
+    s = 4
+    image = Image.new("RGB", (640 * s, 480 * s), "white")
+    draw = ImageDraw.Draw(image)
+    _axes(draw, 640 * s, 480 * s, s)
+    for k, colour in enumerate([(31, 119, 180), (255, 127, 14), (44, 160, 44)]):
+        draw.line([(60 * s + x * s, (240 + 120 * math.sin(x / 40 + k) - 30 * k) * s) for x in range(0, 560, 4)], fill=colour, width=2 * s, joint="curve")
+    return image.resize((640, 480), Image.LANCZOS)
+
+
+def histogram() -> Image.Image:
+    counts, _ = np.histogram(np.random.default_rng(1).normal(50, 12, 5000), bins=40)
+    image = Image.new("RGB", (640, 480), "white")
+    draw = ImageDraw.Draw(image)
+    _axes(draw, 640, 480)
+    for i, count in enumerate(counts):
+        draw.rectangle([62 + i * 14, 440 - int(count * 0.9), 75 + i * 14, 440], fill=(31, 119, 180), outline=(0, 0, 0))
+    return image
+
+
+def _colours(values: np.ndarray) -> np.ndarray:
+    """A 256-entry colour map (as matplotlib's viridis) applied to values in [0, 1]."""
+    lut = np.stack([np.interp(np.linspace(0, 1, 256), [0, .25, .5, .75, 1], c)
+                    for c in ([68, 59, 33, 94, 253], [1, 82, 145, 201, 231], [84, 139, 140, 98, 37])], axis=1).astype(np.uint8)
+    return lut[np.clip((values * 255).astype(int), 0, 255)]
+
+
+def heatmap() -> Image.Image:
+    m = np.random.default_rng(2).uniform(-1, 1, (12, 12))
+    m = (m + m.T) / 2
+    np.fill_diagonal(m, 1)
+    image = Image.new("RGB", (480, 440), "white")
+    image.paste(Image.fromarray(_colours(np.kron((m + 1) / 2, np.ones((30, 30))))), (60, 40))
+    _axes(ImageDraw.Draw(image), 480, 440)
+    return image
+
+
+def colour_map() -> Image.Image:
+    y, x = np.mgrid[0:360, 0:480]
+    z = np.exp(-((x - 240) ** 2 + (y - 180) ** 2) / 8000) + 0.5 * np.sin(x / 50) * np.cos(y / 40)
+    return Image.fromarray(_colours((z - z.min()) / (z.max() - z.min()))).resize((600, 450), Image.BILINEAR)
+
+
+def photo_like() -> Image.Image:
+    y, x = np.mgrid[0:480, 0:640]
+    base = np.stack([120 + 60 * np.sin(x / 90), 100 + 50 * np.cos(y / 70), 140 + 40 * np.sin((x + y) / 120)], axis=2)
+    return Image.fromarray(np.clip(base + np.random.default_rng(3).normal(0, 3, base.shape), 0, 255).astype(np.uint8))
+
+
+SAFE_FIGURES = {
+    "bar chart": lambda: encoded(bar_chart()),
+    "anti-aliased line plot": lambda: encoded(line_plot()),
+    "histogram": lambda: encoded(histogram()),
+    "heatmap": lambda: encoded(heatmap()),
+    "colour map with gradients": lambda: encoded(colour_map()),
+    "palette PNG chart": lambda: encoded(bar_chart().convert("P", palette=Image.ADAPTIVE, colors=64)),
+    "JPEG chart": lambda: encoded(line_plot(), "JPEG", quality=75),
+    "JPEG heatmap": lambda: encoded(heatmap(), "JPEG", quality=90),
+    "JPEG photo-like picture": lambda: encoded(photo_like(), "JPEG", quality=85),
+    "RGBA chart": lambda: encoded(histogram().convert("RGBA")),
+}
+
+
+def _bits(payload: bytes) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(payload, dtype=np.uint8))
+
+
+def _in_low_bits(image: np.ndarray, payload: bytes, bit: int = 0) -> np.ndarray:
+    flat = image.reshape(-1).copy()
+    bits = _bits(payload)
+    flat[:len(bits)] = (flat[:len(bits)] & ~np.uint8(1 << bit)) | (bits << bit).astype(np.uint8)
+    return flat.reshape(image.shape)
+
+
+def _flat_plot(mode_channels: int = 3) -> np.ndarray:
+    image = np.full((200, 300, mode_channels), 255, dtype=np.uint8)
+    image[50:150, 40:260, :3] = (30, 90, 200)[:min(3, mode_channels)]
+    return image[:, :, 0] if mode_channels == 1 else image
+
+
+def _square(payload: bytes, channels: int) -> np.ndarray:
+    side = math.ceil(math.sqrt(len(payload) / channels))
+    data = payload + b"\0" * (side * side * channels - len(payload))
+    shape = (side, side, channels) if channels > 1 else (side, side)
+    return np.frombuffer(data, dtype=np.uint8).reshape(shape)
+
+
+PAYLOAD = PEOPLE_CSV.encode()
+PIXEL_DISGUISES = {
+    # bytes stored as pixel values
+    "CSV bytes as RGB pixels": lambda: encoded(Image.fromarray(_square(PAYLOAD, 3))),
+    "CSV bytes as grey pixels": lambda: encoded(Image.fromarray(_square(PAYLOAD, 1))),
+    "CSV bytes as palette indices": lambda: encoded(Image.fromarray(_square(PAYLOAD, 1)).convert("L").quantize(256)),
+    "CSV bytes in one row of pixels": lambda: encoded(Image.fromarray(np.frombuffer(PAYLOAD, dtype=np.uint8).reshape(1, -1))),
+    "compressed CSV as pixels of a random palette": lambda: _palette_noise(zlib.compress(PAYLOAD * 4)),
+    "CSV bytes in a patch of a chart": lambda: _patch_in_chart(),
+    "CSV bytes as a JPEG at quality 100": lambda: encoded(Image.fromarray(_square(PAYLOAD * 4, 3)), "JPEG", quality=100),
+    # bits in the low bit planes
+    "CSV bits in the lowest bit of a flat plot": lambda: encoded(Image.fromarray(_in_low_bits(_flat_plot(), PAYLOAD))),
+    "CSV bits in the second lowest bit": lambda: encoded(Image.fromarray(_in_low_bits(_flat_plot(), PAYLOAD, bit=1))),
+    "CSV bits in a grey PNG's lowest bit": lambda: encoded(Image.fromarray(_in_low_bits(_flat_plot(1), PAYLOAD))),
+    "CSV bits in the alpha channel": lambda: encoded(Image.fromarray(_in_low_bits(_flat_plot(4), PAYLOAD))),
+    "CSV bits in the lowest bit of a rendered chart": lambda: encoded(Image.fromarray(_in_low_bits(np.asarray(bar_chart()), PAYLOAD))),
+}
+
+
+def _palette_noise(payload: bytes) -> bytes:
+    image = Image.fromarray(_square(payload, 1), mode="L").convert("P")
+    image.putpalette(list(np.random.default_rng(5).integers(0, 256, 768, dtype=np.uint8)))
+    return encoded(image)
+
+
+def _patch_in_chart() -> bytes:
+    chart = np.asarray(bar_chart()).copy()
+    patch = _square((PAYLOAD * 3)[:40 * 40 * 3], 3)
+    chart[100:100 + patch.shape[0], 300:300 + patch.shape[1]] = patch
+    return encoded(Image.fromarray(chart))
+
+
+@pytest.mark.parametrize("name", sorted(PIXEL_DISGUISES))
+def test_checker_pixels_that_hold_data_never_pass(tmp_path, name):
+    report = check_file(write(tmp_path, "figure.png" if "JPEG" not in name else "figure.jpg", PIXEL_DISGUISES[name]()), POLICY)
+    found = rules(report)
+    assert found.get("image_pixels", Verdict.PASS) is not Verdict.PASS, (name, report.findings)
+    message = " ".join(f.message for f in report.findings if f.rule == "image_pixels")
+    if "bit" in name:
+        assert found["image_pixels"] is Verdict.FAIL and "hidden in the pixels" in message
+    else:
+        assert "noise or encoded data" in message and "colours in" in message
+
+
+@pytest.mark.parametrize("name", sorted(SAFE_FIGURES))
+def test_checker_rendered_figures_pass_the_pixel_checks(tmp_path, name):
+    report = check_file(write(tmp_path, "figure.png" if "JPEG" not in name else "figure.jpg", SAFE_FIGURES[name]()), POLICY)
+    assert report.status is Verdict.PASS, (name, report.findings)
+
+
+def test_checker_pixel_payload_in_a_notebook_output_fails(tmp_path):
+    png_b64 = base64.b64encode(PIXEL_DISGUISES["CSV bits in the lowest bit of a flat plot"]()).decode()
+    cell = {"cell_type": "code", "id": "a1", "source": "plot()", "metadata": {}, "execution_count": 1,
+            "outputs": [{"output_type": "display_data", "metadata": {}, "data": {"image/png": png_b64, "text/plain": "<Figure>"}}]}
+    assert rules(check_file(write(tmp_path, "n.ipynb", notebook([cell])), POLICY))["image_pixels"] is Verdict.FAIL
+
+
+def test_checker_noise_verdict_follows_the_policy(tmp_path):
+    strict = POLICY.model_copy(update={"images": POLICY.images.model_copy(update={"noise": Verdict.FAIL})})
+    path = write(tmp_path, "noise.png", PIXEL_DISGUISES["CSV bytes as RGB pixels"]())
+    assert rules(check_file(path, POLICY))["image_pixels"] is Verdict.REVIEW
+    assert rules(check_file(path, strict))["image_pixels"] is Verdict.FAIL
+
+
+TOKEN_DISGUISES = {
+    "area-year-sex after a line of prose": "Cohort tokens: " + " ".join(f"{a}-{d[:4]}-{s}" for d, s, a in PEOPLE),
+    "separated by commas": "Groups: " + ", ".join(f"{a}-{d[:4]}-{s}" for d, s, a in PEOPLE) + ".",
+    "one per line": "\n".join(f"{s}/{d.replace('-', '')}/{a}" for d, s, a in PEOPLE) + "\n",
+    "colons and semicolons": "; ".join(f"{s}:{d[:4]}:{a}" for d, s, a in PEOPLE),
+    "area, sex and age": " ".join(f"{a}_{s}_{20 + (i * 13) % 60}" for i, (_, s, a) in enumerate(PEOPLE)),
+    "full dates in tokens, pipes": " | ".join(f"ID{i}.{d}.{a}" for i, (d, _, a) in enumerate(PEOPLE)),
+}
+TOKEN_SAFE = {
+    "prose with years and citations": ("Admissions fell in 2020 (Smith 2021; Jones et al. 2022) and recovered by 2023, as in "
+                                       "earlier cohorts (Brown 1998, Lee 2005, Patel 2011, Khan 2016, Ng 2019). ") * 8,
+    "an ICD-10 code list in a methods note": ("Diabetes was defined by codes E10, E10.9, E11, E11.0, E11.1, E11.2, E11.3, E11.4, E11.5, "
+                                              "E11.6, E11.7, E11.8, E11.9, E13.9, E14.9; hypertension by I10, I11.0, I11.9, I12.0, I13.0, I15.0; "
+                                              "COPD by J44.0, J44.1, J44.8, J44.9. Codes were taken from any position in 2015-2023.\n"),
+    "p-values and intervals": " ".join(f"OR {1 + i / 20:.2f} (95% CI {1 + i / 40:.2f} to {1 + i / 10:.2f}, p={0.001 * (i + 1):.3f})," for i in range(30)),
+    "variable names with years": "Columns: " + ", ".join(f"admissions_{y}, deaths_{y}, rate_{y}" for y in range(2010, 2025)),
+    "year ranges": "Periods: " + ", ".join(f"{y}-{y + 1}" for y in range(1990, 2024)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TOKEN_DISGUISES))
+def test_checker_records_written_as_tokens_fail(tmp_path, name):
+    report = check_file(write(tmp_path, "t.txt", TOKEN_DISGUISES[name]), POLICY)
+    assert rules(report).get("microdata") is Verdict.FAIL, (name, report.findings)
+
+
+@pytest.mark.parametrize("name", sorted(TOKEN_SAFE))
+def test_checker_prose_codes_and_statistics_are_not_records(tmp_path, name):
+    report = check_file(write(tmp_path, "t.md", TOKEN_SAFE[name]), POLICY)
+    assert report.status is Verdict.PASS, (name, report.findings)
+
+
+ESCAPE_DISGUISES = {
+    "a URL whose query is the CSV": "link: https://example.invalid/?q=" + urllib.parse.quote(PEOPLE_CSV),
+    "percent-encoded twice": "see https://example.invalid/r?d=" + urllib.parse.quote(urllib.parse.quote(PEOPLE_CSV)),
+    "a query with + for spaces": "https://example.invalid/s?q=" + urllib.parse.quote_plus(PEOPLE_CSV.replace(",", " ")),
+    "unicode escapes in a JSON string": json.dumps({"note": "".join("\\u%04x" % ord(c) for c in PEOPLE_CSV)}),
+    "hex escapes in a text": "payload = '" + "".join("\\x%02x" % b for b in PAYLOAD) + "'\n",
+}
+ESCAPE_SAFE = {
+    "links with a few escapes": ("Code lists: https://example.invalid/codes?q=type%202%20diabetes&f=icd%2D10 and "
+                                 "https://doi.org/10.1000%2F182 (accessed 2024).\n"),
+    "a query naming the study": "Data request: https://example.invalid/q?study=heart%20failure%20cohort&years=2019%2D2023&region=north%20east%20england\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(ESCAPE_DISGUISES))
+def test_checker_escaped_text_is_decoded_and_checked(tmp_path, name):
+    report = check_file(write(tmp_path, "e.txt", ESCAPE_DISGUISES[name]), POLICY)
+    assert rules(report).get("microdata") is Verdict.FAIL, (name, report.findings)
+    assert any("(decoded)" in loc for f in report.findings for loc in f.locations)
+
+
+@pytest.mark.parametrize("name", sorted(ESCAPE_SAFE))
+def test_checker_urls_with_a_few_escapes_pass(tmp_path, name):
+    report = check_file(write(tmp_path, "e.md", ESCAPE_SAFE[name]), POLICY)
+    assert report.status is Verdict.PASS, (name, report.findings)
+
+
+def _counted(counts: list[int | None]) -> list[dict]:
+    return [{"cell_type": "code", "id": f"c{i}", "source": "x", "metadata": {}, "execution_count": n, "outputs": []}
+            for i, n in enumerate(counts)]
+
+
+def test_checker_execution_counts_must_be_run_numbers(tmp_path):
+    dobs = [int(d.replace("-", "")) for d, _, _ in PEOPLE]
+    years = [int(d[:4]) for d, _, _ in PEOPLE]
+    report = check_file(write(tmp_path, "dob.ipynb", notebook(_counted(dobs))), POLICY)
+    assert rules(report)["notebook_structure"] is Verdict.FAIL and "19400101"[:4] in " ".join(report.findings[0].locations)
+    assert rules(check_file(write(tmp_path, "years.ipynb", notebook(_counted(years))), POLICY))["notebook_structure"] is Verdict.FAIL
+    big = _counted([4000, 4001])  # two cells cannot have been run four thousand times
+    assert rules(check_file(write(tmp_path, "big.ipynb", notebook(big)), POLICY))["notebook_structure"] is Verdict.FAIL
+    shifted = _counted([1])
+    shifted[0]["outputs"] = [{"output_type": "execute_result", "execution_count": 19610304, "metadata": {}, "data": {"text/plain": "2"}}]
+    assert rules(check_file(write(tmp_path, "out.ipynb", notebook(shifted)), POLICY))["notebook_structure"] is Verdict.FAIL
+
+
+def test_checker_real_run_orders_pass(tmp_path):
+    in_order = _counted(list(range(1, 41)))
+    rerun = _counted([3, 4, 5, 9, 7, 8, 12, 13, 14, 15, 16, None, 20, 21, 22, 230, 231, 232])  # some cells re-run, one never run
+    assert check_file(write(tmp_path, "a.ipynb", notebook(in_order)), POLICY).status is Verdict.PASS
+    assert check_file(write(tmp_path, "b.ipynb", notebook(rerun)), POLICY).status is Verdict.PASS
