@@ -22,6 +22,7 @@ import json
 import re
 import struct
 import sys
+import urllib.parse
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -97,6 +98,21 @@ def _bars(counts: list[int]):  # type: ignore[no-untyped-def]
             canvas.rectangle([10 + i * 28, 190 - int(170 * c / top), 32 + i * 28, 190], fill=(40, 90, 160))
         canvas.line([8, 191, 300, 191], fill=(0, 0, 0))
     return draw
+
+
+def _line_plot(values: list[float]) -> bytes:
+    """An anti-aliased line with axes and labels, as a plotting library renders it (drawn large, scaled down)."""
+    scale = 4
+    image = Image.new("RGB", (480 * scale, 320 * scale), "white")
+    canvas = ImageDraw.Draw(image)
+    canvas.line([(40 * scale, 20 * scale), (40 * scale, 280 * scale), (460 * scale, 280 * scale)], fill="black", width=2 * scale)
+    points = [((50 + i * 400 / max(len(values) - 1, 1)) * scale, (270 - 240 * v) * scale) for i, v in enumerate(values)]
+    canvas.line(points, fill=(31, 119, 180), width=3 * scale, joint="curve")
+    for i in range(5):
+        canvas.text((4 * scale, (270 - 60 * i) * scale), f"{i / 4:.2f}", fill="black", font_size=11 * scale)
+    buffer = io.BytesIO()
+    image.resize((480, 320), Image.LANCZOS).save(buffer, "PNG")
+    return buffer.getvalue()
 
 
 def _chunk(kind: bytes, body: bytes) -> bytes:
@@ -182,6 +198,7 @@ def build(out: Path) -> list[Item]:
     _bad_identity(corpus, rows, ages, admissions, labs)
     _bad_counts(corpus)
     _bad_images(corpus, innocuous_csv, rows)
+    _bad_carriers(corpus, innocuous_csv, rows)
     _safe(corpus, data)
 
     (out / "manifest.json").write_text(json.dumps([asdict(i) for i in corpus.items], indent=1))
@@ -358,6 +375,27 @@ def _bad_images(corpus: Corpus, innocuous_csv: str, rows: list) -> None:
     corpus.bad("jpeg_after_eoi.jpg", "image trailing bytes", jpeg + payload)
 
 
+def _bad_carriers(corpus: Corpus, innocuous_csv: str, rows: list) -> None:
+    """Data carried by pixel values, low bits, same-shaped tokens, URL escapes, execution counts."""
+    payload = innocuous_csv.encode()
+    side = int(np.ceil(np.sqrt(len(payload) / 3)))
+    noise = np.frombuffer(payload + b"\0" * (side * side * 3 - len(payload)), dtype=np.uint8).reshape(side, side, 3)
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, "PNG")
+    corpus.bad("png_bytes_as_pixels.png", "image pixel payload", buffer.getvalue())
+    plot = np.asarray(Image.open(io.BytesIO(_png(320, 200, _bars([40, 90, 140, 200, 170, 110, 60])))).convert("RGB")).copy()
+    bits = np.unpackbits(np.frombuffer(payload, dtype=np.uint8))
+    flat = plot.reshape(-1)
+    flat[:len(bits)] = (flat[:len(bits)] & 0xFE) | bits
+    buffer = io.BytesIO()
+    Image.fromarray(plot).save(buffer, "PNG")
+    corpus.bad("png_lowest_bits.png", "image pixel payload", buffer.getvalue())
+    corpus.bad("tokens.txt", "quasi identifiers", "Cohort tokens: " + " ".join(f"{a}-{d.year}-{s}" for _, d, s, a, _ in rows))
+    corpus.bad("url_query.txt", "csv saved as txt", "link: https://example.invalid/?q=" + urllib.parse.quote(innocuous_csv))
+    corpus.bad("nb_execution_counts.ipynb", "notebook metadata",
+               _notebook([_code("x", n=int(d.strftime("%Y%m%d"))) for _, d, _, _, _ in rows]))
+
+
 def _safe(corpus: Corpus, data) -> None:  # type: ignore[no-untyped-def]
     patients = data.tables["patients"].with_columns(
         ((pl.lit(REFERENCE_DATE) - pl.col("date_of_birth")).dt.total_days() // 365).alias("age"))
@@ -393,6 +431,7 @@ def _safe(corpus: Corpus, data) -> None:  # type: ignore[no-untyped-def]
     counts = hist.table["count"].fillna(0).astype(int).tolist()
     plot = _png(320, 200, _bars([max(c, 1) for c in counts]))
     corpus.safe("age_histogram.png", "plot", plot)
+    corpus.safe("rate_trend.png", "plot", _line_plot([c / max(counts) for c in counts]))
     corpus.safe("age_histogram.jpg", "plot", _jpeg(_bars([max(c, 1) for c in counts])))
     safe_table = crosstab(patients, index="postcode_district", columns="sex", policy=policy)
     corpus.safe("analysis.ipynb", "notebook with plot and table", _notebook([

@@ -25,6 +25,7 @@ CLASSES = {  # the classes of attack the corpus must span, by the words of its m
     "fewer rows than the floor", "markdown table", "html in markdown", "csv saved as txt", "svg saved as md",
     "fixed-width text", "base64", "hex", "high entropy", "dates", "identifiers", "quasi identifiers",
     "counts in strings", "counts in first column", "image trailing bytes", "image text chunk", "image comment", "image exif",
+    "image pixel payload",
 }
 
 
