@@ -130,7 +130,7 @@ class Images(_Strict):
     # way); random bits flip about a quarter. Above this share (in any mostly flat band of 8x32
     # pixels) the image fails.
     max_low_bit_flips: float = Field(0.08, gt=0.0, le=1.0)
-    # Pixels judged at most (larger images are judged on their first rows up to this count).
+    # Largest image (in pixels) whose pixels are judged; a larger one goes to a reviewer.
     max_judged_pixels: int = Field(4_000_000, ge=10_000)
 
 

@@ -6,6 +6,11 @@ decompress to exactly the size its header declares, and nothing may follow ``IEN
 is walked segment by segment: quantisation and Huffman tables, frame and scan headers and
 the scan data; comments (COM), application segments (APP1-APP15: EXIF, XMP, ICC ...), a
 JFIF thumbnail and anything after ``EOI`` fail. Every finding quotes what was found.
+
+The release re-encodes images from their pixels, so the pixels themselves are judged too
+(``image_pixels``): pixel values that look like stored bytes (most pixels changing sharply
+from every neighbour) go to a reviewer, and a PNG whose low bit planes flip back and forth
+where the picture is flat fails as hiding data.
 """
 
 from __future__ import annotations
@@ -187,15 +192,17 @@ _BAND = (8, 32)
 _MIN_MEASURED = 256
 
 
+class _TooLarge(Exception):
+    """More pixels than the checker judges."""
+
+
 def _pixels(data: bytes, policy: DisclosurePolicy) -> np.ndarray:
-    """The decoded pixels as an (height, width, channels) int16 array, at most
-    ``images.max_judged_pixels`` of them (the first rows of a larger image)."""
+    """The decoded pixels as an (height, width, channels) int16 array; an image of more than
+    ``images.max_judged_pixels`` is not decoded (``_TooLarge``)."""
     with Image.open(io.BytesIO(data)) as image:
         width, height = image.size
-        limit = policy.images.max_judged_pixels
-        if width * height > limit:
-            rows = max(1, limit // width)
-            image = image.crop((0, 0, min(width, limit), min(height, rows)))
+        if width * height > policy.images.max_judged_pixels:
+            raise _TooLarge(f"{width}x{height} pixels")
         if image.mode not in ("L", "LA", "RGB", "RGBA"):
             image = image.convert("RGBA")
         array = np.asarray(image, dtype=np.int16)
@@ -293,6 +300,10 @@ def judge_pixels(data: bytes, policy: DisclosurePolicy) -> tuple[list[str], list
 def image_pixels(part: Part, policy: DisclosurePolicy) -> list[Finding]:
     try:
         hidden, noise = judge_pixels(part.data, policy)
+    except _TooLarge as exc:
+        return [Finding("image_pixels", Verdict.REVIEW,
+                        f"{part.where}: {exc}, more than the {policy.images.max_judged_pixels} whose pixels the checker judges; "
+                        f"a reviewer must look at it (or export it smaller)", locations=[part.where])]
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         return [Finding("image", Verdict.FAIL, f"{part.where}: the pixels cannot be decoded ({type(exc).__name__}); export the figure again",
                         locations=[part.where])]

@@ -543,3 +543,9 @@ def test_checker_real_run_orders_pass(tmp_path):
     rerun = _counted([3, 4, 5, 9, 7, 8, 12, 13, 14, 15, 16, None, 20, 21, 22, 230, 231, 232])  # some cells re-run, one never run
     assert check_file(write(tmp_path, "a.ipynb", notebook(in_order)), POLICY).status is Verdict.PASS
     assert check_file(write(tmp_path, "b.ipynb", notebook(rerun)), POLICY).status is Verdict.PASS
+
+
+def test_checker_image_too_large_to_judge_goes_to_review(tmp_path):
+    small = POLICY.model_copy(update={"images": POLICY.images.model_copy(update={"max_judged_pixels": 10_000})})
+    report = check_file(write(tmp_path, "big.png", SAFE_FIGURES["bar chart"]()), small)
+    assert rules(report)["image_pixels"] is Verdict.REVIEW and "640x480" in report.findings[0].message
