@@ -197,7 +197,7 @@ class _TooLarge(Exception):
 
 
 def _pixels(data: bytes, policy: DisclosurePolicy) -> np.ndarray:
-    """The decoded pixels as an (height, width, channels) int16 array; an image of more than
+    """The decoded pixels as an (height, width, channels) uint8 array; an image of more than
     ``images.max_judged_pixels`` is not decoded (``_TooLarge``)."""
     with Image.open(io.BytesIO(data)) as image:
         width, height = image.size
@@ -205,7 +205,7 @@ def _pixels(data: bytes, policy: DisclosurePolicy) -> np.ndarray:
             raise _TooLarge(f"{width}x{height} pixels")
         if image.mode not in ("L", "LA", "RGB", "RGBA"):
             image = image.convert("RGBA")
-        array = np.asarray(image, dtype=np.int16)
+        array = np.asarray(image, dtype=np.uint8)
     return array[:, :, None] if array.ndim == 2 else array
 
 
@@ -218,16 +218,24 @@ def _windows(hits: np.ndarray, counted: np.ndarray, per_pixel: float = 0.0,
     side_h, side_w = min(h, side[0]), min(w, side[1])
     if side_h * side_w < _MIN_MEASURED:  # a thin image: windows of the same area along it
         side_h, side_w = min(h, max(side_h, _MIN_MEASURED * 4 // max(side_w, 1))), min(w, max(side_w, _MIN_MEASURED * 4 // max(side_h, 1)))
-    ch = np.zeros((h + 1, w + 1), dtype=np.int64)
-    cc = np.zeros((h + 1, w + 1), dtype=np.int64)
-    ch[1:, 1:] = hits.cumsum(0).cumsum(1)
-    cc[1:, 1:] = counted.cumsum(0).cumsum(1)
-    ys = np.arange(0, h - side_h + 1, _STEP) if h > side_h else np.array([0])
-    xs = np.arange(0, w - side_w + 1, _STEP) if w > side_w else np.array([0])
+    # windows start every _STEP pixels: sum _STEP x _STEP cells first when the windows are
+    # made of whole cells, so that the running sums run over a sixteenth of the pixels
+    f = _STEP if side_h % _STEP == 0 and side_w % _STEP == 0 else 1
+    rows, cols = h // f, w // f
+    cells_h = hits[:rows * f, :cols * f].reshape(rows, f, cols, f).sum(axis=(1, 3), dtype=np.int64) if f > 1 else hits.astype(np.int64)
+    cells_c = counted[:rows * f, :cols * f].reshape(rows, f, cols, f).sum(axis=(1, 3), dtype=np.int64) if f > 1 else counted.astype(np.int64)
+    ch = np.zeros((rows + 1, cols + 1), dtype=np.int64)
+    cc = np.zeros((rows + 1, cols + 1), dtype=np.int64)
+    ch[1:, 1:] = cells_h.cumsum(0).cumsum(1)
+    cc[1:, 1:] = cells_c.cumsum(0).cumsum(1)
+    step, wh, ww = (1, side_h // f, side_w // f) if f > 1 else (_STEP, side_h, side_w)
+    ys = np.arange(0, rows - wh + 1, step) if rows > wh else np.array([0])
+    xs = np.arange(0, cols - ww + 1, step) if cols > ww else np.array([0])
     y0, x0 = np.meshgrid(ys, xs, indexing="ij")
-    y1, x1 = y0 + side_h, x0 + side_w
+    y1, x1 = np.minimum(y0 + wh, rows), np.minimum(x0 + ww, cols)
     box_h = ch[y1, x1] - ch[y0, x1] - ch[y1, x0] + ch[y0, x0]
     box_c = cc[y1, x1] - cc[y0, x1] - cc[y1, x0] + cc[y0, x0]
+    y0, x0 = y0 * f, x0 * f
     minimum = max(_MIN_MEASURED, per_pixel * side_h * side_w)
     share = np.where(box_c >= minimum, box_h / np.maximum(box_c, 1), 0.0)
     k = np.unravel_index(int(share.argmax()), share.shape)
@@ -240,8 +248,16 @@ def _roughness(px: np.ndarray) -> tuple[float, float, tuple[int, int]]:
     """Share of pixels changing sharply from both their left and upper neighbours (noise):
     over the whole image, and the largest in a window (with its corner)."""
     h, w, _ = px.shape
-    dx = np.abs(np.diff(px, axis=1)).max(axis=2) > _SHARP if w > 1 else None
-    dy = np.abs(np.diff(px, axis=0)).max(axis=2) > _SHARP if h > 1 else None
+
+    def sharp(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        diff = np.maximum(a, b) - np.minimum(a, b)
+        out = diff[:, :, 0] > _SHARP
+        for channel in range(1, diff.shape[2]):
+            out |= diff[:, :, channel] > _SHARP
+        return out
+
+    dx = sharp(px[:, 1:], px[:, :-1]) if w > 1 else None
+    dy = sharp(px[1:], px[:-1]) if h > 1 else None
     if dx is not None and dy is not None:
         rough = dx[1:, :] & dy[:, 1:]
     else:
@@ -252,25 +268,38 @@ def _roughness(px: np.ndarray) -> tuple[float, float, tuple[int, int]]:
     return float(rough.mean()), share, corner
 
 
+def _channels(flags: np.ndarray) -> np.ndarray:
+    """How many channels are flagged, per pixel."""
+    total = flags[:, :, 0].astype(np.int32)
+    for channel in range(1, flags.shape[2]):
+        total += flags[:, :, channel]
+    return total
+
+
 def _low_bit_flips(px: np.ndarray) -> tuple[float, int, tuple[int, int]]:
-    """Among runs of three neighbouring pixel values whose upper bits agree, the share whose
-    low bits flip and flip back (the largest over 1 and 2 low bits, rows and columns)."""
+    """Among runs of five neighbouring pixel values whose upper bits agree, the share whose
+    middle three low bits flip and flip back (the largest over 1 and 2 low bits, rows and
+    columns). Five in a row level, so that the ringing beside an edge (255 253 255 | 68) is
+    not taken for flipping bits."""
     best = (0.0, 0, (0, 0))
     for bits in (1, 2):
-        mask = (1 << bits) - 1
+        upper, low = px >> bits, px & ((1 << bits) - 1)
         for axis in (1, 0):
-            if px.shape[axis] < 5:
+            n = px.shape[axis]
+            if n < 5:
                 continue
-            # five in a row level in their upper bits, so that the ringing beside an edge
-            # (255 253 255 | 68) is not taken for flipping bits; the middle three are read
-            run = [np.take(px, range(i, px.shape[axis] - 4 + i), axis=axis) for i in range(5)]
-            upper = [r >> bits for r in run]
-            level = (upper[0] == upper[1]) & (upper[1] == upper[2]) & (upper[2] == upper[3]) & (upper[3] == upper[4])
-            a, b, c = run[1:4]
-            low_a, low_b, low_c = a & mask, b & mask, c & mask
-            flips = level & (low_a != low_b) & (low_a == low_c)
+
+            def cut(array: np.ndarray, start: int, stop: int) -> np.ndarray:
+                index = [slice(None)] * array.ndim
+                index[axis] = slice(start, stop)
+                return array[tuple(index)]
+
+            same = cut(upper, 1, n) == cut(upper, 0, n - 1)  # value i+1 level with value i
+            level = cut(same, 0, n - 4) & cut(same, 1, n - 3) & cut(same, 2, n - 2) & cut(same, 3, n - 1)
+            a, b, c = cut(low, 1, n - 3), cut(low, 2, n - 2), cut(low, 3, n - 1)
+            flips = level & (a != b) & (a == c)
             # judged where the picture is mostly flat: most runs of every channel level
-            share, corner = _windows(flips.sum(axis=2), level.sum(axis=2), 0.6 * px.shape[2], _BAND)
+            share, corner = _windows(_channels(flips), _channels(level), 0.6 * px.shape[2], _BAND)
             if share > best[0]:
                 best = (share, bits, corner)
     return best
