@@ -183,7 +183,8 @@ def hub(client, image, tmp_path_factory, request) -> Iterator[Hub]:
 
     token = secrets.token_hex(32)
     enforcer_token = secrets.token_hex(32)
-    ports = {"ENCLAVE_HUB_PORT": free_port(), "ENCLAVE_HUB_API_PORT": free_port(), "ENCLAVE_PROXY_API_PORT": free_port()}
+    ports = {name: free_port() for name in
+             ("ENCLAVE_HUB_PORT", "ENCLAVE_HUB_API_PORT", "ENCLAVE_PROXY_API_PORT", "ENCLAVE_WEB_PORT")}
     config = work / "hub_test_config.py"
     config.write_text(
         f"load_subconfig({str(REPO / 'jupyterhub_config.py')!r})\n"

@@ -55,8 +55,11 @@ def _snapshot_state(dest: Path, backup_id: str, tmp: Path) -> dict:
     return state_of(_settings(home))
 
 
-def _egress_load(world: World) -> None:
-    """50 concurrent egress actions: submissions, votes and releases at once."""
+def _egress_load(world: World, backups_taken: list[str], waves: int = 4) -> None:
+    """50 concurrent egress actions: submissions, votes and releases at once, in waves.
+
+    Wave k starts only once k backups have finished, so however slow the machine, at least
+    ``waves - 1`` backups begin while the load is still going (no race on timing)."""
     for i in range(N):
         world.write(f"load/t{i}.csv", f"region,count\nnorth,{100 + i}\nsouth,{200 + i}\n".encode())
 
@@ -74,8 +77,15 @@ def _egress_load(world: World) -> None:
             release_service.release_request(s, get_user(s, "rex"), world.env, rid)
         return rid
 
+    ids: list[int] = []
+    bounds = [N * k // waves for k in range(waves + 1)]
     with ThreadPoolExecutor(max_workers=6) as pool:
-        ids = [f.result() for f in [pool.submit(create_and_submit, i) for i in range(N)]]
+        for k in range(waves):
+            deadline = time.monotonic() + 600
+            while len(backups_taken) < k:
+                assert time.monotonic() < deadline, f"no backup finished in 10 minutes (wave {k})"
+                time.sleep(0.05)
+            ids += [f.result() for f in [pool.submit(create_and_submit, i) for i in range(bounds[k], bounds[k + 1])]]
     assert len(set(ids)) == N
 
 
@@ -85,9 +95,9 @@ def test_backup_during_egress_load_and_a_running_job_restores_on_sqlite_and_post
     dest = tmp_path / "dest"
     admin = _admin(busy)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        load = pool.submit(_egress_load, busy)
-        during = []
-        while not load.done() or not during:
+        during: list[str] = []
+        load = pool.submit(_egress_load, busy, during)
+        while not load.done():
             during.append(create_backup(busy.settings, admin, dest, passphrase=PASSPHRASE).id)
             time.sleep(0.3)
         load.result()
