@@ -49,3 +49,39 @@ class IncidentKind(StrEnum):
 class IncidentStatus(StrEnum):
     OPEN = "open"
     CLEARED = "cleared"
+
+
+class GdprArticle6(StrEnum):
+    """The UK GDPR Article 6(1) lawful basis for processing (the register words each one)."""
+
+    CONSENT = "consent"                            # (a)
+    CONTRACT = "contract"                          # (b)
+    LEGAL_OBLIGATION = "legal_obligation"          # (c)
+    VITAL_INTERESTS = "vital_interests"            # (d)
+    PUBLIC_TASK = "public_task"                    # (e)
+    LEGITIMATE_INTERESTS = "legitimate_interests"  # (f)
+
+
+class GdprArticle9(StrEnum):
+    """The UK GDPR Article 9(2) condition for processing health data."""
+
+    EXPLICIT_CONSENT = "explicit_consent"                        # (a)
+    EMPLOYMENT = "employment"                                    # (b)
+    VITAL_INTERESTS = "vital_interests"                          # (c)
+    NOT_FOR_PROFIT_BODY = "not_for_profit_body"                  # (d)
+    MADE_PUBLIC = "made_public"                                  # (e)
+    LEGAL_CLAIMS = "legal_claims"                                # (f)
+    SUBSTANTIAL_PUBLIC_INTEREST = "substantial_public_interest"  # (g)
+    HEALTH_OR_SOCIAL_CARE = "health_or_social_care"              # (h)
+    PUBLIC_HEALTH = "public_health"                              # (i)
+    RESEARCH_AND_STATISTICS = "research_and_statistics"          # (j)
+
+
+class ConfidentialityBasis(StrEnum):
+    """Why using confidential patient information meets the common law duty of confidentiality."""
+
+    CONSENT = "consent"                      # the patients agreed
+    SECTION_251 = "section_251"              # s251 NHS Act 2006 support, on CAG advice
+    LEGAL_REQUIREMENT = "legal_requirement"  # a statute or court order requires it
+    NOT_CONFIDENTIAL = "not_confidential"    # de-identified: the duty does not apply
+    PUBLIC_INTEREST = "public_interest"      # an overriding public interest

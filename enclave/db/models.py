@@ -26,7 +26,17 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 from enclave.clock import utcnow
-from enclave.enums import EgressStatus, IncidentKind, IncidentStatus, ProjectStatus, ReviewDecision, Role
+from enclave.enums import (
+    ConfidentialityBasis,
+    EgressStatus,
+    GdprArticle6,
+    GdprArticle9,
+    IncidentKind,
+    IncidentStatus,
+    ProjectStatus,
+    ReviewDecision,
+    Role,
+)
 
 __all__ = ["utcnow"]  # re-exported for callers that build rows
 
@@ -116,6 +126,14 @@ class Project(Base):
     lawful_basis: Mapped[str] = mapped_column(Text, default="")
     pi_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     organisation: Mapped[str] = mapped_column(String(200), default="")
+    # What the public register publishes (enclave.register): why the data may be used, by whom.
+    public_benefit: Mapped[str] = mapped_column(Text, default="")
+    gdpr_article6: Mapped[GdprArticle6 | None] = mapped_column(_enum(GdprArticle6))
+    gdpr_article9: Mapped[GdprArticle9 | None] = mapped_column(_enum(GdprArticle9))
+    confidentiality_basis: Mapped[ConfidentialityBasis | None] = mapped_column(_enum(ConfidentialityBasis))
+    data_controller: Mapped[str] = mapped_column(String(200), default="")
+    contact_email: Mapped[str] = mapped_column(String(254), default="")
+    funders: Mapped[str] = mapped_column(String(500), default="")
     start_date: Mapped[dt.date] = mapped_column(Date)
     end_date: Mapped[dt.date] = mapped_column(Date)
     tier: Mapped[str] = mapped_column(String(32))
