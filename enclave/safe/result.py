@@ -25,8 +25,9 @@ from enclave.disclosure.evidence import (
     write_evidence,
 )
 from enclave.disclosure.findings import Finding
+from enclave.disclosure.outcome import CellVerdicts, TableOutcome, table_outcome
 from enclave.disclosure.policy import DisclosurePolicy
-from enclave.disclosure.rules import MISSING, NEGATIVES, TOP1, TOP2, TOPN, TOTAL, N
+from enclave.disclosure.rules import MISSING, NEGATIVES, RULES, TOP1, TOP2, TOPN, TOTAL, N
 from enclave.disclosure.verdict import Verdict
 from enclave.errors import InvalidInput
 from enclave.safe.query import data_root, parse_query
@@ -39,10 +40,12 @@ SAVE_SUFFIXES = {".csv": ",", ".tsv": "\t"}
 class SafeResult:
     """A checked output.
 
-    ``status`` is the worst verdict of the rules on the output as computed; ``findings``
-    say which rule objected to which cells; ``table`` is what may be shown, with every
-    failing cell (and, with margins, enough others) suppressed. ``save`` writes the table
-    and its evidence sidecar.
+    ``status`` is the worst verdict of the rules on the output *as computed* (the raw
+    table); ``saved_status`` is the verdict of what ``save`` writes, after suppression, and
+    ``summary`` says both in words ("3 cells below 10 and 7 zeros suppressed: the saved
+    table is safe"). ``findings`` say which rule objected to which cells; ``table`` is what
+    may be shown, with every failing cell (and, with margins, enough others) suppressed.
+    ``save`` writes the table and its evidence sidecar.
     """
 
     table: pd.DataFrame
@@ -62,16 +65,60 @@ class SafeResult:
     # The reproducible query the table was computed from (None: a frame of unknown origin).
     query: dict[str, Any] | None = None
 
+    @property
+    def outcome(self) -> TableOutcome:
+        """Both verdicts (raw and saved) with the counts behind them."""
+        cells = [CellVerdicts(verdicts={r: Verdict.from_rank(ranks[i]) for r, ranks in self._rule_ranks().items()},
+                              status=Verdict.from_rank(self.cell_ranks["status"][i]), suppressed=self.hidden[i])
+                 for i in range(len(self.cells))]
+        other = [(f.rule, f.status) for f in self.findings if f.rule not in self.rules or f.rule not in RULES]
+        return table_outcome(cells, self.policy.threshold, other)
+
+    @property
+    def saved_status(self) -> Verdict:
+        """The verdict of the table as saved (after suppression)."""
+        return self.outcome.saved
+
+    @property
+    def summary(self) -> str:
+        """Both verdicts in one sentence, e.g. "3 cells below 10 suppressed: the saved table is safe." """
+        return self.outcome.sentence()
+
+    def _rule_ranks(self) -> dict[str, list[int]]:
+        return {r: self.cell_ranks[r].to_list() for r in self.rules if r in self.cell_ranks.columns}
+
+    def _finding_lines(self) -> list[tuple[str, str, str]]:
+        """(rule, what it means for the saved table, message) per finding."""
+        # A finding about cells the saved table hides is history, not a verdict on what leaves.
+        hidden = {cell for cell, h in zip(self.cells, self.hidden) if h}
+        lines = []
+        for f in self.findings:
+            if f.status is Verdict.FAIL and f.cells and all(c in hidden for c in f.cells):
+                state = "in the raw table; suppressed"
+            elif f.status is Verdict.FAIL:
+                state = "shown: not safe"
+            else:
+                state = "needs a reviewer" if f.status is Verdict.REVIEW else "passes"
+            lines.append((f.rule.replace("_", " "), state, f.message))
+        return lines
+
+    def __str__(self) -> str:
+        return self.summary
+
     def __repr__(self) -> str:
-        lines = [f"status: {self.status}"]
-        lines += [f"  {f.status} {f.rule}: {f.message}" for f in self.findings]
+        outcome = self.outcome
+        lines = [outcome.sentence(), f"  {outcome.verdicts()}"]
+        lines += [f"  - {rule} ({state}): {message}" for rule, state, message in self._finding_lines()]
         if self.suppressed:
             lines.append(f"  {len(self.suppressed)} cell(s) suppressed ({len(self.secondary)} to protect others)")
-        return "\n".join(lines) + "\n" + repr(self.table)
+        return "\n".join(lines) + "\n" + self.table.to_string(na_rep="suppressed")
 
     def _repr_html_(self) -> str:
-        items = "".join(f"<li><b>{f.status}</b> {f.rule}: {_escape(f.message)}</li>" for f in self.findings)
-        return f"<p>status: <b>{self.status}</b></p><ul>{items}</ul>" + self.table.to_html(na_rep="suppressed")
+        outcome = self.outcome
+        items = "".join(f"<li><b>{_escape(rule)}</b> ({_escape(state)}): {_escape(message)}</li>"
+                        for rule, state, message in self._finding_lines())
+        return (f"<p><b>{_escape(outcome.sentence())}</b><br><small>{_escape(outcome.verdicts())}</small></p>"
+                f"<ul>{items}</ul>" + self.table.to_html(na_rep="suppressed"))
 
     def save(self, path: str | os.PathLike[str], *, datasets: Mapping[str, str] | None = None) -> Path:
         """Write the table (``.csv`` or ``.tsv``) and ``<path>.evidence.json`` beside it.
@@ -105,7 +152,7 @@ class SafeResult:
         nk_share, p_ratio = dominance_figures(stats, self.policy)
         columns = {c: stats[c].to_list() if c in stats.columns else [None] * stats.height
                    for c in (N, TOTAL, TOP1, TOP2, TOPN, NEGATIVES, MISSING)}
-        rule_ranks = {r: self.cell_ranks[r].to_list() for r in self.rules if r in self.cell_ranks.columns}
+        rule_ranks = self._rule_ranks()
         cells = []
         for i, (row, column) in enumerate(self.cells):
             cells.append(
