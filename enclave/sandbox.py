@@ -31,6 +31,9 @@ from enclave.policy import StrictModel, load_policy_file
 
 WORKSPACE_PATH = "/home/jovyan/project"
 DATA_ROOT = "/data"
+# Where a rerun writes its outputs: a folder of the enclave outside every workspace (the
+# rerun sees the workspace read-only, so a check never changes the researcher's files).
+RERUN_OUTPUT_PATH = "/home/jovyan/rerun-output"
 HOME_PATH = "/home/jovyan"
 # jovyan:users, as created in images/notebook/Dockerfile.
 CONTAINER_USER = "1000:100"
@@ -100,10 +103,11 @@ def _is_engine_socket(path: str) -> bool:
 
 
 class Mount(BaseModel):
-    """One bind mount into a workspace container; only two kinds are accepted.
+    """One bind mount into a workspace container; only three kinds are accepted.
 
     - a dataset: ``target`` under ``/data/`` (``/data/<dataset>[/...]``), ``read_only`` True;
-    - the project's workspace: ``target`` exactly ``/home/jovyan/project``.
+    - the project's workspace: ``target`` exactly ``/home/jovyan/project``;
+    - a rerun's own output folder: ``target`` exactly ``/home/jovyan/rerun-output``.
 
     Anything else, a relative or un-normalised path, or a source that is or contains the
     Docker socket raises :class:`enclave.errors.InvalidInput` at construction.
@@ -127,7 +131,7 @@ class Mount(BaseModel):
     @field_validator("target")
     @classmethod
     def _target_is_allowed(cls, target: str) -> str:
-        if target == WORKSPACE_PATH:
+        if target in (WORKSPACE_PATH, RERUN_OUTPUT_PATH):
             return target
         parts = target.split("/")
         if (
@@ -137,7 +141,8 @@ class Mount(BaseModel):
         ):
             return target
         raise InvalidInput(
-            f"mount target {target!r} is not allowed; use {DATA_ROOT}/<dataset> (read-only) or {WORKSPACE_PATH}"
+            f"mount target {target!r} is not allowed; use {DATA_ROOT}/<dataset> (read-only), {WORKSPACE_PATH} "
+            f"or {RERUN_OUTPUT_PATH}"
         )
 
     @model_validator(mode="after")
@@ -148,7 +153,7 @@ class Mount(BaseModel):
 
     @property
     def is_data(self) -> bool:
-        return self.target != WORKSPACE_PATH
+        return self.target not in (WORKSPACE_PATH, RERUN_OUTPUT_PATH)
 
     @classmethod
     def dataset(cls, source: str | Path, name: str) -> Mount:

@@ -9,8 +9,11 @@ servers' internal network, which only exists so the hub can reach them.
 The stored copy of the notebook goes in on the container's standard input (papermill
 reads ``-``), so nothing but the sandbox's own mounts is ever bound into it. The executed
 notebook and whatever the notebook writes to ``$ENCLAVE_JOB_OUTPUT`` land in
-``<workspace>/outbox/jobs/<run id>/``. The log (papermill's, with every cell's output) is
-kept outside the workspace in ``$ENCLAVE_HOME/jobs/runs/<run id>/log.txt``.
+``<workspace>/outbox/jobs/<run id>/``. A rerun (a reviewer's check) sees the workspace
+read-only and writes to its own folder outside it, ``$ENCLAVE_HOME/jobs/reruns/<run id>/``
+(mounted at ``/home/jovyan/rerun-output``), so a check never adds to or changes the
+researchers' outbox. The log (papermill's, with every cell's output) is kept outside the
+workspace in ``$ENCLAVE_HOME/jobs/runs/<run id>/log.txt``.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from enclave.jobs import service
 from enclave.jobs.provenance import comparison, records_json, view_record
 from enclave.jobs.states import FINAL, JobStatus
 from enclave.sandbox import (
+    RERUN_OUTPUT_PATH,
     WORKSPACE_PATH,
     ContainerPolicy,
     Mount,
@@ -47,7 +51,7 @@ from enclave.sandbox import (
     host_config,
     load_container_policy,
 )
-from enclave.workspace_fs import WorkspaceDir, open_workspace
+from enclave.workspace_fs import WorkspaceDir, open_tree, open_workspace
 
 CONTAINER_PREFIX = "enclave-job-"
 JOB_LABEL = "org.enclave.job"
@@ -182,11 +186,16 @@ class Runner:
                     return None
                 claimed = run.id
                 views = self.views(session, run.project)
+                rerun = run.rerun_of_id is not None
+                # A rerun is a check: it sees the workspace read-only and writes only to its
+                # own folder in the reviewers' area, never into the researchers' outbox.
                 mounts = [
-                    Mount(source=str(m.source), target=m.target, read_only=m.read_only)
+                    Mount(source=str(m.source), target=m.target, read_only=m.read_only or rerun)
                     for m in project_mounts(self.settings, session, run.project,
                                             views=lambda *_: [(v.dataset, v.path) for v in views])
                 ]
+                if rerun:
+                    mounts.append(Mount(source=str(self._prepare_output(run)), target=RERUN_OUTPUT_PATH, read_only=False))
                 image_name, digest = self._image(session, run)
                 name = f"{self.container_prefix}{run.id}-{secrets.token_hex(3)}"
                 # Created from the digest: exactly the image recorded, even if the name is re-tagged.
@@ -227,8 +236,11 @@ class Runner:
 
     def _create_kwargs(self, run: JobRun, mounts: list[Mount], image: str, name: str,
                        views: list[JobView]) -> dict[str, Any]:
-        self._prepare_output(run)
-        container_out = f"{WORKSPACE_PATH}/{service.OUTPUTS_RELDIR}/{run.id}"
+        if run.rerun_of_id is None:
+            self._prepare_output(run)
+            container_out = f"{WORKSPACE_PATH}/{service.OUTPUTS_RELDIR}/{run.id}"
+        else:
+            container_out = RERUN_OUTPUT_PATH
         cwd = PurePosixPath(WORKSPACE_PATH) / PurePosixPath(run.notebook).parent
         # The sandbox's own two halves, as DockerSpawner receives them; then only what a
         # batch run needs besides: no network at all, and stdin to receive the notebook.
@@ -255,7 +267,9 @@ class Runner:
         return create
 
     def _prepare_output(self, run: JobRun) -> Path:
-        """Create ``outbox/jobs/<run>/`` afresh for the notebook user, never through a link.
+        """Create the run's output folder afresh for the notebook user, never through a link:
+        ``outbox/jobs/<run>/`` of the workspace, or for a rerun its folder of the reviewers'
+        area (``$ENCLAVE_HOME/jobs/reruns/<run>/``, which no container but the rerun's sees).
 
         Researchers can change anything inside their workspace, including replacing
         ``outbox`` or ``outbox/jobs`` with a symbolic link to a host path; the worker (root)
@@ -263,8 +277,14 @@ class Runner:
         an open folder with no link followed (``enclave.workspace_fs``), so a link swapped
         in meanwhile is refused too.
         """
-        prepare_workspace(self.settings, run.project.slug)
         owner = (NOTEBOOK_UID, NOTEBOOK_GID)
+        if run.rerun_of_id is not None:
+            reruns = service.rerun_output_dir(self.settings, run.id).parent
+            reruns.mkdir(parents=True, exist_ok=True)
+            with open_tree(reruns) as folder:
+                folder.mkdir_fresh(str(run.id), owner=owner).close()
+            return service.output_dir(self.settings, run)
+        prepare_workspace(self.settings, run.project.slug)
         with open_workspace(self.settings.workspaces_dir, run.project.slug) as workspace, \
                 workspace.opendir(service.OUTPUTS_RELDIR, create=True, owner=owner) as jobs:
             jobs.mkdir_fresh(str(run.id), owner=owner).close()
@@ -380,6 +400,8 @@ def _open_outputs(settings: Settings, run: JobRun, stack: ExitStack) -> Workspac
     """The run's output folder, opened without following a link; None if any part of the
     way is a link or not a folder (the job or a member replaced it)."""
     try:
+        if run.rerun_of_id is not None:
+            return stack.enter_context(open_tree(service.rerun_output_dir(settings, run.id)))
         workspace = stack.enter_context(open_workspace(settings.workspaces_dir, run.project.slug))
         return stack.enter_context(workspace.opendir(service.OUTPUTS_RELDIR / str(run.id)))
     except EnclaveError:

@@ -30,6 +30,7 @@ from enclave.config import Settings
 from enclave.db.models import JobRun, Membership, Project, User
 from enclave.enums import Role
 from enclave.errors import InvalidInput, InvalidTransition, NotFound, PermissionDenied
+from enclave.jobs.parameters import NotebookParameter, check_parameters, read_parameters
 from enclave.jobs.provenance import sha256_bytes
 from enclave.jobs.states import FINAL, JobAction, JobActor, JobStatus, transition_for
 from enclave.permissions import check_member, is_member
@@ -81,9 +82,26 @@ def workspace_dir(settings: Settings, project: Project) -> Path:
 OUTPUTS_RELDIR = PurePosixPath("outbox") / "jobs"
 
 
+def rerun_output_dir(settings: Settings, run_id: int) -> Path:
+    """Where a rerun's outputs go: the reviewers' area, outside every workspace."""
+    return jobs_dir(settings) / "reruns" / str(run_id)
+
+
 def output_dir(settings: Settings, run: JobRun) -> Path:
-    """``<workspace>/outbox/jobs/<run id>/``: the executed notebook and every file it wrote."""
+    """Where the executed notebook and every file the run wrote are: ``<workspace>/outbox/
+    jobs/<run id>/`` for a run, the reviewers' area (:func:`rerun_output_dir`) for a rerun,
+    which never writes into the researchers' outbox."""
+    if run.rerun_of_id is not None:
+        return rerun_output_dir(settings, run.id)
     return workspace_dir(settings, run.project) / OUTPUTS_RELDIR / str(run.id)
+
+
+def output_area(run: JobRun) -> str:
+    """Where a run's outputs are, as people are shown it: relative to the workspace for a
+    run, under ``$ENCLAVE_HOME`` (the reviewers' area) for a rerun."""
+    if run.rerun_of_id is not None:
+        return f"$ENCLAVE_HOME/jobs/reruns/{run.id}"
+    return f"{OUTPUTS_RELDIR}/{run.id}"
 
 
 def executed_name(run: JobRun) -> str:
@@ -193,13 +211,16 @@ def submit_job(
     check_can_run(actor, project, f"run jobs in {slug}")
     params = dict(parameters or {})
     for key in params:
-        if not PARAM_RE.match(key) or keyword.iskeyword(key):
+        if not isinstance(key, str) or not PARAM_RE.match(key) or keyword.iskeyword(key):
             raise InvalidInput(f"parameter name {key!r} is not a Python identifier")
     try:
-        json.dumps(params)
+        json.dumps(params, allow_nan=False)
     except (TypeError, ValueError):
         raise InvalidInput("parameters must be JSON values (numbers, strings, true/false, lists)") from None
     relpath, data = _workspace_notebook(settings, project, notebook)
+    # Only the names the notebook declares, each of its default's kind: a typo is refused
+    # here rather than silently ignored by the run.
+    params = check_parameters(read_parameters(json.loads(data)), relpath, params)
     digest = _store_notebook(settings, data)
     run = JobRun(project=project, submitted_by=actor, notebook=relpath, notebook_sha256=digest,
                  parameters_json=params, status=JobStatus.QUEUED)
@@ -208,6 +229,16 @@ def submit_job(
     append_event(session, actor, JobEvent.SUBMIT, project=project, target=f"job:{run.id}",
                  details={"notebook": relpath, "notebook_sha256": digest, "parameters": params})
     return run
+
+
+def notebook_parameters(session: Session, actor: User, settings: Settings, slug: str,
+                        notebook: str) -> list[NotebookParameter] | None:
+    """The parameters a workspace notebook declares in its cell tagged ``parameters``
+    (members of the project); None when it has no such cell."""
+    project = get_project(session, slug)
+    check_member(actor, project, f"see the notebooks of project {slug}")
+    _, data = _workspace_notebook(settings, project, notebook)
+    return read_parameters(json.loads(data))
 
 
 def rerun_job(session: Session, actor: User, settings: Settings, run_id: int) -> JobRun:
@@ -391,7 +422,7 @@ def provenance_of(run: JobRun) -> RunProvenance:
         notebook=run.notebook, notebook_sha256=run.notebook_sha256, parameters=dict(run.parameters_json),
         image=run.image, image_digest=run.image_digest, views=list(run.views_json), limits=dict(run.limits_json),
         created_at=run.created_at.isoformat(), started_at=_iso(run.started_at), finished_at=_iso(run.finished_at),
-        exit_code=run.exit_code, error=run.error, output_dir=f"{OUTPUTS_RELDIR}/{run.id}",
+        exit_code=run.exit_code, error=run.error, output_dir=output_area(run),
         outputs=dict(run.outputs_json), rerun_of=run.rerun_of_id, comparison=run.comparison_json,
     )
 

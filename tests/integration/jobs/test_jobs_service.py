@@ -10,7 +10,9 @@ from enclave.errors import InvalidInput, InvalidTransition, NotFound, Permission
 from enclave.jobs import service
 from enclave.jobs.states import JobStatus
 
-NOTEBOOK = {"cells": [{"cell_type": "code", "source": "x = 1", "metadata": {}, "outputs": [],
+NOTEBOOK = {"cells": [{"cell_type": "code", "source": "min_age = 18  # youngest\nlabel = 'all'",
+                       "metadata": {"tags": ["parameters"]}, "outputs": [], "execution_count": None},
+                      {"cell_type": "code", "source": "x = 1", "metadata": {}, "outputs": [],
                        "execution_count": None}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
 
 
@@ -102,7 +104,7 @@ def test_jobs_claim_respects_concurrency_and_project_status(session, factory, se
 
 
 def test_jobs_rerun_only_of_succeeded_runs_by_members_or_reviewers(session, factory, settings, project):
-    run = service.submit_job(session, factory.get("alice"), settings, "cohort", "notebooks/a.ipynb", {"k": 1})
+    run = service.submit_job(session, factory.get("alice"), settings, "cohort", "notebooks/a.ipynb", {"min_age": 1})
     with pytest.raises(InvalidTransition, match="only a succeeded run"):
         service.rerun_job(session, factory.get("rita"), settings, run.id)
     service.claim_next(session, concurrency=1)
@@ -111,7 +113,7 @@ def test_jobs_rerun_only_of_succeeded_runs_by_members_or_reviewers(session, fact
     with pytest.raises(PermissionDenied):
         service.get_job(session, factory.get("carol"), run.id)
     again = service.rerun_job(session, factory.get("rita"), settings, run.id)
-    assert again.rerun_of_id == run.id and again.parameters_json == {"k": 1}
+    assert again.rerun_of_id == run.id and again.parameters_json == {"min_age": 1}
     assert again.notebook_sha256 == run.notebook_sha256
     prov = service.get_run_provenance(session, factory.get("rita"), run.id)
     assert prov.outputs == {"t.csv": "ab"} and prov.status is JobStatus.SUCCEEDED
@@ -202,7 +204,7 @@ def test_jobs_container_gets_the_servers_isolation_and_no_network(session, facto
     view.mkdir(parents=True)
     policy = ContainerPolicy(mem_limit="2g", job_mem_limit="6g")
     runner = Runner(settings, policy, client=None)
-    run = service.submit_job(session, factory.get("alice"), settings, "cohort", "notebooks/a.ipynb", {"k": 1})
+    run = service.submit_job(session, factory.get("alice"), settings, "cohort", "notebooks/a.ipynb", {"min_age": 1})
     mounts = [Mount(source=str(m.source), target=m.target, read_only=m.read_only)
               for m in project_mounts(settings, session, run.project, views=lambda *_: [("demo", view)])]
     job = runner._create_kwargs(run, mounts, "img", "name", [JobView("demo", view, 3, "v3")])
@@ -215,6 +217,64 @@ def test_jobs_container_gets_the_servers_isolation_and_no_network(session, facto
         if key != "labels":
             assert job[key] == value
     assert job["environment"]["ENCLAVE_DATASETS"] == '{"demo": "3"}'
-    assert job["command"][:2] == ["papermill", "-"] and '{"k": 1}' in job["command"]
+    assert job["command"][:2] == ["papermill", "-"] and '{"min_age": 1}' in job["command"]
     out = service.output_dir(settings, run)
     assert out.is_dir() and not out.is_symlink()
+
+
+def test_jobs_submit_checks_parameters_against_the_notebooks_parameters_cell(session, factory, settings, project):
+    alice = factory.get("alice")
+    with pytest.raises(InvalidInput, match="has no parameter 'min_agee': its parameters are min_age, label"):
+        service.submit_job(session, alice, settings, "cohort", "notebooks/a.ipynb", {"min_agee": 40})
+    with pytest.raises(InvalidInput, match="parameter min_age takes a whole number, e.g. 40, not 'forty'"):
+        service.submit_job(session, alice, settings, "cohort", "notebooks/a.ipynb", {"min_age": "forty"})
+    with pytest.raises(InvalidInput, match="parameter label takes text"):
+        service.submit_job(session, alice, settings, "cohort", "notebooks/a.ipynb", {"label": 5})
+    plain = settings.workspaces_dir / "cohort" / "notebooks" / "plain.ipynb"
+    plain.write_text(json.dumps({**NOTEBOOK, "cells": NOTEBOOK["cells"][1:]}))
+    with pytest.raises(InvalidInput, match="has no cell tagged 'parameters'"):
+        service.submit_job(session, alice, settings, "cohort", "notebooks/plain.ipynb", {"x": 2})
+    assert service.list_jobs(session, alice, "cohort") == []  # nothing was queued
+    run = service.submit_job(session, alice, settings, "cohort", "notebooks/plain.ipynb")
+    assert run.parameters_json == {}
+    declared = service.notebook_parameters(session, alice, settings, "cohort", "notebooks/a.ipynb")
+    assert [(p.name, p.kind.value, p.default, p.comment) for p in declared] == [
+        ("min_age", "integer", 18, "youngest"), ("label", "text", "all", "")]
+    with pytest.raises(PermissionDenied):
+        service.notebook_parameters(session, factory.get("carol"), settings, "cohort", "notebooks/a.ipynb")
+
+
+def test_jobs_rerun_sees_the_workspace_read_only_and_writes_to_the_reviewers_area(session, factory, settings, project):
+    from enclave.db.session import unit_of_work
+    from enclave.users import get_user
+    from enclave.jobs.runner import Runner
+    from enclave.sandbox import ContainerPolicy
+
+    class NoEngine(Runner):  # the container engine is exercised in tests/docker/jobs
+        def _image(self, session, run):
+            return "img", "sha256:1"
+
+    run = service.submit_job(session, factory.get("alice"), settings, "cohort", "notebooks/a.ipynb")
+    service.claim_next(session, concurrency=1)
+    service.start_run(session, run, image="img", image_digest="sha256:1", container_name="c", views=[], limits={})
+    service.finish_run(session, run, succeeded=True, exit_code=0, outputs={"t.csv": "ab"})
+    rerun_id = service.rerun_job(session, factory.get("rita"), settings, run.id).id
+    session.commit()
+    session.close()  # the runner works in its own units of work
+    outbox = settings.workspaces_dir / "cohort" / "outbox"
+    before = sorted(p.relative_to(outbox) for p in outbox.rglob("*")) if outbox.exists() else []
+    runner = NoEngine(settings, ContainerPolicy(), client=None, views=lambda *_: [])
+    claimed, _name, kwargs = runner._claim_and_start(rerun_id)
+    assert claimed == rerun_id
+    mounts = {m["Target"]: (m["Source"], m["ReadOnly"]) for m in kwargs["host_config"]["mounts"]}
+    area = settings.home / "jobs" / "reruns" / str(rerun_id)
+    assert mounts == {"/home/jovyan/project": (str(settings.workspaces_dir / "cohort"), True),
+                      "/home/jovyan/rerun-output": (str(area), False)}
+    assert kwargs["environment"]["ENCLAVE_JOB_OUTPUT"] == "/home/jovyan/rerun-output"
+    assert area.is_dir() and (area.stat().st_uid, area.stat().st_gid) == (1000, 100)
+    after = sorted(p.relative_to(outbox) for p in outbox.rglob("*")) if outbox.exists() else []
+    assert after == before  # nothing made in the researchers' outbox
+    with unit_of_work(settings) as s:
+        prov = service.get_run_provenance(s, get_user(s, "rita"), rerun_id)
+        assert prov.output_dir == f"$ENCLAVE_HOME/jobs/reruns/{rerun_id}"
+        assert service.output_dir(settings, s.get(service.JobRun, rerun_id)) == area
