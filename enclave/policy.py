@@ -149,6 +149,9 @@ POLICY_FILES: dict[str, str] = {
     "egress.yaml": "enclave.egress.policy:EgressPolicy",
     "browser.yaml": "enclave.hub.browser_policy:BrowserPolicy",
     "retention.yaml": "enclave.projects.retention:RetentionPolicy",
+    "differencing.yaml": "enclave.disclosure.differencing.policy:DifferencingPolicy",
+    "service.yaml": "enclave.metrics:ServiceLevels",
+    "register.yaml": "enclave.register.policy:RegisterPolicy",
 }
 
 
