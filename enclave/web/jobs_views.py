@@ -1,5 +1,5 @@
 """Read-only job views for the consoles: the workspace notebooks a member may submit, a
-run's log, the form's parameter rows, and where an egress file came from.
+run's log (whole, or from an offset for the live page), and where an egress file came from.
 
 Every function checks who may see what through ``enclave.jobs.service`` first.
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -23,7 +22,6 @@ from enclave.jobs.service import (
     get_run_provenance,
     log_path,
     output_origin,
-    parse_parameters,
 )
 from enclave.permissions import check_member
 from enclave.errors import NotFound
@@ -60,21 +58,42 @@ def workspace_notebooks(session: Session, actor: User, settings: Settings, slug:
 
 def run_log(session: Session, actor: User, settings: Settings, run_id: int) -> str:
     """The end of a run's log (papermill's progress and the cells' output), for those who may see the run."""
+    chunk = log_since(session, actor, settings, run_id)
+    return "[... earlier lines left out ...]\n" + chunk.text if chunk.cut else chunk.text
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    """Part of a run's log: the text, the byte offset to ask from next, and whether earlier
+    bytes were left out (a log longer than LOG_TAIL_BYTES)."""
+
+    text: str
+    next_offset: int
+    cut: bool
+
+
+def log_since(session: Session, actor: User, settings: Settings, run_id: int, offset: int = 0) -> LogChunk:
+    """The log after byte ``offset``, at most its last LOG_TAIL_BYTES, for the run page that
+    follows a run live (those who may see the run)."""
     get_job(session, actor, run_id)
     path = log_path(settings, run_id)
     if not path.is_file():
-        return ""
+        return LogChunk("", 0, False)
     with open(path, "rb") as fh:
         size = fh.seek(0, os.SEEK_END)
-        fh.seek(max(0, size - LOG_TAIL_BYTES))
-        text = fh.read().decode("utf-8", errors="replace")
-    return text if size <= LOG_TAIL_BYTES else "[... earlier lines left out ...]\n" + text
-
-
-def form_parameters(names: list[str], values: list[str]) -> dict[str, Any]:
-    """The form's key/value rows, read like the CLI's ``-p NAME=VALUE`` (JSON if it parses, else a string)."""
-    rows = [(n.strip(), v) for n, v in zip(names, values, strict=False) if n.strip() or v.strip()]
-    return parse_parameters([f"{name}={value}" for name, value in rows])
+        start = min(max(0, offset), size)
+        cut = size - start > LOG_TAIL_BYTES
+        if cut:
+            start = size - LOG_TAIL_BYTES
+        fh.seek(start)
+        data = fh.read(size - start)
+    # Never split a UTF-8 character: up to 3 trailing bytes wait for the next poll.
+    for keep in range(len(data), max(-1, len(data) - 4), -1):
+        try:
+            return LogChunk(data[:keep].decode("utf-8"), start + keep, cut)
+        except UnicodeDecodeError:
+            continue
+    return LogChunk(data.decode("utf-8", errors="replace"), start + len(data), cut)
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,11 @@ from pydantic import BaseModel, Field, field_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from enclave.db.models import JobRun
+from enclave.egress.policy import EgressEnv
 from enclave.jobs import service
-from enclave.jobs.states import JobStatus
+from enclave.jobs.egress import request_egress_for_run
+from enclave.jobs.parameters import ParamKind
+from enclave.jobs.states import FINAL, JobStatus
 from enclave.web import jobs_views
 from enclave.web.api.me import ERRORS
 from enclave.web.auth import Identity
@@ -122,6 +125,62 @@ def log(request: Request, run_id: int = ID, ident: Identity = Depends(signed_in)
     with acting(request, ident) as (session, actor):
         text = jobs_views.run_log(session, actor, web(request).settings, run_id)
     return PlainTextResponse(text)
+
+
+class LiveOut(BaseModel):
+    """What the run page needs to follow a run: its status and the log's new lines."""
+
+    id: int
+    status: JobStatus
+    final: bool = Field(description="The run has ended: nothing will change any more")
+    error: str | None
+    log: str = Field(description="The log after the offset asked for (at most its last 256 KiB)")
+    next_offset: int = Field(description="The offset to ask from next time")
+
+
+@router.get("/{run_id}/live", response_model=LiveOut, responses=CHANGE_ERRORS)
+def live(request: Request, run_id: int = ID, offset: int = Query(0, ge=0, le=2**53),
+         ident: Identity = Depends(signed_in)):
+    """The run's status and the log's lines after byte ``offset`` (poll it while the run is not final)."""
+    with acting(request, ident) as (session, actor):
+        run = service.get_job(session, actor, run_id)
+        chunk = jobs_views.log_since(session, actor, web(request).settings, run_id, offset)
+        return LiveOut(id=run.id, status=run.status, final=run.status in FINAL, error=run.error,
+                       log=chunk.text, next_offset=chunk.next_offset)
+
+
+class ParameterOut(BaseModel):
+    name: str
+    kind: ParamKind
+    default: Any = Field(description="The default as JSON (null when it is not a literal)")
+    default_text: str = Field(description="The default as written in the notebook")
+    comment: str
+
+
+@router.get("/parameters/{project}", response_model=list[ParameterOut] | None, responses=CHANGE_ERRORS)
+def parameters(request: Request, project: str = PathParam(min_length=1, max_length=40),
+               notebook: str = Query(..., min_length=1, max_length=1000), ident: Identity = Depends(signed_in)):
+    """The parameters a workspace notebook declares in its cell tagged ``parameters`` (null
+    when it has none); submissions are checked against them (members)."""
+    with acting(request, ident) as (session, actor):
+        declared = service.notebook_parameters(session, actor, web(request).settings, project, notebook)
+    return None if declared is None else [ParameterOut(name=p.name, kind=p.kind, default=p.default,
+                                                       default_text=p.default_text, comment=p.comment) for p in declared]
+
+
+class EgressStartedOut(BaseModel):
+    request: int = Field(description="The draft egress request's number")
+    files: list[str] = Field(description="The outbox paths added (jobs/<run>/...)")
+
+
+@router.post("/{run_id}/egress", response_model=EgressStartedOut, status_code=201, responses=CHANGE_ERRORS)
+def start_egress(request: Request, run_id: int = ID, ident: Identity = Depends(signed_in)):
+    """A draft egress request citing the run, holding its output files (not the executed
+    notebook; evidence sidecars go with their tables at submission)."""
+    env = EgressEnv.load(web(request).settings)
+    with acting(request, ident) as (session, actor):
+        created = request_egress_for_run(session, actor, env, run_id)
+        return EgressStartedOut(request=created.id, files=[f.relpath for f in created.files])
 
 
 @router.post("/{run_id}/cancel", response_model=JobOut, responses=CHANGE_ERRORS)

@@ -18,10 +18,26 @@ from tests.integration.web.world import PREFIX
 from tests.integration.web.jobs_steps import API, DIGEST, h, signed_in, submit, work, xsrf_of
 
 
+COHORT = {"cells": [
+    {"cell_type": "markdown", "metadata": {}, "source": "# Cohort"},
+    {"cell_type": "code", "execution_count": None, "metadata": {"tags": ["parameters"]}, "outputs": [],
+     "source": 'label = "all"    # what the tables are called\nmin_age = 40\nratio = 1.5\nstrict = False\n'},
+    {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": "print(label)"}],
+    "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+
+
+@pytest.fixture
+def cohort_notebook(world: Settings) -> str:
+    import json
+
+    (world.workspaces_dir / "asthma" / "notebooks" / "cohort.ipynb").write_text(json.dumps(COHORT))
+    return "notebooks/cohort.ipynb"
+
+
 def test_jobs_api_member_submits_and_sees_the_queued_run(client: TestClient):
-    run_id = submit(client, min_age=50, label="adults")
+    run_id = submit(client, min_age=50)
     shown = client.get(API + f"/{run_id}", headers=h("t-ria")).json()  # another member of asthma
-    assert shown["status"] == "queued" and shown["parameters"] == {"min_age": 50, "label": "adults"}
+    assert shown["status"] == "queued" and shown["parameters"] == {"min_age": 50}
     assert len(shown["notebook_sha256"]) == 64 and shown["reruns"] == []
     assert [r["id"] for r in client.get(API, headers=h("t-rob"), params={"project": "asthma"}).json()] == [run_id]
     assert client.get(API + f"/{run_id}/log", headers=h("t-rob")).text == ""
@@ -95,40 +111,108 @@ def test_jobs_reviewer_reruns_a_succeeded_run_and_sees_the_comparison(client: Te
     assert "Comparison with run" in rerun_page and "identical" in rerun_page
 
 
-def test_jobs_pages_member_submits_from_the_form_with_parameters(client: TestClient):
+def test_jobs_pages_form_offers_the_notebooks_parameters_as_fields(client: TestClient, cohort_notebook: str):
     signed_in(client, "t-rob")
-    page = client.get(PREFIX + "/projects/asthma/jobs")
-    assert page.status_code == 200 and '<option value="notebooks/analysis.ipynb">' in page.text
-    assert "<script" not in page.text and "starts when the job worker picks it up" in page.text
+    page = client.get(PREFIX + "/projects/asthma/jobs", params={"notebook": cohort_notebook})
+    assert page.status_code == 200 and f'<option value="{cohort_notebook}" selected>' in page.text
+    for field, value in (("p_label", "all"), ("p_min_age", "40"), ("p_ratio", "1.5")):
+        assert re.search(rf'name="{field}" value="{re.escape(value)}"', page.text), field
+    assert '<option value="false" selected>' in page.text and "what the tables are called" in page.text
     token = xsrf_of(client, "/projects/asthma/jobs")
-    form = {"_xsrf": token, "notebook": "notebooks/analysis.ipynb",
-            "param_name": ["min_age", "label", "", ""], "param_value": ["50", "older adults", "", ""]}
+    form = {"_xsrf": token, "notebook": cohort_notebook, "p_label": "older adults", "p_min_age": "50",
+            "p_ratio": "1.5", "p_strict": "true"}
     done = client.post(PREFIX + "/projects/asthma/jobs", data=form, follow_redirects=False)
     assert done.status_code == 303, done.text
-    assert "it starts when the job worker picks it up" in client.get(done.headers["location"]).text
+    assert "this page follows it" in client.get(done.headers["location"]).text
     run_id = int(re.search(r"/jobs/(\d+)\?", done.headers["location"]).group(1))
-    assert "Queued: the run starts when the job worker picks it up" in client.get(PREFIX + f"/jobs/{run_id}").text
-    assert client.get(API + f"/{run_id}", headers=h("t-rob")).json()["parameters"] == {"min_age": 50,
-                                                                                      "label": "older adults"}
+    run_page = client.get(PREFIX + f"/jobs/{run_id}").text
+    assert "Queued: the run starts when the job worker picks it up" in run_page
+    assert f'data-live-url="{PREFIX}/api/jobs/{run_id}/live"' in run_page and "/static/jobs.js" in run_page
+    assert "<noscript>" in run_page  # usable without the script: it says to reload
+    # Only what differs from the notebook's defaults is passed, each of its default's kind.
+    assert client.get(API + f"/{run_id}", headers=h("t-rob")).json()["parameters"] == {
+        "label": "older adults", "min_age": 50, "strict": True}
     listed = client.get(PREFIX + "/projects/asthma/jobs").text
-    assert 'badge-queued' in listed and "min_age=50" in listed
+    assert 'badge-queued' in listed and "min_age=50" in listed and "data-live-runs=" in listed
 
 
-def test_jobs_pages_form_refuses_bad_rows_missing_xsrf_and_outsiders(client: TestClient):
+def test_jobs_pages_form_errors_beside_the_field_keep_what_was_typed(client: TestClient, cohort_notebook: str):
     signed_in(client, "t-rob")
     token = xsrf_of(client, "/projects/asthma/jobs")
-    bad = client.post(PREFIX + "/projects/asthma/jobs", data={"_xsrf": token, "notebook": "notebooks/analysis.ipynb",
-                                                              "param_name": ["", "2x"], "param_value": ["5", "1"]})
-    assert bad.status_code == 400 and "NAME=VALUE" in bad.text and "Traceback" not in bad.text
-    no_token = client.post(PREFIX + "/projects/asthma/jobs", data={"notebook": "notebooks/analysis.ipynb"})
+    bad = client.post(PREFIX + "/projects/asthma/jobs", data={
+        "_xsrf": token, "notebook": cohort_notebook, "p_label": "kept text", "p_min_age": "fifty", "p_ratio": "x"})
+    assert bad.status_code == 400 and "Traceback" not in bad.text
+    assert 'id="e_min_age">parameter min_age takes a whole number, e.g. 40, not &#39;fifty&#39;</p>' in bad.text
+    assert 'id="e_ratio"' in bad.text and 'aria-invalid="true" aria-describedby="e_min_age"' in bad.text
+    assert 'name="p_label" value="kept text"' in bad.text and 'name="p_min_age" value="fifty"' in bad.text
+    assert client.get(API, headers=h("t-rob"), params={"project": "asthma"}).json() == []  # nothing queued
+    no_token = client.post(PREFIX + "/projects/asthma/jobs", data={"notebook": cohort_notebook})
     assert no_token.status_code == 403
     signed_in(client, "t-eve")
     eve_token = xsrf_of(client, "/projects/diabetes/jobs")
-    assert client.post(PREFIX + "/projects/asthma/jobs", data={"_xsrf": eve_token, "notebook": "notebooks/analysis.ipynb"},
+    assert client.post(PREFIX + "/projects/asthma/jobs", data={"_xsrf": eve_token, "notebook": cohort_notebook},
                        ).status_code == 403
     signed_in(client, "t-rita")  # reviewers see the runs, without the form
     seen = client.get(PREFIX + "/projects/asthma/jobs")
     assert seen.status_code == 200 and "Queue the run" not in seen.text
+
+
+def test_jobs_api_parameters_of_a_notebook(client: TestClient, cohort_notebook: str):
+    declared = client.get(API + "/parameters/asthma", params={"notebook": cohort_notebook}, headers=h("t-ria")).json()
+    assert [(p["name"], p["kind"], p["default"]) for p in declared] == [
+        ("label", "text", "all"), ("min_age", "integer", 40), ("ratio", "number", 1.5), ("strict", "boolean", False)]
+    refused = client.post(API, headers=h("t-rob"), json={"project": "asthma", "notebook": cohort_notebook,
+                                                         "parameters": {"min_age": "50"}})
+    assert refused.status_code == 400 and refused.json()["detail"] == \
+        "parameter min_age takes a whole number, e.g. 40, not '50'"
+    assert client.get(API + "/parameters/asthma", params={"notebook": cohort_notebook},
+                      headers=h("t-eve")).status_code == 403
+
+
+def test_jobs_live_endpoint_follows_status_and_log_from_an_offset(client: TestClient, world: Settings):
+    run_id = submit(client)
+    first = client.get(API + f"/{run_id}/live", headers=h("t-ria")).json()
+    assert first == {"id": run_id, "status": "queued", "final": False, "error": None, "log": "", "next_offset": 0}
+    work(world, run_id, log="Executing cell 1\nné\n")
+    whole = client.get(API + f"/{run_id}/live", headers=h("t-ria")).json()
+    assert whole["status"] == "succeeded" and whole["final"] and whole["log"] == "Executing cell 1\nné\n"
+    size = len("Executing cell 1\nné\n".encode())
+    assert whole["next_offset"] == size
+    rest = client.get(API + f"/{run_id}/live", params={"offset": 17}, headers=h("t-ria")).json()
+    assert rest["log"] == "né\n" and rest["next_offset"] == size
+    assert client.get(API + f"/{run_id}/live", params={"offset": size}, headers=h("t-ria")).json()["log"] == ""
+    theirs = submit(client, "t-eve", "diabetes")
+    assert client.get(API + f"/{theirs}/live", headers=h("t-rob")).status_code == 403
+
+
+def test_jobs_egress_request_citing_a_run_holds_its_outputs(client: TestClient, world: Settings):
+    run_id = submit(client)
+    assert client.post(API + f"/{run_id}/egress", headers=h("t-rob")).status_code == 409  # not succeeded yet
+    out = world.workspaces_dir / "asthma" / "outbox" / "jobs" / str(run_id)
+    out.mkdir(parents=True)
+    for name in ("analysis.ipynb", "table.csv", "table.csv.evidence.json"):
+        (out / name).write_text("a,b\n1,2\n" if name.endswith(".csv") else "{}")
+    work(world, run_id, outputs={"analysis.ipynb": "1" * 64, "table.csv": "2" * 64, "table.csv.evidence.json": "3" * 64})
+    signed_in(client, "t-rob")
+    page = client.get(PREFIX + f"/jobs/{run_id}").text
+    assert "Start an egress request citing this run" in page and f"jobs/{run_id}/table.csv" in page
+    done = client.post(PREFIX + f"/jobs/{run_id}/egress", data={"_xsrf": xsrf_of(client, f"/jobs/{run_id}")},
+                       follow_redirects=False)
+    assert done.status_code == 303, done.text
+    number = int(re.search(r"/egress/(\d+)\?done=created_from_run", done.headers["location"]).group(1))
+    shown = client.get(PREFIX + f"/api/egress/requests/{number}", headers=h("t-rob")).json()
+    assert shown["status"] == "draft" and shown["cited_runs"] == [run_id]
+    # The table only: the executed notebook stays out, the sidecar travels with its table.
+    assert [f["path"] for f in shown["file_list"]] == [f"jobs/{run_id}/table.csv"]
+    # Reviewers and other projects' members cannot start one; nor from a rerun.
+    assert client.post(API + f"/{run_id}/egress", headers=h("t-rita")).status_code == 403
+    assert client.post(API + f"/{run_id}/egress", headers=h("t-eve")).status_code == 403
+    rerun = client.post(API + f"/{run_id}/rerun", headers=h("t-rita")).json()["id"]
+    work(world, rerun)
+    refused = client.post(API + f"/{rerun}/egress", headers=h("t-rob"))
+    assert refused.status_code == 400 and f"start the request from run {run_id}" in refused.json()["detail"]
+    signed_in(client, "t-rita")
+    assert "Start an egress request" not in client.get(PREFIX + f"/jobs/{run_id}").text
 
 
 def test_jobs_run_page_shows_provenance_and_the_log_escaped(client: TestClient, world: Settings):
