@@ -12,7 +12,7 @@ from enclave.enums import EgressStatus, ProjectStatus, ReviewDecision
 from enclave.errors import InvalidInput
 from enclave.permissions import is_member
 from enclave.projects.service import get_project, projects_of
-from enclave.web import egress_views, jobs_views, preview
+from enclave.web import egress_views, jobs_views, preview, readmodels
 from enclave.web.auth import Identity
 from enclave.web.context import acting, check_console, render, signed_in, web
 from enclave.web.pages.forms import done_message, form_fields
@@ -79,7 +79,10 @@ def request_file(request: Request, request_id: int, path: str, part: int = 0, id
     with acting(request, ident) as (session, actor):
         detail = request_detail(session, actor, env, request_id)
         view = preview.file_view(session, actor, env, request_id, path, part)
-    return render(request, "egress/file.html", req=detail, view=view, visible=preview.visible)
+        # The project's members see the outcome of each cell, never the evidence's figures.
+        ev = readmodels.evidence_view(session, actor, env, request_id, view, figures=False)
+    entry = next(f for f in detail.file_list if f.path == view.path)
+    return render(request, "egress/file.html", req=detail, view=view, visible=preview.visible, ev=ev, entry=entry)
 
 
 @router.post("/egress/{request_id}/files")
@@ -158,9 +161,25 @@ def review_file(request: Request, request_id: int, path: str, part: int = 0, ide
         view = preview.file_view(session, actor, env, request_id, path, part)
         origins = jobs_views.file_origins(session, actor, detail)
         runs = jobs_views.cited_runs(session, actor, detail)
+        ev = readmodels.evidence_view(session, actor, env, request_id, view, figures=True)
+        earlier = readmodels.earlier_outputs(session, actor, request_id)
+        similar = readmodels.most_similar_table(session, actor, env, request_id, view, earlier)
     entry = next(f for f in detail.file_list if f.path == view.path)
     return render(request, "review/file.html", req=detail, view=view, visible=preview.visible, entry=entry, file_origin=origins.get(entry.path),
-                  runs=runs)
+                  runs=runs, ev=ev, earlier=earlier, similar=similar)
+
+
+@router.get("/review/{request_id}/earlier/{earlier_id}/file")
+def earlier_file(request: Request, request_id: int, earlier_id: int, path: str, part: int = 0,
+                 ident: Identity = Depends(reviewer)):
+    """A file the project released before, as it left, for the reviewers of a later request."""
+    env = _env(request)
+    with acting(request, ident) as (session, actor):
+        egress_views.check_may_review(actor, session, request_id)
+        readmodels.check_earlier(session, actor, request_id, earlier_id, path)
+        view = preview.file_view(session, actor, env, earlier_id, path, part)
+        earlier = EgressRequestOut.of(service.view_request(session, actor, earlier_id))
+    return render(request, "review/earlier.html", req_id=request_id, earlier=earlier, view=view, visible=preview.visible)
 
 
 @router.post("/review/{request_id}/vote")
