@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from enclave.config import Settings
+from enclave.disclosure.differencing.policy import DifferencingPolicy
 from enclave.disclosure.policy import DisclosurePolicy
 from enclave.policy import PolicyContext, StrictModel, TierName, load_policy_file, policy_digest
 from enclave.sandbox import Size
@@ -97,6 +98,8 @@ class EgressEnv:
     disclosure_digest: str | None
     # Re-runs evidence (enclave.egress.replay.Replayer); None: the site's, made when needed.
     replayer: Any = None
+    # policies/differencing.yaml; None (an env built by hand): the model's defaults.
+    differencing: DifferencingPolicy | None = None
 
     @classmethod
     def load(cls, settings: Settings) -> EgressEnv:
@@ -107,8 +110,9 @@ class EgressEnv:
         policy = load_policy_file(settings.policies_dir / "egress.yaml", EgressPolicy, context=context)
         disclosure_file = settings.policies_dir / "disclosure.yaml"
         disclosure = load_policy_file(disclosure_file, DisclosurePolicy, context=context)
+        differencing = load_policy_file(settings.policies_dir / "differencing.yaml", DifferencingPolicy, context=context)
         return cls(settings=settings, policy=policy, disclosure=disclosure,
-                   disclosure_digest=policy_digest(disclosure_file))
+                   disclosure_digest=policy_digest(disclosure_file), differencing=differencing)
 
     def log_path(self, notifier: LogNotifier) -> Path:
         path = Path(notifier.path)

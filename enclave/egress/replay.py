@@ -21,6 +21,7 @@ Anything else (including any failure of the engine or the container) means
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -72,6 +73,9 @@ class EvidenceOutcome:
     status: EvidenceStatus
     reason: str
     evidence: Evidence | None = None
+    # Per cell of the evidence, the contributing patients as the project's pseudonyms (None
+    # for margins), when the replay could name them; for the differencing store only.
+    populations: list[list[str] | None] | None = None
 
     def as_json(self) -> dict[str, str]:
         """What ``check_json["evidence"]`` stores."""
@@ -265,10 +269,11 @@ class Replayer:
         return cls(container_policy, policy, client)
 
     def verify(self, submitted: bytes, sidecar: bytes, name: str, views: Mapping[str, ViewIdentity],
-               disclosure: DisclosurePolicy, project: str) -> EvidenceOutcome:
+               disclosure: DisclosurePolicy, project: str,
+               patient_columns: Mapping[str, str] | None = None) -> EvidenceOutcome:
         """Decide whether ``sidecar`` is evidence of ``submitted`` (file ``name``)."""
         return verify(submitted, sidecar, name, views, disclosure, project, self.run,
-                      self.policy.max_output_bytes)
+                      self.policy.max_output_bytes, patient_columns)
 
     def container_spec(self, views: list[ViewIdentity]) -> dict[str, Any]:
         """docker-py ``containers.create`` arguments of a replay over ``views``: the job
@@ -333,16 +338,20 @@ class Replayer:
 
 
 def verify(submitted: bytes, sidecar: bytes, name: str, views: Mapping[str, ViewIdentity],
-           disclosure: DisclosurePolicy, project: str, run: RunReplay, limit: int) -> EvidenceOutcome:
-    """The whole verification of one file's evidence, with ``run`` executing the replay."""
+           disclosure: DisclosurePolicy, project: str, run: RunReplay, limit: int,
+           patient_columns: Mapping[str, str] | None = None) -> EvidenceOutcome:
+    """The whole verification of one file's evidence, with ``run`` executing the replay.
+
+    ``patient_columns`` ("dataset/table" -> patient key column of the project's view) asks
+    the replay to name each cell's patients (as pseudonyms) for the differencing store."""
     evidence = read_sidecar(sidecar)
     if isinstance(evidence, EvidenceOutcome):
         return evidence
     query = precheck(evidence, submitted, name, views, project)
     if isinstance(query, EvidenceOutcome):
         return query
-    payload = ReplayInput(evidence=evidence.model_dump(mode="json"),
-                          policy=disclosure.model_dump(mode="json")).model_dump_json().encode("utf-8")
+    payload = ReplayInput(evidence=evidence.model_dump(mode="json"), policy=disclosure.model_dump(mode="json"),
+                          patient_columns=dict(patient_columns or {})).model_dump_json().encode("utf-8")
     try:
         raw = run(payload, [views[d] for d in sorted(query.datasets())])
     except ReplayFailed as exc:
@@ -352,9 +361,12 @@ def verify(submitted: bytes, sidecar: bytes, name: str, views: Mapping[str, View
     if reason is not None:
         return refused(reason)
     datasets = ", ".join(f"{d.name} v{d.version}" for d in evidence.datasets if d.name in query.datasets())
+    populations = output.populations
+    if populations is not None and len(populations) != len(output.cells):
+        populations = None  # not who is in which cell: no fingerprints (never a refusal of the table)
     return EvidenceOutcome(EvidenceStatus.REPRODUCED,
                            f"re-run on {datasets}: the same {len(output.cells)} cells",
-                           trusted(evidence, output, disclosure))
+                           trusted(evidence, output, disclosure), populations)
 
 
 # --- per project: what check_objects calls for each file --------------------------------------
@@ -372,24 +384,44 @@ def catalogue_views(session: Any, project: Any) -> list[tuple[str, Path, int | N
     return [(v.dataset, v.path, v.version) for v in job_views(session, project)]
 
 
-def evidence_verifier(session: Any, env: Any, project: Any, views: ViewsOf = catalogue_views) -> VerifyFile:
-    """A verifier of evidence for files of ``project`` (``env`` an EgressEnv): the views are
-    read once, now; each call re-runs one file's evidence."""
-    evidence_policy: EvidencePolicy = env.policy.evidence
-    if not evidence_policy.replay:
-        return lambda *_: refused("evidence replay is turned off by the egress policy")
-    replayer: Replayer = env.replayer or Replayer.from_settings(env.settings, evidence_policy)
-    current = {name: view_identity(name, Path(path), version) for name, path, version in views(session, project)}
-    slug = project.slug
+class EvidenceVerifier:
+    """Verifies the evidence of files of one project (what ``check_objects`` calls per file)
+    and keeps each outcome by relpath, with the views it used, for the differencing check."""
 
-    def verify_file(relpath: str, stored: Path, sidecar: Path) -> EvidenceOutcome:
+    def __init__(self, replayer: Replayer | None, views: dict[str, ViewIdentity], disclosure: DisclosurePolicy,
+                 slug: str, patient_columns: dict[str, str], off: str | None = None) -> None:
+        self.replayer, self.views, self.disclosure, self.slug = replayer, views, disclosure, slug
+        self.patient_columns, self.off = patient_columns, off
+        self.outcomes: dict[str, EvidenceOutcome] = {}
+
+    def __call__(self, relpath: str, stored: Path, sidecar: Path) -> EvidenceOutcome:
+        outcome = self._verify(relpath, stored, sidecar)
+        self.outcomes[relpath] = outcome
+        return outcome
+
+    def _verify(self, relpath: str, stored: Path, sidecar: Path) -> EvidenceOutcome:
+        if self.off is not None or self.replayer is None:
+            return refused(self.off or "no replay was run for this check")
         try:
             submitted, claimed = _read_nofollow(stored), _read_nofollow(sidecar)
         except OSError:
             return refused("the file or its evidence cannot be read")
-        return replayer.verify(submitted, claimed, PurePosixPath(relpath).name, current, env.disclosure, slug)
+        return self.replayer.verify(submitted, claimed, PurePosixPath(relpath).name, self.views, self.disclosure,
+                                    self.slug, self.patient_columns)
 
-    return verify_file
+
+def evidence_verifier(session: Any, env: Any, project: Any, views: ViewsOf = catalogue_views) -> EvidenceVerifier:
+    """A verifier of evidence for files of ``project`` (``env`` an EgressEnv): the views are
+    read once, now; each call re-runs one file's evidence."""
+    evidence_policy: EvidencePolicy = env.policy.evidence
+    if not evidence_policy.replay:
+        return EvidenceVerifier(None, {}, env.disclosure, project.slug, {},
+                                off="evidence replay is turned off by the egress policy")
+    replayer: Replayer = env.replayer or Replayer.from_settings(env.settings, evidence_policy)
+    current = {name: view_identity(name, Path(path), version) for name, path, version in views(session, project)}
+    from enclave.disclosure.differencing.service import patient_columns
+
+    return EvidenceVerifier(replayer, current, env.disclosure, project.slug, patient_columns(session, current))
 
 
 def _read_nofollow(path: Path) -> bytes:
@@ -416,7 +448,7 @@ def check_project_files(session: Any, actor: Any, env: Any, slug: str, paths: li
     if not (is_member(actor, project) or Role.ADMIN in actor.roles or Role.REVIEWER in actor.roles):
         raise PermissionDenied(f"{actor.name} may not check outputs against project {slug}: only its members, "
                                "reviewers and admins may")
-    verify: VerifyFile | None = None
+    verify: EvidenceVerifier | None = None
     results = []
     for path in paths:
         sidecar = sidecar_path(path)
@@ -428,4 +460,43 @@ def check_project_files(session: Any, actor: Any, env: Any, slug: str, paths: li
         given = {path: outcome.evidence} if outcome.evidence is not None else None
         report = check_files([path], env.disclosure, evidence=given) if given else check_files([path], env.disclosure)
         results.append((report.files[0], outcome))
-    return results
+    return _with_differencing(session, env, project, paths, results, verify)
+
+
+def _with_differencing(session: Any, env: Any, project: Any, paths: list[Path],
+                       results: list[tuple[Any, EvidenceOutcome]], verify: EvidenceVerifier | None) -> list[tuple[Any, EvidenceOutcome]]:
+    """The check's reports with each file's ``differencing`` finding (nothing is recorded)."""
+    from enclave.disclosure.differencing.policy import DifferencingPolicy
+    from enclave.disclosure.differencing.service import Output, differencing_findings
+    from enclave.disclosure.findings import Finding
+    from enclave.disclosure.verdict import worst
+
+    outputs = [Output(path.name, hashlib.sha256(_read_nofollow(path)).hexdigest() if path.is_file() else "", outcome)
+               for path, (_, outcome) in zip(paths, results)]
+    views = verify.views if verify is not None else {}
+    findings = differencing_findings(session, env.settings, env.differencing or DifferencingPolicy(),
+                                     env.disclosure.threshold, project, outputs, views, None, record=False)
+    out = []
+    for output, (report, outcome) in zip(outputs, results):
+        found = findings.get(output.relpath)
+        if found is not None:
+            finding = Finding(found["rule"], Verdict(found["status"]), found["message"], locations=found["locations"])
+            report = dataclasses.replace(report, findings=[*report.findings, finding],
+                                         status=worst([Verdict(str(report.status)), finding.status]))
+        out.append((report, outcome))
+    return out
+
+
+def differencing_on_submit(session: Any, env: Any, request: Any, shas: Mapping[str, str],
+                           results: dict[str, dict[str, Any]], verify: EvidenceVerifier | None) -> dict[str, dict[str, Any]]:
+    """Submit's check results with each file's ``differencing`` finding; every reproduced
+    table is recorded in the differencing store (replacing this request's earlier round)."""
+    from enclave.disclosure.differencing.policy import DifferencingPolicy
+    from enclave.disclosure.differencing.service import Output, differencing_findings, with_differencing
+
+    outcomes = verify.outcomes if verify is not None else {}
+    outputs = [Output(relpath, shas[relpath], outcomes.get(relpath)) for relpath in sorted(results)]
+    findings = differencing_findings(session, env.settings, env.differencing or DifferencingPolicy(),
+                                     env.disclosure.threshold, request.project, outputs,
+                                     verify.views if verify is not None else {}, request.id, record=True)
+    return with_differencing(results, findings)

@@ -41,6 +41,8 @@ Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63
 ColumnName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 MAX_STEPS = 100
+# The base table's patient key, carried through every step when the replay asks for it.
+CARRIED = "__enclave_patient__"
 MAX_JOIN_DEPTH = 4
 MAX_EXPR_NODES = 2000
 
@@ -251,17 +253,26 @@ class Query(_Strict):
                 found |= step.other.datasets()
         return found
 
-    def lazy(self, root: str | os.PathLike[str] | None = None) -> pl.LazyFrame:
-        """The query as a polars LazyFrame over the views under ``root`` (default /data)."""
+    def lazy(self, root: str | os.PathLike[str] | None = None, carry: str | None = None) -> pl.LazyFrame:
+        """The query as a polars LazyFrame over the views under ``root`` (default /data).
+
+        ``carry`` names a column of the base table to keep, whatever the steps select, as
+        :data:`CARRIED` (the replay carries the patient key so it can say who is in each cell).
+        """
         base = Path(root if root is not None else data_root())
         frame = pl.scan_parquet(base / self.dataset / f"{self.table}.parquet")
+        if carry is not None:
+            frame = frame.with_columns(pl.col(carry).alias(CARRIED))
         for step in self.steps:
             if isinstance(step, WithColumns):
+                if carry is not None and CARRIED in step.columns:
+                    raise InvalidInput(f"a query may not define a column named {CARRIED}")
                 frame = frame.with_columns(**{n: _expr(e) for n, e in step.columns.items()})
             elif isinstance(step, Filter):
                 frame = frame.filter(_expr(step.predicate))
             elif isinstance(step, Select):
-                frame = frame.select(step.columns)
+                kept = step.columns + ([CARRIED] if carry is not None and CARRIED not in step.columns else [])
+                frame = frame.select(kept)
             else:
                 frame = frame.join(step.other.lazy(base), on=step.on, how=step.how, validate="m:1")
         return frame

@@ -10,8 +10,11 @@ writes them and every cell's figures. The host compares them with what was submi
 Every failure, whatever its kind, becomes ``ok: false`` with a one-line ``error``: the host
 then checks the file with no trust in its evidence.
 
-The output is versioned and may gain fields: per cell, the contributing patients (as the
-project's pseudonyms, for the host to map to keyed hashes) is the planned next one.
+When the host names the patient key column of the query's base table
+(``patient_columns``), the output also lists, per cell of the grid, the contributing
+patients as the project's pseudonyms (``populations``; margins are unions of their cells,
+so they are left to the host). The host maps them to keyed hashes for the differencing
+check and never passes them on; this container never sees any key.
 """
 
 from __future__ import annotations
@@ -20,13 +23,14 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
+import polars as pl
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from enclave.disclosure.evidence import Evidence, EvidenceCell
 from enclave.disclosure.policy import DisclosurePolicy
 from enclave.disclosure.verdict import Verdict
 from enclave.errors import EnclaveError
-from enclave.safe.query import parse_query
+from enclave.safe.query import CARRIED, parse_query
 
 INPUT_FORMAT = "enclave-replay-input/1"
 OUTPUT_FORMAT = "enclave-replay/1"
@@ -44,6 +48,8 @@ class ReplayInput(_Strict):
     format: Literal["enclave-replay-input/1"] = INPUT_FORMAT
     evidence: dict[str, Any]
     policy: dict[str, Any]
+    # "dataset/table" -> the column holding the patient key (the project's pseudonym).
+    patient_columns: dict[str, str] = {}
 
 
 class ReplayOutput(_Strict):
@@ -57,6 +63,9 @@ class ReplayOutput(_Strict):
     cells: list[EvidenceCell] = []
     status: Verdict | None = None
     findings: list[dict[str, Any]] = []
+    # Per entry of ``cells``: the distinct pseudonyms of the patients contributing to it
+    # (None for margins); None when the base table has no patient key.
+    populations: list[list[str] | None] | None = None
 
 
 def recompute(request: ReplayInput, root: Path) -> ReplayOutput:
@@ -71,10 +80,14 @@ def recompute(request: ReplayInput, root: Path) -> ReplayOutput:
             return ReplayOutput(ok=False, error="only .csv and .tsv tables are re-run")
         from enclave.safe.tables import tabulate
 
-        frame = parse_query(evidence.query).lazy(root).collect()
+        query = parse_query(evidence.query)
+        carry = request.patient_columns.get(f"{query.dataset}/{query.table}")
+        frame = query.lazy(root, carry=carry).collect()
         result = tabulate(evidence.analysis, frame, policy)
+        populations = cell_populations(result, frame) if carry is not None else None
         return ReplayOutput(ok=True, table=result.render(sep).decode("utf-8"), cells=result.evidence_cells(),
-                            status=result.status, findings=[f.to_dict() for f in result.findings])
+                            status=result.status, findings=[f.to_dict() for f in result.findings],
+                            populations=populations)
     except ValidationError as exc:
         first = exc.errors()[0]
         key = ".".join(str(p) for p in first["loc"])
@@ -83,6 +96,35 @@ def recompute(request: ReplayInput, root: Path) -> ReplayOutput:
         return ReplayOutput(ok=False, error=str(exc).splitlines()[0][:300])
     except Exception as exc:  # noqa: BLE001 - researcher-controlled input: any failure is a refusal
         return ReplayOutput(ok=False, error=f"the query failed: {type(exc).__name__}: {str(exc).splitlines()[0][:240] if str(exc) else ''}")
+
+
+def _label(values: tuple[Any, ...]) -> Any:
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def cell_populations(result: Any, frame: pl.DataFrame) -> list[list[str] | None]:
+    """Per cell of ``result`` (a SafeResult of ``frame``, which carries the patient key as
+    CARRIED), the distinct patients counted in it: rows dropped by the table (missing
+    labels, missing values of a statistic) and rows without a patient key count nobody."""
+    analysis = result.analysis
+    index, columns, values = list(analysis["index"]), list(analysis["columns"]), analysis.get("values")
+    labels = index + columns
+    rows = frame.lazy().drop_nulls(labels + [CARRIED])
+    if values is not None:
+        rows = rows.filter(pl.col(values).is_not_null() & ~pl.col(values).cast(pl.Float64).is_nan())
+    grouped = rows.group_by(labels).agg(pl.col(CARRIED).cast(pl.String).unique().sort()).collect()
+    members: dict[Any, list[str]] = {}
+    for record in grouped.iter_rows():
+        key = record[:-1]
+        label = (_label(key[: len(index)]), _label(key[len(index):])) if columns else _label(key)
+        members[label] = record[-1]
+    out: list[list[str] | None] = []
+    for (row, column), margin in zip(result.cells, result.margin_flags):
+        if margin:
+            out.append(None)
+        else:
+            out.append(members.get((row, column) if columns else row, []))
+    return out
 
 
 def main() -> int:
