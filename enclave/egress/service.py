@@ -31,7 +31,7 @@ from enclave.egress.canonical import canonicalise_objects, with_canonical_findin
 from enclave.egress.checks import check_objects
 from enclave.egress.policy import EgressEnv
 from enclave.egress.quarantine import StoredFile, inspect_outbox_file, normalise_relpath, quarantine_file
-from enclave.egress.replay import evidence_verifier
+from enclave.egress.replay import differencing_on_submit, evidence_verifier
 from enclave.egress.workflow import EDITABLE, FINAL, Owner, transition
 from enclave.enums import EgressStatus, ReviewDecision, Role
 from enclave.errors import InvalidInput, InvalidTransition, NotFound, PermissionDenied
@@ -324,6 +324,8 @@ def submit_request(
     results = check_objects(env.settings, env.disclosure, {p: s.path for p, s in stored.items()},
                             {p: e.path for p, e in evidence.items()}, verify)
     results = with_canonical_findings(results, canonical)
+    # Cells that differ from earlier outputs' cells by a few people (enclave.disclosure.differencing).
+    results = differencing_on_submit(session, env, request, {p: s.sha256 for p, s in stored.items()}, results, verify)
     reset: list[str] = []
     for file in files:
         copy = stored[file.relpath]
