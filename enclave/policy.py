@@ -150,7 +150,6 @@ POLICY_FILES: dict[str, str] = {
     "browser.yaml": "enclave.hub.browser_policy:BrowserPolicy",
     "retention.yaml": "enclave.projects.retention:RetentionPolicy",
     "differencing.yaml": "enclave.disclosure.differencing.policy:DifferencingPolicy",
-    "differencing.yaml": "enclave.disclosure.differencing.policy:DifferencingPolicy",
     "service.yaml": "enclave.metrics:ServiceLevels",
     "register.yaml": "enclave.register.policy:RegisterPolicy",
 }
