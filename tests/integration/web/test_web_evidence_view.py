@@ -110,3 +110,23 @@ def test_similarity_prefers_the_table_with_the_same_columns_and_rows():
     assert similarity(current, current) == 1.0
     assert similarity(current, same) > similarity(current, other) > similarity(current, unrelated)
     assert similarity(current, unrelated) < 0.4
+
+
+def test_review_file_never_shows_figures_of_evidence_that_was_not_reproduced(world, client: TestClient, monkeypatch):
+    import json
+
+    from enclave.disclosure.evidence import sidecar_path
+    from enclave.egress.quarantine import outbox_dir
+
+    save_tables(world, monkeypatch, {"forged.csv": {"index": "deprivation_decile", "columns": "sex"}})
+    sidecar = sidecar_path(outbox_dir(world, "asthma") / "forged.csv")
+    claimed = json.loads(sidecar.read_text())
+    for cell in claimed["cells"]:  # the researcher claims every cell is large and passes
+        cell.update(n=777, status="pass", verdicts={k: "pass" for k in cell["verdicts"]})
+    sidecar.write_text(json.dumps(claimed))
+    rid = submit(world, "rob", "Forged", ["forged.csv"], CONTEXT, CONTROLS, exception="trust me")
+    html = page(client, "t-rita", f"/review/{rid}/file?path=forged.csv")
+    assert 'data-evidence="not_reproducible"' in html and "could not be reproduced" in html
+    assert "class=\"cell-n\"" not in html and "data-evidence-cells" not in html and "cell-suppressed" not in html
+    summary = re.search(r"data-check-summary><b>Checks:</b> ([^<]*)</p>", html).group(1)
+    assert summary.startswith("Evidence not reproducible, so the file was checked as a plain file")
