@@ -26,8 +26,11 @@ import hashlib
 import json
 import os
 import stat
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -41,10 +44,10 @@ from enclave.backup.store import MANIFEST_FORMAT, Store
 from enclave.config import Settings
 from enclave.db.models import User
 from enclave.db.session import unit_of_work
-from enclave.egress.signing import load_or_create_key, sign_record
+from enclave.egress.signing import load_or_create_key, signed_json
 from enclave.errors import EnclaveError, InvalidInput
 from enclave.permissions import check_admin
-from enclave.workspace_fs import open_workspace
+from enclave.workspace_fs import WorkspaceDir, open_workspace
 
 WORKERS = 2
 # A file whose modification or change time is this close to when it was read may still be
@@ -76,7 +79,8 @@ class BackupResult:
 
 @dataclass
 class _Plan:
-    files: list[tuple[str, Path]] = field(default_factory=list)  # (path in manifest, path on disk)
+    # (path in manifest, path on disk, its lstat when the walk reached it)
+    files: list[tuple[str, str, os.stat_result]] = field(default_factory=list)
     dirs: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
     seen_dirs: set[str] = field(default_factory=set)
@@ -86,27 +90,35 @@ def new_backup_id(now: dt.datetime) -> str:
     return f"{now:%Y%m%dT%H%M%S}Z-{now:%f}"
 
 
-def _walk(plan: _Plan, path: Path, name: str) -> None:
-    """Add a file or a whole tree to the plan, never following a link."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        plan.skipped.append({"path": name, "reason": "gone when the backup reached it"})
-        return
+def _walk(plan: _Plan, path: str, name: str, st: os.stat_result | None = None) -> None:
+    """Add a file or a whole tree to the plan, never following a link. Plain strings and
+    the stat ``scandir`` already took: an incremental run walks every file."""
+    if st is None:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            plan.skipped.append({"path": name, "reason": "gone when the backup reached it"})
+            return
     if stat.S_ISREG(st.st_mode):
-        plan.files.append((name, path))
+        plan.files.append((name, path, st))
     elif stat.S_ISDIR(st.st_mode):
         if name not in plan.seen_dirs:
             plan.dirs.append({"path": name, "mode": stat.S_IMODE(st.st_mode)})
             plan.seen_dirs.add(name)
         try:
-            entries = sorted(os.scandir(path), key=lambda e: e.name)
+            with os.scandir(path) as found:
+                entries = sorted(found, key=lambda e: e.name)
         except FileNotFoundError:
             return
         for entry in entries:
             if entry.name.startswith(".staging-"):
                 continue  # a half-built version, view or release: not part of any committed state
-            _walk(plan, Path(entry.path), f"{name}/{entry.name}")
+            try:
+                child = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                plan.skipped.append({"path": f"{name}/{entry.name}", "reason": "gone when the backup reached it"})
+                continue
+            _walk(plan, entry.path, f"{name}/{entry.name}", child)
     else:
         kind = "symbolic link" if stat.S_ISLNK(st.st_mode) else "special file"
         plan.skipped.append({"path": name, "reason": f"{kind}: never followed or copied"})
@@ -156,19 +168,19 @@ def plan_files(settings: Settings, refs: References) -> _Plan:
                 plan.skipped.append({"path": rel, "reason": "missing although the database refers to it"})
             continue
         _parents(plan, settings, rel)
-        _walk(plan, target, rel)
+        _walk(plan, os.fspath(target), rel)
     for entry in sorted(settings.keys_dir.glob("*")) if settings.keys_dir.is_dir() else []:
         if entry.name in PUBLIC_KEY_FILES and entry.is_file() and not entry.is_symlink():
             _parents(plan, settings, f"keys/{entry.name}")
-            plan.files.append((f"keys/{entry.name}", entry))
+            plan.files.append((f"keys/{entry.name}", os.fspath(entry), os.lstat(entry)))
     if settings.policies_dir.is_dir():
         pol = _Plan()
-        _walk(pol, settings.policies_dir, "@policies")
+        _walk(pol, os.fspath(settings.policies_dir), "@policies")
         plan.files += pol.files
         plan.skipped += pol.skipped
     # One entry per path (a release folder may also be reached through its parent).
-    unique = dict(plan.files)
-    plan.files = sorted(unique.items())
+    unique = {name: (name, path, st) for name, path, st in plan.files}
+    plan.files = [unique[name] for name in sorted(unique)]
     plan.dirs.sort(key=lambda d: d["path"])
     return plan
 
@@ -177,67 +189,78 @@ def _stat_key(st: os.stat_result) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
 
 
-def _open_no_link(name: str, path: Path) -> int:
-    """Open the file ``name`` (relative to the home) for reading. A workspace is written
-    from inside its containers, where any folder may be swapped for a link while the
-    backup runs: there every component is opened without following a link
-    (``enclave.workspace_fs``); elsewhere the enclave's own files, whose last component
-    must not be a link."""
-    parts = PurePosixPath(name).parts
-    if len(parts) >= 3 and parts[0] == "workspaces":
-        home = Path(*path.parts[: len(path.parts) - len(parts)])
-        with open_workspace(home / "workspaces", parts[1]) as workspace, \
-                workspace.open_file(PurePosixPath(*parts[2:])) as (fd, _info):
-            return os.dup(fd)
-    return os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+class Workspaces:
+    """Each workspace opened once per run, without following a link (``enclave.workspace_fs``):
+    a workspace is written from inside its containers, where any folder below it may be
+    swapped for a link while the backup runs."""
+
+    def __init__(self, home: Path) -> None:
+        self.root = home / "workspaces"
+        self._open: dict[str, WorkspaceDir] = {}
+        self._lock = threading.Lock()
+
+    def get(self, slug: str) -> WorkspaceDir:
+        with self._lock:
+            found = self._open.get(slug)
+            if found is None:
+                found = self._open[slug] = open_workspace(self.root, slug)
+            return found
+
+    def close(self) -> None:
+        for workspace in self._open.values():
+            workspace.close()
 
 
 Outcome = tuple[dict[str, Any] | None, dict[str, str] | None, int, int]
 
 
-def _unchanged(store: Store, name: str, path: Path, previous: dict[str, dict[str, Any]],
+def _unchanged(store: Store, name: str, st: os.stat_result, previous: dict[str, dict[str, Any]],
                advance: Any) -> Outcome | None:
-    """The outcome for a file that is gone, special, or unchanged since the previous backup
-    (its stat key matches and its object is stored); None if it must be read."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return None, {"path": name, "reason": "gone when the backup reached it"}, 0, 0
-    if not stat.S_ISREG(st.st_mode):
-        return None, {"path": name, "reason": "no longer a regular file: not copied"}, 0, 0
+    """The outcome for a file unchanged since the previous backup (its stat key, from the
+    walk's own lstat, matches and its object is stored); None if it must be read."""
     old = previous.get(name)
-    if old is not None and old.get("stat") == _stat_key(st) and store.has(old["sha256"]):
+    if old is not None and old.get("stat") == [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino] \
+            and store.has(old["sha256"]):
         advance(st.st_size)
         return dict(old), None, 0, 0
     return None
 
 
-def _store_file(store: Store, name: str, path: Path, previous: dict[str, dict[str, Any]],
+def _store_file(store: Store, workspaces: Workspaces, name: str, path: str, st: os.stat_result,
                 advance: Any) -> Outcome:
-    """(manifest entry or None, skip note or None, bytes read, bytes written)."""
-    known = _unchanged(store, name, path, previous, advance)
-    if known is not None:
-        return known
+    """Read a new or changed file into the store: (manifest entry or None, skip note or
+    None, bytes read, bytes written)."""
     try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return None, {"path": name, "reason": "gone when the backup reached it"}, 0, 0
-    try:
-        fd = _open_no_link(name, path)
+        with open_source(workspaces, name, path) as (fd, fst):
+            read_at = time.time_ns()
+            if not stat.S_ISREG(fst.st_mode) or fst.st_ino != st.st_ino:
+                return None, {"path": name, "reason": "replaced while the backup read it: not copied"}, 0, 0
+            stored = store.put_fd(fd, advance)
     except (OSError, EnclaveError):
         return None, {"path": name, "reason": "gone or replaced by a link when the backup reached it"}, 0, 0
-    try:
-        read_at = time.time_ns()
-        fst = os.fstat(fd)
-        if not stat.S_ISREG(fst.st_mode) or fst.st_ino != st.st_ino:
-            return None, {"path": name, "reason": "replaced while the backup read it: not copied"}, 0, 0
-        stored = store.put_fd(fd, advance)
-    finally:
-        os.close(fd)
     entry = {"path": name, "sha256": stored.sha256, "size": stored.size, "mode": stat.S_IMODE(fst.st_mode),
              "mtime_ns": fst.st_mtime_ns,
              "stat": None if max(fst.st_mtime_ns, fst.st_ctime_ns) > read_at - RACY_NS else _stat_key(fst)}
     return entry, None, stored.size, stored.written
+
+
+def open_source(workspaces: Workspaces, name: str, path: str) -> AbstractContextManager[tuple[int, os.stat_result]]:
+    """Open the file ``name`` (relative to the home, at ``path``) for reading: (fd, its
+    fstat). A workspace file below its workspace, following no link in any component; the
+    enclave's own files, whose last component must not be a link."""
+    parts = name.split("/")
+    if len(parts) >= 3 and parts[0] == "workspaces":
+        return workspaces.get(parts[1]).open_file(PurePosixPath(*parts[2:]))
+    return _open_plain(path)
+
+
+@contextmanager
+def _open_plain(path: str) -> Iterator[tuple[int, os.stat_result]]:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        yield fd, os.fstat(fd)
+    finally:
+        os.close(fd)
 
 
 def _keys_plaintext(settings: Settings) -> bytes:
@@ -246,12 +269,12 @@ def _keys_plaintext(settings: Settings) -> bytes:
 
     plan = _Plan()
     if settings.keys_dir.is_dir():
-        _walk(plan, settings.keys_dir, "keys")
+        _walk(plan, os.fspath(settings.keys_dir), "keys")
     files = {}
-    for name, path in plan.files:
+    for name, path, st in plan.files:
         if Path(name).name.startswith(".keyring.lock"):
             continue
-        files[name] = {"mode": stat.S_IMODE(os.lstat(path).st_mode), "data": base64.b64encode(path.read_bytes()).decode()}
+        files[name] = {"mode": stat.S_IMODE(st.st_mode), "data": base64.b64encode(Path(path).read_bytes()).decode()}
     return json.dumps({"files": files, "dirs": plan.dirs}, sort_keys=True).encode()
 
 
@@ -298,6 +321,36 @@ def _merge_ledger(store: Store, destroyed: dict[str, dict[str, Any]]) -> dict[st
     return ledger
 
 
+def _store_files(store: Store, settings: Settings, plan: _Plan, previous: dict[str, dict[str, Any]],
+                 advance: Any) -> list[Outcome]:
+    """Every planned file's outcome, in the plan's order. Unchanged files are settled here
+    (their stat key against the previous manifest); the others are read by WORKERS threads
+    that take the next file from one shared list (hashing releases the GIL, so both cores
+    copy and hash)."""
+    outcomes: list[Outcome | None] = [_unchanged(store, name, st, previous, advance)
+                                      for name, _path, st in plan.files]
+    todo = iter([i for i, outcome in enumerate(outcomes) if outcome is None])
+    take = threading.Lock()
+    workspaces = Workspaces(settings.home)
+
+    def work() -> None:
+        while True:
+            with take:
+                i = next(todo, None)
+            if i is None:
+                return
+            name, path, st = plan.files[i]
+            outcomes[i] = _store_file(store, workspaces, name, path, st, advance)
+
+    try:
+        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+            for done in [pool.submit(work) for _ in range(WORKERS)]:
+                done.result()
+    finally:
+        workspaces.close()
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
 def create_backup(settings: Settings, actor: User, dest: Path, *, passphrase: str | None = None,
                   recipient: Any = None, progress: Progress | None = None) -> BackupResult:
     """Back the enclave up into ``dest`` (see the module's docstring); audited."""
@@ -326,38 +379,28 @@ def create_backup(settings: Settings, actor: User, dest: Path, *, passphrase: st
 
         plan = plan_files(settings, refs)
         result.skipped = list(plan.skipped)
-        task = None
-        if progress is not None:  # the bar's total costs a stat of every file: only for a bar
-            total = 0
-            for _name, path in plan.files:
-                try:
-                    total += os.lstat(path).st_size
-                except FileNotFoundError:
-                    pass
-            task = progress.add_task("files", total=total)
+        task = progress.add_task("files", total=sum(st.st_size for _n, _p, st in plan.files)) if progress else None
         advance = (lambda n: progress.advance(task, n)) if progress is not None and task is not None else (lambda n: None)
+        # The keys are sealed (scrypt) while the files are copied.
+        with ThreadPoolExecutor(max_workers=1) as sealer:
+            sealing = sealer.submit(_seal_keys, store, settings, previous, passphrase, recipient)
+            outcomes = _store_files(store, settings, plan, prev_files, advance)
+            keys = sealing.result()
         entries: list[dict[str, Any]] = []
-        # Unchanged files are settled here (a stat each); only the others go to the workers.
-        known = [_unchanged(store, name, path, prev_files, advance) for name, path in plan.files]
-        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-            read_now = pool.map(lambda item: _store_file(store, item[0], item[1], prev_files, advance),
-                                [item for item, outcome in zip(plan.files, known, strict=True) if outcome is None])
-            outcomes = [outcome if outcome is not None else next(read_now) for outcome in known]
-            for entry, skip, read, written in outcomes:
-                if entry is not None:
-                    entries.append(entry)
-                    result.files += 1
-                    result.bytes_total += entry["size"]
-                if skip is not None:
-                    result.skipped.append(skip)
-                if read:
-                    result.files_read += 1
-                    result.bytes_read += read
-                if written:
-                    result.objects_written += 1
-                    result.bytes_written += written
+        for entry, skip, read, written in outcomes:
+            if entry is not None:
+                entries.append(entry)
+                result.files += 1
+                result.bytes_total += entry["size"]
+            if skip is not None:
+                result.skipped.append(skip)
+            if read:
+                result.files_read += 1
+                result.bytes_read += read
+            if written:
+                result.objects_written += 1
+                result.bytes_written += written
 
-        keys = _seal_keys(store, settings, previous, passphrase, recipient)
         ledger = _merge_ledger(store, refs.destroyed)
         manifest = {
             "format": MANIFEST_FORMAT, "id": result.id, "signed_at": now.isoformat(), "created_by": actor.name,
@@ -369,7 +412,7 @@ def create_backup(settings: Settings, actor: User, dest: Path, *, passphrase: st
             "destroyed": sorted(ledger["projects"]),
         }
         # Objects, ledger and manifest reach the disk in one batch; the manifest is named last.
-        store.commit(manifest=(store.backups / f"{result.id}.json", sign_record(manifest, signing_key)))
+        store.commit(manifest=(store.backups / f"{result.id}.json", signed_json(manifest, signing_key)))
         result.sync_seconds = store.sync_seconds
     with unit_of_work(settings) as session:
         append_event(session, actor.name, BackupAction.CREATE, target=f"backup:{result.id}", details={

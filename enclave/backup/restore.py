@@ -32,7 +32,7 @@ from enclave.audit import append_event, verify_chain
 from enclave.backup.create import LEDGER, BackupAction
 from enclave.backup.crypto import unseal
 from enclave.backup.snapshot import copy_rows
-from enclave.backup.store import BUF, Store
+from enclave.backup.store import Store
 from enclave.backup.verify import BackupDamaged, verify_backup
 from enclave.catalog.storage import ChecksumMismatch, verify_dir
 from enclave.config import Settings
@@ -119,12 +119,11 @@ def _project_of(name: str) -> str | None:
 
 
 def _write_object(store: Store, sha256: str, size: int, target: Path, mode: int, mtime_ns: int | None) -> None:
-    source = store.path_of(sha256)
     partial = target.with_name(f".{target.name}.restoring")
     digest = hashlib.sha256()
     try:
-        with open(source, "rb") as src, open(partial, "wb") as out:
-            while chunk := src.read(BUF):
+        with open(partial, "wb") as out:
+            for chunk in store.chunks(sha256):
                 digest.update(chunk)
                 out.write(chunk)
     except FileNotFoundError:

@@ -1,17 +1,21 @@
 """The backup destination: content-addressed objects and signed manifests.
 
-An object's name is the sha256 of its bytes, so a file already stored (by this backup or
-any earlier one) is never stored again. Everything is written under a temporary name in
-``tmp/`` and named only once it is on disk, the manifest last; ``tmp/`` leftovers of a
-killed run are swept by the next one.
+An object is known by the sha256 of its bytes, so a file already stored (by this backup
+or any earlier one) is never stored again. Files' bytes go into pack files, back to back
+(``packs/<id>.pack``, one per worker and run), each with an index of where every object
+in it starts (``packs/<id>.idx``): one file created per worker instead of one per backed
+up file, since creating a file costs far more than copying a small one. The database
+snapshot and the sealed keys are single objects (``objects/<2 hex>/<sha256>``).
+Everything is written under a temporary name in ``tmp/`` and named only once it is on
+disk, the manifest last; ``tmp/`` leftovers of a killed run are swept by the next one.
 
 A run does not sync each object as it goes (one journal commit per file would make the
 disk, not the copy, the limit). :meth:`Store.commit` makes the whole batch durable with one
 ``syncfs`` of the destination's filesystem, only then renames the objects to their names,
 and syncs again, so the renames are on disk before a manifest can name them. A crash
 (``kill -9`` or a power cut) before that leaves only unnamed files in ``tmp/``; an object
-under its final name always holds its bytes, which is what lets a later run trust a name
-it finds (:meth:`Store.has`).
+under its final name, and a pack named by an index, always holds its bytes, which is what
+lets a later run trust an object it finds (:meth:`Store.has`).
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ import ctypes
 import fcntl
 import hashlib
 import json
-import mmap
 import os
 import shutil
 import threading
@@ -35,7 +38,12 @@ from typing import Any
 from enclave.errors import Conflict, InvalidInput, NotFound
 
 BUF = 4 << 20
+# Files are copied into a pack through a buffer this size: small enough to stay in the
+# CPU's cache between being read, hashed and written.
+COPY_BUF = 256 << 10
+PACK_LIMIT = 1 << 30  # a worker starts a new pack once its pack is this large
 MANIFEST_FORMAT = "enclave-backup/1"
+PACK_FORMAT = "enclave-pack/1"
 HEX = frozenset("0123456789abcdef")
 
 
@@ -44,6 +52,38 @@ class Stored:
     sha256: str
     size: int
     written: int  # bytes written to the store (0 when the object was already there)
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where an object's bytes are: a whole file, or a range of a pack."""
+
+    path: Path
+    offset: int
+    size: int | None  # None: the whole file
+
+
+class _PackWriter:
+    """One worker's pack under construction in ``tmp/`` (only that worker writes to it)."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.id = tmp.stem
+        self.fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        self.size = 0
+        self.objects: dict[str, list[int]] = {}  # sha256 -> [offset, size]
+        self.buf = bytearray(COPY_BUF)
+
+    def cut(self, offset: int) -> None:
+        """Drop what was written after ``offset`` (a duplicate, or a failed read)."""
+        os.ftruncate(self.fd, offset)
+        os.lseek(self.fd, offset, os.SEEK_SET)
+        self.size = offset
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    while data:
+        data = data[os.write(fd, data):]
 
 
 def _syncfs(path: Path) -> None:
@@ -73,10 +113,15 @@ class Store:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        # Written but not yet durable or named: object sha256 -> temporary file, and other
-        # files (the ledger) -> their temporary file. Filled by worker threads.
+        # Written but not yet durable or named: single objects (sha256 -> temporary file),
+        # objects in this run's packs (sha256 -> (pack, offset, size)), and other files
+        # (the ledger) -> their temporary file. Filled by worker threads.
         self._pending: dict[str, Path] = {}
+        self._pending_packed: dict[str, tuple[str, int, int]] = {}
         self._pending_files: list[tuple[Path, Path]] = []
+        self._writers: list[_PackWriter] = []
+        self._local = threading.local()
+        self._index: dict[str, tuple[str, int, int]] | None = None  # named packs' objects
         self._lock = threading.Lock()
         self._objects_str = os.fspath(self.root / "objects")
         self.sync_seconds = 0.0  # time spent waiting for the disk (the benchmark reports it)
@@ -84,6 +129,10 @@ class Store:
     @property
     def objects(self) -> Path:
         return self.root / "objects"
+
+    @property
+    def packs(self) -> Path:
+        return self.root / "packs"
 
     @property
     def backups(self) -> Path:
@@ -98,7 +147,7 @@ class Store:
             raise InvalidInput(f"{self.root} is not a directory: give a backup folder")
         if self.root.is_dir() and any(self.root.iterdir()) and not self.backups.is_dir():
             raise InvalidInput(f"{self.root} is not empty and holds no enclave backups: give an empty or existing backup folder")
-        for path in (self.root, self.objects, self.backups, self.tmp):
+        for path in (self.root, self.objects, self.packs, self.backups, self.tmp):
             path.mkdir(mode=0o700, exist_ok=True)
 
     def check_exists(self) -> None:
@@ -116,26 +165,80 @@ class Store:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def sweep(self) -> None:
-        """Remove what a killed run left in ``tmp/`` (only the lock holder calls this)."""
+        """Remove what a killed run left in ``tmp/``, and a pack it named without getting
+        to name its index (only the lock holder calls this)."""
         for leftover in self.tmp.iterdir():
             if leftover.is_dir():
                 shutil.rmtree(leftover, ignore_errors=True)
             else:
                 leftover.unlink(missing_ok=True)
+        if self.packs.is_dir():
+            for pack in self.packs.glob("*.pack"):
+                if not pack.with_suffix(".idx").exists():
+                    pack.unlink()
 
     def path_of(self, sha256: str) -> Path:
+        """Where a single object (not one in a pack) is or would be."""
         if len(sha256) != 64 or not HEX.issuperset(sha256):
             raise InvalidInput(f"{sha256!r} is not a sha256 digest: the manifest is damaged")
         return self.objects / sha256[:2] / sha256
 
+    def _load_index(self) -> dict[str, tuple[str, int, int]]:
+        """Every named pack's objects (read once per run; the lock is held)."""
+        if self._index is None:
+            index: dict[str, tuple[str, int, int]] = {}
+            for idx in sorted(self.packs.glob("*.idx")) if self.packs.is_dir() else []:
+                try:
+                    listed = json.loads(idx.read_text(encoding="utf-8"))
+                    objects = listed["objects"] if listed.get("format") == PACK_FORMAT else {}
+                    for sha, (offset, size) in objects.items():
+                        index.setdefault(sha, (idx.stem, int(offset), int(size)))
+                except (OSError, ValueError, KeyError, TypeError):
+                    continue  # a damaged index: its objects count as missing (verify says which)
+            self._index = index
+        return self._index
+
+    def _known(self, sha256: str) -> bool:
+        """Stored, or written by this run (the lock is held)."""
+        return sha256 in self._pending or sha256 in self._pending_packed or sha256 in self._load_index()
+
     def has(self, sha256: str) -> bool:
-        """Stored under its name, or written by this run and named at :meth:`commit`."""
+        """Stored under its name or in a named pack, or written by this run and named at
+        :meth:`commit`."""
         with self._lock:
-            if sha256 in self._pending:
+            if self._known(sha256):
                 return True
         self.path_of(sha256)  # a valid name
-        # Plain strings: an incremental run asks this once for every unchanged file.
+        # Plain strings: an incremental run may ask this once for every unchanged file.
         return os.path.isfile(f"{self._objects_str}/{sha256[:2]}/{sha256}")
+
+    def locate(self, sha256: str) -> Location | None:
+        """Where a stored object's bytes are, or None if it is not stored."""
+        single = self.path_of(sha256)
+        if single.is_file():
+            return Location(single, 0, None)
+        with self._lock:
+            found = self._load_index().get(sha256)
+        if found is None:
+            return None
+        return Location(self.packs / f"{found[0]}.pack", found[1], found[2])
+
+    def chunks(self, sha256: str, size: int | None = None) -> Iterator[bytes]:
+        """An object's bytes in pieces, as stored (the caller checks them against the name).
+        FileNotFoundError if it is not stored."""
+        where = self.locate(sha256)
+        if where is None:
+            raise FileNotFoundError(sha256)
+        left = where.size
+        with open(where.path, "rb") as fh:
+            fh.seek(where.offset)
+            while left is None or left > 0:
+                chunk = fh.read(BUF if left is None else min(BUF, left))
+                if not chunk:
+                    break
+                if left is not None:
+                    left -= len(chunk)
+                yield chunk
 
     def temp_path(self, suffix: str = "") -> Path:
         return self.tmp / f"{uuid.uuid4().hex}{suffix}"
@@ -145,7 +248,7 @@ class Store:
         if that object is already stored or queued."""
         self.path_of(sha256)  # a valid name
         with self._lock:
-            queued = sha256 in self._pending
+            queued = self._known(sha256)
             if not queued:
                 self._pending[sha256] = tmp
         if queued or self.path_of(sha256).exists():
@@ -156,34 +259,49 @@ class Store:
             return False
         return True
 
+    def _writer(self) -> _PackWriter:
+        """This thread's pack (a new one at first, and once it is full)."""
+        writer = getattr(self._local, "writer", None)
+        if writer is None or writer.size >= PACK_LIMIT:
+            writer = _PackWriter(self.temp_path(".pack"))
+            with self._lock:
+                self._writers.append(writer)
+            self._local.writer = writer
+        return writer
+
     def put_fd(self, fd: int, progress: Any = None) -> Stored:
-        """Copy an open file into the store (in the kernel), then name it by the sha256 of
-        the copy itself, so an object's name always matches its bytes even if the source
-        changed meanwhile. Durable and named at :meth:`commit`."""
-        tmp = self.temp_path()
-        out = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        """Copy an open file into this thread's pack, hashing the very bytes written as
+        they pass through one buffer, so an object's name always matches its bytes even
+        if the source changes meanwhile. A duplicate is cut off the pack again. Durable
+        and named at :meth:`commit`."""
+        writer = self._writer()
+        start = writer.size
+        digest = hashlib.sha256()
+        view = memoryview(writer.buf)
         try:
-            size = 0
-            while True:
-                try:
-                    n = os.copy_file_range(fd, out, BUF)
-                except OSError:  # another filesystem kind: copy through user space
-                    n = os.write(out, os.read(fd, BUF))
-                if n == 0:
-                    break
-                size += n
+            while n := os.readv(fd, [writer.buf]):
+                chunk = view[:n]
+                digest.update(chunk)  # releases the GIL: the other worker runs meanwhile
+                _write_all(writer.fd, chunk)
+                writer.size += n
                 if progress is not None:
                     progress(n)
-            digest = hashlib.sha256()
-            if size:
-                # The copy is in the page cache: hashing it there reads no disk.
-                with mmap.mmap(out, 0, access=mmap.ACCESS_READ) as view:
-                    digest.update(view)
-            os.fchmod(out, 0o400)
-        finally:
-            os.close(out)
-        sha = digest.hexdigest()
-        return Stored(sha, size, size if self._stage(tmp, sha) else 0)
+        except BaseException:
+            writer.cut(start)
+            raise
+        sha, size = digest.hexdigest(), writer.size - start
+        with self._lock:
+            fresh = not self._known(sha)
+            if fresh:
+                self._pending_packed[sha] = (writer.id, start, size)
+                writer.objects[sha] = [start, size]
+        if fresh and os.path.isfile(self.path_of(sha)):  # stored singly by an older run
+            with self._lock:
+                del self._pending_packed[sha], writer.objects[sha]
+            fresh = False
+        if not fresh:
+            writer.cut(start)
+        return Stored(sha, size, size if fresh else 0)
 
     def put_temp(self, tmp: Path) -> Stored:
         """Store a file this run wrote in ``tmp/`` by naming it (no copy)."""
@@ -216,10 +334,11 @@ class Store:
         return Stored(sha, len(data), len(data) if self._stage(tmp, sha) else 0)
 
     def _temp_json(self, data: Any) -> Path:
+        """``data`` (or JSON bytes already serialised) in a new file in ``tmp/``."""
         tmp = self.temp_path(".json")
         # Compact: only then does json use its C encoder (a manifest lists every file).
-        text = json.dumps(data, sort_keys=True, separators=(",", ":"))
-        with open(tmp, "w", encoding="utf-8") as out:
+        text = data if isinstance(data, bytes) else json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+        with open(tmp, "wb") as out:
             out.write(text)
         return tmp
 
@@ -236,22 +355,40 @@ class Store:
         Returns the objects named."""
         last = (self._temp_json(manifest[1]), manifest[0]) if manifest is not None else None
         with self._lock:
-            objects, files = sorted(self._pending.items()), list(self._pending_files)
-            self._pending, self._pending_files = {}, []
-        if objects or files or last:
+            objects, files, writers = sorted(self._pending.items()), list(self._pending_files), self._writers
+            packed = self._pending_packed
+            self._pending, self._pending_files, self._writers, self._pending_packed = {}, [], [], {}
+            self._local = threading.local()
+        packs: list[tuple[Path, Path, str]] = []  # (pack in tmp/, its index in tmp/, id)
+        for writer in writers:
+            os.fchmod(writer.fd, 0o400)
+            os.close(writer.fd)
+            if not writer.objects:
+                writer.tmp.unlink()
+                continue
+            packs.append((writer.tmp, self._temp_json({"format": PACK_FORMAT, "objects": writer.objects}), writer.id))
+        if objects or files or packs or last:
             self._sync()  # 1. the bytes, under temporary names
-        for sha, tmp in objects:  # 2. the names
+        for sha, tmp in objects:  # 2. the names (a pack before its index)
             final = self.path_of(sha)
             final.parent.mkdir(mode=0o700, exist_ok=True)
             os.rename(tmp, final)
+        for pack, idx, pack_id in packs:
+            os.rename(pack, self.packs / f"{pack_id}.pack")
+            os.chmod(idx, 0o400)
+            os.rename(idx, self.packs / f"{pack_id}.idx")
         for tmp, path in files:
             os.rename(tmp, path)
-        if objects or files:
+        if objects or files or packs:
             self._sync()  # 3. the names, before a manifest refers to them
         if last is not None:
             os.rename(*last)  # 4. the manifest: the backup exists
             fsync_dir(last[1].parent)
-        return len(objects)
+        if self._index is not None:
+            with self._lock:
+                for sha, where in packed.items():
+                    self._index.setdefault(sha, where)
+        return len(objects) + len(packed)
 
     def _sync(self) -> None:
         start = time.perf_counter()
@@ -260,9 +397,8 @@ class Store:
 
     def read_bytes(self, sha256: str) -> bytes:
         """An object's bytes, checked against its name."""
-        path = self.path_of(sha256)
         try:
-            data = path.read_bytes()
+            data = b"".join(self.chunks(sha256))
         except FileNotFoundError:
             raise NotFound(f"object {sha256[:12]} is missing from the backup: use another backup") from None
         if hashlib.sha256(data).hexdigest() != sha256:

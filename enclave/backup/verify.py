@@ -24,7 +24,7 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
 from enclave.audit import verify_chain
-from enclave.backup.store import BUF, Store
+from enclave.backup.store import Store
 from enclave.catalog.storage import MANIFEST, listing_digest
 from enclave.config import Settings
 from enclave.db.session import engine_for, head_revision, upgrade
@@ -48,14 +48,13 @@ class VerifyResult:
     dataset_versions: int
 
 
-def _sha256_of(path: Path, advance: Any = None) -> tuple[str, int]:
+def _sha256_of(store: Store, sha256: str, advance: Any = None) -> tuple[str, int]:
     digest, size = hashlib.sha256(), 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(BUF):
-            digest.update(chunk)
-            size += len(chunk)
-            if advance is not None:
-                advance(len(chunk))
+    for chunk in store.chunks(sha256):
+        digest.update(chunk)
+        size += len(chunk)
+        if advance is not None:
+            advance(len(chunk))
     return digest.hexdigest(), size
 
 
@@ -119,8 +118,7 @@ def verify_backup(dest: Path, backup_id: str | None = None, *, keyring: Path | N
         advance = (lambda n: progress.advance(task, n)) if progress is not None and task is not None else None
         for name, sha, size in objects:
             try:
-                path = store.path_of(sha)
-                actual, actual_size = _sha256_of(path, advance)
+                actual, actual_size = _sha256_of(store, sha, advance)
             except FileNotFoundError:
                 raise BackupDamaged(f"backup {bid}: {name} is missing (object {sha[:12]})") from None
             except InvalidInput as exc:

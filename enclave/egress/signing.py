@@ -248,6 +248,15 @@ def sign_record(record: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any
     }}
 
 
+def signed_json(record: dict[str, Any], key: Ed25519PrivateKey) -> bytes:
+    """The signed envelope of ``record`` as JSON bytes, in one serialisation (for a large
+    record of plain JSON values such as a backup manifest: dicts with string keys, lists,
+    strings, integers, None; :func:`sign_record` round-trips anything else first)."""
+    body = canonical(record)
+    signature = {"algorithm": "ed25519", "key_id": key_id(key.public_key()), "value": base64.b64encode(key.sign(body)).decode()}
+    return b'{"record":' + body + b',"signature":' + canonical(signature) + b"}"
+
+
 def load_public_key(path: Path) -> Ed25519PublicKey | Keyring:
     """A PEM public key, or a keyring (``keyring.json``): whatever the file holds."""
     try:

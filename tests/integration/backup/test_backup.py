@@ -193,11 +193,12 @@ def test_backup_a_changed_byte_is_caught_by_verify(busy: World, tmp_path: Path) 
     create_backup(busy.settings, _admin(busy), dest, passphrase=PASSPHRASE)
     record = Store(dest).read_manifest()["record"]
     entry = next(f for f in record["files"] if f["path"].endswith("big.bin"))
-    obj = Store(dest).path_of(entry["sha256"])
-    obj.chmod(0o600)
-    data = bytearray(obj.read_bytes())
-    data[1000] ^= 1
-    obj.write_bytes(bytes(data))
+    where = Store(dest).locate(entry["sha256"])
+    assert where is not None and where.path.parent.name == "packs"  # files' bytes are packed
+    where.path.chmod(0o600)
+    data = bytearray(where.path.read_bytes())
+    data[where.offset + 1000] ^= 1
+    where.path.write_bytes(bytes(data))
     env = {k: v for k, v in os.environ.items()}
     result = subprocess.run([*ENCLAVE, "backup", "verify", str(dest), "--quiet"], env=env, capture_output=True, text=True)
     assert result.returncode == 1

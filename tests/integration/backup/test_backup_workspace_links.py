@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from enclave.backup.create import _open_no_link
+from enclave.backup.create import Workspaces, open_source
 from enclave.errors import EnclaveError
 from tests.link_race import swapping
 
@@ -24,11 +24,12 @@ def home(tmp_path: Path) -> Path:
 
 
 def _read(home: Path, name: str) -> bytes:
-    fd = _open_no_link(name, home / name)
+    workspaces = Workspaces(home)
     try:
-        return os.read(fd, 100)
+        with open_source(workspaces, name, str(home / name)) as (fd, _info):
+            return os.read(fd, 100)
     finally:
-        os.close(fd)
+        workspaces.close()
 
 
 def test_backup_refuses_a_linked_folder_of_a_workspace(home: Path, tmp_path: Path):
