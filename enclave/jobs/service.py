@@ -263,7 +263,7 @@ def get_job(session: Session, actor: User, run_id: int) -> JobRun:
     """A run the actor may see (members of its project, reviewers, admins)."""
     run = session.get(JobRun, run_id)
     if run is None:
-        raise NotFound(f"no job run {run_id}: see 'enclave job list'")
+        raise NotFound(f"no job run {run_id}: check the number against the project's list of runs")
     check_can_view(actor, run.project)
     return run
 

@@ -46,7 +46,8 @@ from enclave.enums import EgressStatus, ProjectStatus
 from enclave.errors import PolicyError
 from enclave.policy import StrictModel, TierName, load_policy_file, policy_digest
 from enclave.projects.lifecycle import ProjectAction
-from enclave.projects.service import transition_project
+from enclave.projects.examples import install_examples
+from enclave.projects.service import get_project, transition_project
 
 RETENTION_ACTOR = "enclave-retention"
 RECORD_FORMAT = "enclave-destruction/1"
@@ -169,10 +170,14 @@ def retire_project_data(session: Session, actor: User | str, settings: Settings,
 
 def move_project(session: Session, actor: User, settings: Settings, slug: str, action: ProjectAction,
                  reason: str | None = None) -> Project:
-    """A lifecycle move (``transition_project``); closing also retires the project's data."""
+    """A lifecycle move (``transition_project``); closing also retires the project's data,
+    and a first activation gives the workspace the example notebooks."""
+    first_activation = action is ProjectAction.ACTIVATE and get_project(session, slug).status is ProjectStatus.APPROVED
     project = transition_project(session, actor, slug, action, reason)
     if project.status is ProjectStatus.CLOSED:
         retire_project_data(session, actor, settings, project)
+    if first_activation:
+        install_examples(session, actor, settings, project)
     return project
 
 

@@ -42,10 +42,12 @@ def hub_template_paths() -> list[str]:
 
 def hub_service_role() -> dict[str, Any]:
     """What the service's own token may do: read people's hub roles (which console they
-    may open) and count running servers for the dashboard."""
+    may open), read servers (the dashboard's count, the console's states) and start and
+    stop them (the researcher console acts only on the signed-in person's own servers,
+    after the enclave's checks: ``enclave.web.servers``)."""
     return {
         "name": "enclave-web",
-        "description": "The enclave web service: reads hub roles and server counts",
-        "scopes": ["list:users", "read:users:name", "read:roles:users", "read:servers"],
+        "description": "The enclave web service: reads hub roles and servers; starts and stops a person's own servers",
+        "scopes": ["list:users", "read:users:name", "read:roles:users", "read:servers", "servers"],
         "services": [SERVICE_NAME],
     }
