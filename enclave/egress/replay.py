@@ -471,32 +471,55 @@ def _with_differencing(session: Any, env: Any, project: Any, paths: list[Path],
     from enclave.disclosure.findings import Finding
     from enclave.disclosure.verdict import worst
 
-    outputs = [Output(path.name, hashlib.sha256(_read_nofollow(path)).hexdigest() if path.is_file() else "", outcome)
-               for path, (_, outcome) in zip(paths, results)]
+    outputs = []
+    for path, (_, outcome) in zip(paths, results):
+        data = _read_nofollow(path) if path.is_file() else b""
+        outputs.append(Output(path.name, hashlib.sha256(data).hexdigest(), outcome, data))
     views = verify.views if verify is not None else {}
-    findings = differencing_findings(session, env.settings, env.differencing or DifferencingPolicy(),
-                                     env.disclosure.threshold, project, outputs, views, None, record=False)
+    found = differencing_findings(session, env.settings, env.differencing or DifferencingPolicy(),
+                                  env.disclosure, project, outputs, views, None, record=False)
     out = []
     for output, (report, outcome) in zip(outputs, results):
-        found = findings.get(output.relpath)
-        if found is not None:
-            finding = Finding(found["rule"], Verdict(found["status"]), found["message"], locations=found["locations"])
-            report = dataclasses.replace(report, findings=[*report.findings, finding],
-                                         status=worst([Verdict(str(report.status)), finding.status]))
+        extra = [Finding(f["rule"], Verdict(f["status"]), f["message"], locations=f["locations"])
+                 for f in found.findings.get(output.relpath, [])]
+        if extra:
+            report = dataclasses.replace(report, findings=[*report.findings, *extra],
+                                         status=worst([Verdict(str(report.status))] + [f.status for f in extra]))
         out.append((report, outcome))
     return out
 
 
-def differencing_on_submit(session: Any, env: Any, request: Any, shas: Mapping[str, str],
-                           results: dict[str, dict[str, Any]], verify: EvidenceVerifier | None) -> dict[str, dict[str, Any]]:
-    """Submit's check results with each file's ``differencing`` finding; every reproduced
-    table is recorded in the differencing store (replacing this request's earlier round)."""
+def differencing_on_submit(session: Any, env: Any, request: Any, stored: Mapping[str, Any],
+                           results: dict[str, dict[str, Any]], verify: EvidenceVerifier | None,
+                           canonical: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Submit's check results with each file's ``differencing`` (and ``cell_key``) findings.
+
+    Every reproduced table is recorded in the differencing store (replacing this request's
+    earlier round). A table the cell-key method applies to gets its perturbed bytes as its
+    canonical form in ``canonical`` (what reviewers see and the release carries). Any
+    failure of the check itself sends every file to review, never to a pass."""
     from enclave.disclosure.differencing.policy import DifferencingPolicy
-    from enclave.disclosure.differencing.service import Output, differencing_findings, with_differencing
+    from enclave.disclosure.differencing.service import Output, differencing_findings, with_findings
+    from enclave.egress.canonical import Canonical, CanonicalRules, canonical_bytes, store_bytes
 
     outcomes = verify.outcomes if verify is not None else {}
-    outputs = [Output(relpath, shas[relpath], outcomes.get(relpath)) for relpath in sorted(results)]
-    findings = differencing_findings(session, env.settings, env.differencing or DifferencingPolicy(),
-                                     env.disclosure.threshold, request.project, outputs,
-                                     verify.views if verify is not None else {}, request.id, record=True)
-    return with_differencing(results, findings)
+    try:
+        outputs = [Output(relpath, stored[relpath].sha256, outcomes.get(relpath), _read_nofollow(stored[relpath].path))
+                   for relpath in sorted(results)]
+        found = differencing_findings(session, env.settings, env.differencing or DifferencingPolicy(),
+                                      env.disclosure, request.project, outputs,
+                                      verify.views if verify is not None else {}, request.id, record=True)
+        if canonical is not None:
+            rules = CanonicalRules.of(env.disclosure)
+            for relpath, data in found.perturbed.items():
+                kind, form = canonical_bytes(relpath, data, rules)
+                kept = store_bytes(env.settings, form)
+                canonical[relpath] = Canonical(kind=kind, sha256=kept.sha256, size=kept.size)
+        elif found.perturbed:
+            raise RuntimeError("perturbed tables need their canonical forms replaced")
+    except Exception as exc:  # noqa: BLE001 - a broken differencing check must not pass a file
+        note = {"rule": "differencing", "status": str(Verdict.REVIEW), "locations": [],
+                "message": f"the differencing check failed ({type(exc).__name__}); compare this output with the "
+                           "project's earlier releases by hand"}
+        return with_findings(results, {relpath: [note] for relpath in results})
+    return with_findings(results, found.findings)

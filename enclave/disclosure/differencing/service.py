@@ -31,6 +31,7 @@ from enclave.disclosure.differencing.table import Table, build_table
 from enclave.disclosure.verdict import Verdict
 
 RULE = "differencing"
+CELL_KEY_RULE = "cell_key"
 # Outputs other outputs are compared with: whatever may still leave, or has left.
 LIVE = ("submitted", "in_review", "approved", "released")
 
@@ -110,17 +111,29 @@ def members_of(populations: list[list[str] | None], mapping: pl.DataFrame) -> tu
 
 @dataclass(frozen=True)
 class Output:
-    """One file being checked: its name and bytes' sha256, and its evidence outcome."""
+    """One file being checked: its name, bytes and their sha256, and its evidence outcome."""
 
     relpath: str
     sha256: str
     outcome: Any | None  # enclave.egress.replay.EvidenceOutcome
+    data: bytes = b""
+
+
+@dataclass(frozen=True)
+class Fingerprinted:
+    """An output's populations: the table of cells, its base dataset and version, and per
+    evidence cell the patients' indices and record keys (None for margins)."""
+
+    table: Table
+    dataset: str
+    version: int
+    idx: list[np.ndarray | None]
+    rkeys: list[np.ndarray | None]
 
 
 def fingerprint(session: Any, settings: Any, store: DifferencingStore, slug: str, output: Output,
-                views: Mapping[str, Any]) -> tuple[Table, str, int] | None:
-    """The output's table of populations, its base dataset and version; None when the
-    replay named no patients."""
+                views: Mapping[str, Any]) -> Fingerprinted | None:
+    """The output's populations; None when the replay named no patients."""
     outcome = output.outcome
     if outcome is None or outcome.evidence is None or outcome.populations is None:
         return None
@@ -130,8 +143,47 @@ def fingerprint(session: Any, settings: Any, store: DifferencingStore, slug: str
     if view is None or view.version is None:
         return None
     mapping = population_map(session, settings, store, slug, dataset, int(view.version))
-    idx, _ = members_of(outcome.populations, mapping)
-    return build_table(outcome.evidence.cells, idx), dataset, int(view.version)
+    idx, rkeys = members_of(outcome.populations, mapping)
+    return Fingerprinted(build_table(outcome.evidence.cells, idx), dataset, int(view.version), idx, rkeys)
+
+
+@dataclass
+class Outcome:
+    """Per relpath: the findings to add, and the perturbed bytes of tables given cell-key noise."""
+
+    findings: dict[str, list[dict[str, Any]]]
+    perturbed: dict[str, bytes]
+
+
+def _cell_key(policy: DifferencingPolicy, project: Any, output: Output, made: Fingerprinted | None,
+              disclosure: Any) -> tuple[dict[str, Any] | None, bytes | None]:
+    """The cell-key finding and perturbed bytes of one output (nothing when the method is off)."""
+    from enclave.disclosure.differencing.perturb import CannotPerturb, perturb_counts
+    from enclave.safe.replay import SEPARATORS
+
+    datasets = [made.dataset] if made is not None else []
+    if policy.ptable is None or not policy.cell_key.applies(getattr(project, "tier", None), datasets):
+        return None, None
+    if made is None:
+        return ({"rule": CELL_KEY_RULE, "status": str(Verdict.REVIEW), "locations": [],
+                 "message": "the cell-key method applies to this project, but this output was not reproduced by the "
+                            "enclave, so it carries no noise: save tables with enclave.safe from a query, or check by hand"},
+                None)
+    evidence = output.outcome.evidence
+    separator = SEPARATORS.get(Path(output.relpath).suffix.lower(), ",")
+    rounding = disclosure.rounding.base if disclosure.rounding.required else None
+    try:
+        done = perturb_counts(output.data, separator, evidence.analysis, evidence.cells, made.idx, made.rkeys,
+                              policy.ptable, rounding)
+    except CannotPerturb as exc:
+        return ({"rule": CELL_KEY_RULE, "status": str(Verdict.FAIL), "locations": [],
+                 "message": f"the cell-key method applies to this project but cannot be applied here ({exc}): "
+                            "make it a count table of enclave.safe.crosstab"}, None)
+    made.table.perturbed = True
+    return ({"rule": CELL_KEY_RULE, "status": str(Verdict.PASS),
+             "locations": done.data.decode("utf-8").splitlines(),
+             "message": f"published with cell-key noise ({policy.ptable.name}): {done.changed} of {done.shown} shown "
+                        "counts changed. Reviewers see, and the release carries, this table"}, done.data)
 
 
 def live_entries(session: Any, store: DifferencingStore, dataset: str) -> list[EntryInfo]:
@@ -187,17 +239,25 @@ def earlier_releases(session: Any, project: Any, exclude_request: int | None, li
     return [f"request {rid}: outbox/{path}" for rid, path in rows if rid != exclude_request][:limit + 1]
 
 
-def differencing_findings(session: Any, settings: Any, policy: DifferencingPolicy, disclosure_threshold: int,
+def differencing_findings(session: Any, settings: Any, policy: DifferencingPolicy, disclosure: Any,
                           project: Any, outputs: list[Output], views: Mapping[str, Any],
-                          request_id: int | None, record: bool) -> dict[str, dict[str, Any]]:
-    """relpath -> the ``differencing`` finding of each output that gets one."""
+                          request_id: int | None, record: bool) -> Outcome:
+    """The ``differencing`` (and ``cell_key``) findings of the outputs, and the perturbed
+    bytes of each table the cell-key method applies to."""
     store = DifferencingStore.of_home(settings.home)
-    threshold = policy.threshold or disclosure_threshold
-    tables: dict[str, tuple[Table, str, int]] = {}
+    threshold = policy.threshold or disclosure.threshold
+    made_of: dict[str, Fingerprinted] = {}
+    result = Outcome({}, {})
     for output in outputs:
         made = fingerprint(session, settings, store, project.slug, output, views)
         if made is not None:
-            tables[output.relpath] = made
+            made_of[output.relpath] = made
+        note, data = _cell_key(policy, project, output, made, disclosure)
+        if note is not None:
+            result.findings.setdefault(output.relpath, []).append(note)
+        if data is not None:
+            result.perturbed[output.relpath] = data
+    tables = {p: (m.table, m.dataset, m.version) for p, m in made_of.items()}
     infos: dict[str, EntryInfo] = {}
     for output in outputs:
         if output.relpath in tables:
@@ -208,17 +268,16 @@ def differencing_findings(session: Any, settings: Any, policy: DifferencingPolic
                                               version, table.perturbed)
             if record and request_id is not None:
                 store.record(infos[output.relpath], table)
-    findings: dict[str, dict[str, Any]] = {}
     for output in outputs:
         if output.relpath not in tables:
             released = earlier_releases(session, project, request_id, policy.max_listed)
             if released:
                 shown = released[:policy.max_listed] + (["..."] if len(released) > policy.max_listed else [])
-                findings[output.relpath] = {
+                result.findings.setdefault(output.relpath, []).append({
                     "rule": RULE, "status": str(policy.unfingerprinted), "locations": shown,
                     "message": "the enclave could not record who is in this output's cells (no reproduced evidence), "
                                "so it cannot be compared with earlier outputs automatically: compare it by hand with "
-                               f"the project's releases ({'; '.join(shown)}) for cells that differ by a few people"}
+                               f"the project's releases ({'; '.join(shown)}) for cells that differ by a few people"})
             continue
         table, dataset, _ = tables[output.relpath]
         earlier = [e for e in live_entries(session, store, dataset)
@@ -227,20 +286,20 @@ def differencing_findings(session: Any, settings: Any, policy: DifferencingPolic
             earlier += [infos[p] for p in tables if p != output.relpath and tables[p][1] == dataset]
         pairs, _ = compare(table, earlier, store, threshold)
         if pairs:
-            findings[output.relpath] = _describe_pairs(pairs, policy, threshold)
-    return findings
+            result.findings.setdefault(output.relpath, []).append(_describe_pairs(pairs, policy, threshold))
+    return result
 
 
-def with_differencing(results: dict[str, dict[str, Any]], findings: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Check results (relpath -> {status, findings, ...}) with the differencing findings added."""
+def with_findings(results: dict[str, dict[str, Any]], findings: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Check results (relpath -> {status, findings, ...}) with these findings added."""
     from enclave.disclosure.verdict import worst
 
     out = {}
     for relpath, result in results.items():
-        finding = findings.get(relpath)
-        if finding is None:
+        extra = findings.get(relpath, [])
+        if not extra:
             out[relpath] = result
             continue
-        status = worst([Verdict(result["status"]), Verdict(finding["status"])])
-        out[relpath] = {**result, "status": str(status), "findings": [*result.get("findings", []), finding]}
+        status = worst([Verdict(result["status"])] + [Verdict(f["status"]) for f in extra])
+        out[relpath] = {**result, "status": str(status), "findings": [*result.get("findings", []), *extra]}
     return out

@@ -90,9 +90,11 @@ def build_table(cells: list[Any], members: list[np.ndarray | None], perturbed: b
         groups.setdefault(("row", _text(c.row)), []).append(g)
         groups.setdefault(("column", _text(c.column)), []).append(g)
         groups.setdefault(("all", ""), []).append(g)
+    seen: set[tuple[int, ...]] = set()
     for (kind, value), members_of in groups.items():
-        if len(members_of) < 2:
-            continue  # the same population as its one cell
+        if len(members_of) < 2 or tuple(members_of) in seen:
+            continue  # the same population as its one cell, or as another total
+        seen.add(tuple(members_of))
         total_shown = explicit.get((kind, value), False) or all(shown_grid[g] for g in members_of)
         labels.append(f"{value} / {MARGIN}" if kind == "row" else f"{MARGIN} / {value}" if kind == "column"
                       else f"{MARGIN} / {MARGIN}")

@@ -117,6 +117,11 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
             projects.transition_project(s, admin, slug, ProjectAction.ACTIVATE)
         for name in ("rita", "rex"):
             add_user(s, admin, name, {Role.REVIEWER}, year)
+    # A fixed enclave-wide key makes each run's record keys, and so the noise, the same.
+    keys = home / "keys"
+    keys.mkdir(mode=0o700, exist_ok=True)
+    (keys / "differencing.key").write_bytes(bytes(range(32)))
+    (keys / "differencing.key").chmod(0o600)
     source = root / "source"
     write_csv(generate(2000, seed=5), source)
     with unit_of_work(settings) as s:
