@@ -325,7 +325,8 @@ def submit_request(
                             {p: e.path for p, e in evidence.items()}, verify)
     results = with_canonical_findings(results, canonical)
     # Cells that differ from earlier outputs' cells by a few people (enclave.disclosure.differencing).
-    results = differencing_on_submit(session, env, request, {p: s.sha256 for p, s in stored.items()}, results, verify)
+    # With the cell-key method on, a table's canonical form becomes its perturbed bytes.
+    results = differencing_on_submit(session, env, request, stored, results, verify, canonical)
     reset: list[str] = []
     for file in files:
         copy = stored[file.relpath]
