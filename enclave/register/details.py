@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from enclave.enums import ConfidentialityBasis, GdprArticle6, GdprArticle9
+from enclave.errors import InvalidInput
 
 # One address, no display name: a mailbox the public may write to.
 EMAIL_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -43,6 +45,10 @@ CONFIDENTIALITY_WORDING: dict[ConfidentialityBasis, str] = {
 }
 
 
+_CHOICES: dict[str | None, type[StrEnum]] = {"gdpr_article6": GdprArticle6, "gdpr_article9": GdprArticle9,
+                                             "confidentiality_basis": ConfidentialityBasis}
+
+
 class RegisterDetails(BaseModel):
     """What the public register publishes about a project, beyond its title and lay summary.
 
@@ -68,6 +74,15 @@ class RegisterDetails(BaseModel):
             raise PydanticCustomError("email", "give one email address, such as research-office@example.org")
         return value.lower()
 
+    @field_validator("gdpr_article6", "gdpr_article9", "confidentiality_basis", mode="before")
+    @classmethod
+    def _one_of_the_choices(cls, value: object, info: ValidationInfo) -> object:
+        choices = _CHOICES[info.field_name]
+        if value not in {c.value for c in choices}:
+            raise PydanticCustomError("choice", "choose one of: {choices}",
+                                      {"choices": ", ".join(c.value for c in choices)})
+        return value
+
 
 def register_choices() -> dict[str, list[tuple[str, str]]]:
     """The lawful bases an application form offers: (value, public wording) per enum."""
@@ -90,6 +105,4 @@ def details_from_options(**options: str | None) -> RegisterDetails | None:
         if err["type"] == "missing":
             raise InvalidInput(f"{option} is missing: the register options go together (public benefit, both GDPR "
                                "bases, confidentiality basis, data controller, contact email)") from None
-        if err["type"] == "enum":
-            raise InvalidInput(f"{option} must be one of {err['ctx']['expected']}") from None
         raise InvalidInput(f"{option}: {err['msg']}") from None
