@@ -20,19 +20,22 @@ from enclave.db.models import AuditEvent, Project, User
 from enclave.errors import InvalidInput
 from enclave.projects.service import create_project
 from enclave.projects.tiers import TierPolicy
+from enclave.register.details import RegisterDetails
 from enclave.users import get_user
 
 APPLICATION_EVENT = "project.application"
 
 
-class ProjectApplication(BaseModel):
-    """The Five Safes application: safe project, people, data, settings and outputs."""
+class ProjectApplication(RegisterDetails):
+    """The Five Safes application: safe project, people, data, settings and outputs, with
+    what the public register publishes (:class:`RegisterDetails`)."""
 
     slug: str = Field(min_length=1, max_length=40, description="Short name: lower-case letters, digits, '-'")
     title: str = Field(min_length=1, max_length=200)
     purpose: str = Field(min_length=1, max_length=5000, description="Safe project: what and why, public benefit")
     lay_summary: str = Field(min_length=1, max_length=2000, description="Shown on the public register")
-    lawful_basis: str = Field(min_length=1, max_length=2000, description="e.g. UK GDPR 6(1)(e) and 9(2)(j)")
+    lawful_basis: str = Field(min_length=1, max_length=2000,
+                              description="Approvals and references: ethics, CAG, data sharing agreement")
     organisation: str = Field(default="", max_length=200)
     datasets_wanted: list[str] = Field(default_factory=list, max_length=50, description="Safe data: dataset names")
     team: list[str] = Field(default_factory=list, max_length=50, description="Safe people: user names")
@@ -51,6 +54,7 @@ def apply_for_project(session: Session, actor: User, tiers: TierPolicy, form: Pr
         session, actor, tiers, slug=form.slug.strip(), title=form.title, pi=actor.name,
         lay_summary=form.lay_summary, end_date=form.end_date, purpose=form.purpose.strip(),
         lawful_basis=form.lawful_basis.strip(), organisation=form.organisation.strip(),
+        register=RegisterDetails.model_validate(form.model_dump(include=set(RegisterDetails.model_fields))),
     )
     append_event(session, actor, APPLICATION_EVENT, project=project, target=f"project:{project.slug}",
                  details={"datasets_wanted": datasets, "team": team})

@@ -10,6 +10,7 @@ from enclave.cli.common import JSON_OPTION, acting, ok, parse_date, print_json, 
 from enclave.projects.tiers import load_tiers
 from enclave.projects import retention, service
 from enclave.projects.lifecycle import ProjectAction
+from enclave.register.details import details_from_options
 from enclave.schemas import ProjectOut
 
 app = typer.Typer(help="Propose, approve, activate, suspend and close projects; manage members.", no_args_is_help=True)
@@ -28,15 +29,35 @@ def create(
     lawful_basis: str = typer.Option("", "--lawful-basis"),
     organisation: str = typer.Option("", "--organisation"),
     tier: Optional[str] = typer.Option(None, "--tier", help="A tier from policies/tiers.yaml."),
+    public_benefit: Optional[str] = typer.Option(None, "--public-benefit", help="Public benefit statement (register)."),
+    gdpr_article6: Optional[str] = typer.Option(
+        None, "--gdpr-article6", help="UK GDPR Art 6(1) basis: consent, contract, legal_obligation, vital_interests, "
+                                      "public_task, legitimate_interests."),
+    gdpr_article9: Optional[str] = typer.Option(
+        None, "--gdpr-article9", help="UK GDPR Art 9(2) condition, e.g. research_and_statistics, "
+                                      "health_or_social_care, public_health, explicit_consent."),
+    confidentiality_basis: Optional[str] = typer.Option(
+        None, "--confidentiality-basis", help="Common law duty of confidentiality: consent, section_251, "
+                                              "legal_requirement, not_confidential, public_interest."),
+    data_controller: Optional[str] = typer.Option(None, "--data-controller", help="The data controller (register)."),
+    contact_email: Optional[str] = typer.Option(None, "--contact-email", help="A team mailbox the register publishes."),
+    funders: Optional[str] = typer.Option(None, "--funders", help="Funders and sponsors, separated by ';'."),
 ) -> None:
-    """Propose a project; it starts as 'proposed' with the PI as its first member."""
+    """Propose a project; it starts as 'proposed' with the PI as its first member.
+
+    The register options go together; without them the public register says "not stated"."""
     end = parse_date(end_date, "--end-date")
     start = parse_date(start_date, "--start-date")
     tiers = load_tiers(settings().policies_dir)
+    register = details_from_options(
+        public_benefit=public_benefit, gdpr_article6=gdpr_article6, gdpr_article9=gdpr_article9,
+        confidentiality_basis=confidentiality_basis, data_controller=data_controller, contact_email=contact_email,
+        funders=funders)
     with acting(ctx) as (session, actor):
         project = service.create_project(
             session, actor, tiers, slug=slug, title=title, pi=pi, lay_summary=lay_summary, end_date=end,
             start_date=start, purpose=purpose, lawful_basis=lawful_basis, organisation=organisation, tier=tier,
+            register=register,
         )
         ok(f"proposed project {project.slug} (tier {project.tier}); an admin who is not a member approves it")
 

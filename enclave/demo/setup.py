@@ -29,6 +29,7 @@ from enclave.hub import signin
 from enclave.projects import service as projects
 from enclave.projects.lifecycle import ProjectAction
 from enclave.projects.tiers import load_tiers
+from enclave.register.details import RegisterDetails
 from enclave.users import add_user, find_user
 
 
@@ -51,11 +52,21 @@ PROJECTS = (
     dict(slug="cardio", title="Heart failure readmissions", pi="ada", organisation="Leeds Teaching Hospitals",
          lay_summary="Which patients admitted with heart failure come back to hospital within 30 days, and why.",
          purpose="Service evaluation of readmission after heart failure admissions.",
-         lawful_basis="UK GDPR 6(1)(e) and 9(2)(j); section 251 support"),
+         lawful_basis="REC 26/YH/0042; CAG 26/CAG/0011",
+         register=RegisterDetails(
+             public_benefit="Fewer emergency readmissions after heart failure, by finding who needs follow-up.",
+             gdpr_article6="public_task", gdpr_article9="research_and_statistics", confidentiality_basis="section_251",
+             data_controller="Leeds Teaching Hospitals NHS Trust", contact_email="cardio-study@leeds.example",
+             funders="British Heart Research Fund")),
     dict(slug="diabetes", title="Type 2 diabetes and kidney function", pi="grace", organisation="University of Leeds",
          lay_summary="How kidney function changes in people with type 2 diabetes over time.",
          purpose="Observational research on laboratory trends.",
-         lawful_basis="UK GDPR 6(1)(e) and 9(2)(j); explicit ethics approval"),
+         lawful_basis="REC 26/YH/0077",
+         register=RegisterDetails(
+             public_benefit="Earlier care for people with diabetes whose kidneys are starting to fail.",
+             gdpr_article6="public_task", gdpr_article9="research_and_statistics",
+             confidentiality_basis="not_confidential", data_controller="University of Leeds",
+             contact_email="diabetes-research@leeds.example")),
 )
 
 # What each project is approved to see of the demo dataset (data minimisation).

@@ -16,6 +16,7 @@ from enclave.errors import Conflict, InvalidInput, InvalidTransition, NotFound, 
 from enclave.permissions import check_admin, check_not_member, check_role, is_member
 from enclave.projects.lifecycle import FINAL, ProjectAction, actions_from, transition_for
 from enclave.projects.tiers import TierPolicy
+from enclave.register.details import RegisterDetails
 from enclave.users import get_user
 
 SLUG_RE = re.compile(r"^[a-z][a-z0-9-]{1,38}[a-z0-9]$")
@@ -43,8 +44,12 @@ def create_project(
     lawful_basis: str = "",
     organisation: str = "",
     tier: str | None = None,
+    register: RegisterDetails | None = None,
 ) -> Project:
-    """Apply for a project (status proposed); the PI becomes its first member."""
+    """Apply for a project (status proposed); the PI becomes its first member.
+
+    ``register`` holds what the public register publishes (public benefit, lawful basis,
+    data controller, contact); without it the register says "not stated"."""
     check_role(actor, {Role.RESEARCHER, Role.ADMIN}, "propose projects")
     if not SLUG_RE.match(slug or ""):
         raise InvalidInput(
@@ -70,13 +75,14 @@ def create_project(
     project = Project(
         slug=slug, title=title.strip(), lay_summary=lay_summary.strip(), purpose=purpose, lawful_basis=lawful_basis,
         organisation=organisation, start_date=start, end_date=end_date, tier=tier, pi=pi_user,
-        created_by_id=actor.id, status=ProjectStatus.PROPOSED,
+        created_by_id=actor.id, status=ProjectStatus.PROPOSED, **(register.model_dump() if register else {}),
     )
     project.memberships.append(Membership(user=pi_user, added_by_id=actor.id))
     session.add(project)
     session.flush()
     append_event(session, actor, AuditAction.PROJECT_CREATE, project=project, target=f"project:{slug}",
-                 details={"title": project.title, "pi": pi, "tier": tier, "end_date": end_date})
+                 details={"title": project.title, "pi": pi, "tier": tier, "end_date": end_date,
+                          "register": register.model_dump(mode="json") if register else None})
     return project
 
 

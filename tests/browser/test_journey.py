@@ -364,7 +364,7 @@ def test_journey_from_sign_in_to_release_and_suspension(browser, hub: Hub, tmp_p
     assert {r["reviewer"] for r in report.record["files"][0]["reviews"]} == {"rita", "rex"}
     assert not (records[0].parent / "files" / f"{OUTPUT}.evidence.json").exists()  # never released
 
-    # 8 (before the suspension, which takes cardio off the register): the public register.
+    # 8 (before the suspension, which the register then shows): the public register.
     public = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
     public.goto(f"{console}/register")
     entry = public.locator("article.register-entry", has=public.locator("#reg-cardio"))
@@ -396,7 +396,9 @@ def test_journey_from_sign_in_to_release_and_suspension(browser, hub: Hub, tmp_p
     assert "suspended" in stops[0].details["reason"], stops[0].details
     assert docker.from_env().containers.list(filters={"name": f"{SESSION}nb-ada--cardio"}) == []
     public.reload()
-    assert public.locator("#reg-cardio").count() == 0  # the register lists approved and active projects
+    suspended = public.locator("article.register-entry", has=public.locator("#reg-cardio"))
+    assert suspended.locator(".reg-status").inner_text() == "suspended"  # listed, and marked as such
+    assert "Data sharing agreement" not in public.content()  # the reason may name people: not published
     ada_context.close()
     public.context.close()
     admin.context.close()

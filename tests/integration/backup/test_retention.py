@@ -31,7 +31,7 @@ from enclave.policy import load_policy_file
 from enclave.projects.lifecycle import ProjectAction
 from enclave.projects.retention import (RetentionPolicy, archive_key_path, archive_path, housekeeping, move_project)
 from enclave.users import get_user
-from enclave.web.readmodels import register
+from enclave.register.service import search_register as register
 
 REPO = Path(__file__).resolve().parents[3]
 

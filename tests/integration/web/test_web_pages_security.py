@@ -16,7 +16,7 @@ from enclave.db.models import AuditEvent
 from enclave.db.session import unit_of_work
 from enclave.web.app import create_app
 from enclave.web.auth import SESSION_COOKIE, safe_next
-from tests.integration.web.world import PREFIX, authenticator
+from tests.integration.web.world import REGISTER_FORM, PREFIX, authenticator
 from tests.tampering import drop_immutability
 
 
@@ -88,7 +88,7 @@ def test_pages_researcher_applies_and_admin_sees_the_application(client: TestCli
     form = {"_xsrf": token, "slug": "sepsis-early", "title": "<script>alert(1)</script> Sepsis",
             "purpose": "Earlier sepsis recognition.", "lay_summary": "Spotting sepsis sooner.",
             "lawful_basis": "6(1)(e)", "organisation": "Royal Infirmary", "team": "ria\n",
-            "datasets_wanted": "hes-apc, ons-deaths", "end_date": end}
+            "datasets_wanted": "hes-apc, ons-deaths", "end_date": end, **REGISTER_FORM}
     response = client.post(PREFIX + "/apply", data=form, follow_redirects=False)
     assert response.status_code == 303, response.text
     signed_in(client, "t-ada")
@@ -104,7 +104,7 @@ def test_pages_researcher_applies_and_admin_sees_the_application(client: TestCli
 def test_pages_apply_bad_input_gets_one_clear_line(client: TestClient, field, value, message):
     signed_in(client, "t-rob")
     form = {"_xsrf": xsrf_of(client, "/apply"), "slug": "ok-slug", "title": "T", "purpose": "P",
-            "lay_summary": "L", "lawful_basis": "B", "end_date": "2099-01-01", field: value}
+            "lay_summary": "L", "lawful_basis": "B", "end_date": "2099-01-01", **REGISTER_FORM, field: value}
     response = client.post(PREFIX + "/apply", data=form, follow_redirects=False)
     assert response.status_code in (400, 404)
     text = html.unescape(re.search(r'<p class="error-message">(.*?)</p>', response.text, re.S).group(1))
@@ -190,7 +190,7 @@ def test_api_csv_export_neutralises_formulas(client: TestClient):
     token = xsrf_of(client, "/apply")
     client.post(PREFIX + "/apply", data={"_xsrf": token, "slug": "formula-test", "title": "=HYPERLINK(\"x\")",
                                          "purpose": "P", "lay_summary": "L", "lawful_basis": "B",
-                                         "end_date": "2099-01-01"})
+                                         "end_date": "2099-01-01", **REGISTER_FORM})
     csv_text = client.get(PREFIX + "/api/audit/events.csv", headers={"Authorization": "token t-ada"}).text
     assert "=HYPERLINK" in csv_text  # inside the JSON details cell, which starts with "{"
     assert not any(cell.startswith("=") for line in csv_text.splitlines() for cell in line.split(","))

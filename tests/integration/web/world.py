@@ -17,6 +17,7 @@ from enclave.policy import load_policy_file
 from enclave.projects import service as projects
 from enclave.projects.lifecycle import ProjectAction
 from enclave.projects.tiers import TierPolicy
+from enclave.register.details import RegisterDetails
 from enclave.users import add_user
 from enclave.web.auth import HUB_ROLE_ADMIN, HUB_ROLE_REVIEW
 from enclave.web.testing import StaticTokenAuthenticator
@@ -40,6 +41,16 @@ TOKENS: dict[str, tuple[str, set[str]]] = {
 }
 
 
+# What the register publishes of asthma (diabetes states nothing: the register says so).
+REGISTER = RegisterDetails(
+    public_benefit="Fewer children admitted to hospital with asthma.", gdpr_article6="public_task",
+    gdpr_article9="research_and_statistics", confidentiality_basis="section_251",
+    data_controller="University Hospital NHS Trust", contact_email="asthma-study@hospital.example",
+    funders="Asthma Research Charity")
+# The same answers as the apply form posts them.
+REGISTER_FORM = {k: str(v) for k, v in REGISTER.model_dump().items()}
+
+
 def build_world(home: Path) -> Settings:
     """Users, projects in several states and one pending application."""
     settings = Settings(home=home, db_url=f"sqlite:///{home / 'enclave.db'}", policies_dir=REPO / "policies")
@@ -58,7 +69,7 @@ def build_world(home: Path) -> Settings:
             projects.create_project(s, ada, tiers, slug=slug, title=title, pi=pi,
                                     lay_summary=f"A study of {title.lower()}.", end_date=later,
                                     organisation="University Hospital", purpose="Improve care.",
-                                    lawful_basis="UK GDPR 6(1)(e), 9(2)(j)")
+                                    lawful_basis="REC 24/AB/0001", register=REGISTER if slug == "asthma" else None)
             projects.transition_project(s, ada, slug, ProjectAction.APPROVE)
             projects.transition_project(s, ada, slug, ProjectAction.ACTIVATE)
         projects.add_member(s, ada, "asthma", "ria")
@@ -67,7 +78,7 @@ def build_world(home: Path) -> Settings:
             slug="copd", title="COPD admissions and air quality", purpose="Link admissions to pollution.",
             lay_summary="Does air pollution send people with COPD to hospital?", lawful_basis="6(1)(e), 9(2)(j)",
             organisation="City University", datasets_wanted=["hes-apc"], team=["rex"],
-            end_date=later))
+            end_date=later, **REGISTER.model_dump()))
     _catalogue(settings)
     outbox = settings.workspaces_dir / "asthma" / "outbox"
     outbox.mkdir(parents=True)
