@@ -1,0 +1,129 @@
+"""Done when (issue 15), on a real engine through the CLI: the demo cohort table is
+released, then the same table with max_age one year higher is submitted; the replay, in a
+fresh offline container, names each cell's patients, and the second table gets a
+``differencing`` finding naming the first, on ``enclave egress check --project``, on
+``enclave egress show --json`` and on the reviewer's page.
+
+Three replays in all (each costs a container start); the many other cases run the
+container's code in-process in ``tests/integration/differencing``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+
+import polars as pl
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from enclave.catalog import service as catalog
+from enclave.cli.main import app
+from enclave.clock import today
+from enclave.db.session import unit_of_work
+from enclave.demo.synthetic import generate, write_csv
+from enclave.egress.quarantine import outbox_dir
+from enclave.enums import Role
+from enclave.projects.service import get_project
+from enclave.safe import crosstab, query
+from enclave.users import get_user
+from enclave.web.app import create_app
+from enclave.web.auth import HUB_ROLE_REVIEW
+from enclave.web.testing import StaticTokenAuthenticator
+
+SLUG = "cardio"
+REF = dt.date(2024, 12, 31)
+
+
+def cli(*args: str, ok: bool = True) -> str:
+    result = CliRunner().invoke(app, list(args), catch_exceptions=False)
+    assert (result.exit_code == 0) == ok, f"{args}: {result.output} {result.stderr if result.stderr_bytes else ''}"
+    return result.output
+
+
+def cohort(max_age: int):
+    """The demo cohort notebook's query (notebooks/cohort_analysis.ipynb), 40 to max_age."""
+    age = ((pl.lit(REF) - pl.col("date_of_birth")).dt.total_days() // 365.25).cast(pl.Int64)
+    band = ((pl.col("age") // 20) * 20).cast(pl.Int64)
+    return (query("demo", "patients").with_columns(age=age).filter(pl.col("age").is_between(40, max_age))
+            .with_columns(age_band_start=band)
+            .with_columns(age_band=pl.format("{}-{}", pl.col("age_band_start"), pl.col("age_band_start") + 19))
+            .select("patient_id", "sex", "age", "age_band"))
+
+
+@pytest.fixture
+def enclave(settings, factory, session, client, image, tmp_path, monkeypatch):
+    factory.project(SLUG, "alice", "active")
+    for name in ("rita", "rex"):
+        factory.user(name, Role.REVIEWER)
+    session.commit()
+    source = tmp_path / "source"
+    write_csv(generate(2000, seed=5), source)
+    with unit_of_work(settings) as s:
+        catalog.ingest_dataset(s, get_user(s, "root-admin"), settings, source, "demo", description="synthetic")
+    with unit_of_work(settings) as s:
+        catalog.add_grant(s, get_user(s, "root-admin"), settings, SLUG, "demo", expires=today() + dt.timedelta(days=30))
+    with unit_of_work(settings) as s:
+        [(name, path)] = catalog.active_views(s, get_project(s, SLUG))
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / name).symlink_to(path)
+    monkeypatch.setenv("ENCLAVE_DATA_ROOT", str(data))
+    monkeypatch.setenv("ENCLAVE_DATASETS", json.dumps({"demo": "1"}))
+    outbox = outbox_dir(settings, SLUG)
+    outbox.mkdir(parents=True, exist_ok=True)
+    yield settings, outbox
+    for container in client.containers.list(all=True, filters={"label": "org.enclave.replay"}):
+        if container.name.startswith("enclave-replay-") and container.status == "exited":
+            container.remove(force=True)
+
+
+def request_of(output: str) -> int:
+    return int(re.search(r"created egress request (\d+)", output).group(1))
+
+
+def test_differencing_demo_pair_released_then_submitted_through_cli(enclave):
+    settings, outbox = enclave
+    ages = query("demo", "patients").with_columns(
+        age=((pl.lit(REF) - pl.col("date_of_birth")).dt.total_days() // 365.25).cast(pl.Int64)).collect()
+    counts = ages.group_by("age").len().filter((pl.col("age") >= 60) & pl.col("len").is_between(1, 9)).sort("age")
+    top = int(counts["age"][0])  # people of exactly this age are the difference
+    for folder in ("first", "second"):
+        (outbox / folder).mkdir()
+    crosstab(cohort(top - 1), index="age_band", columns="sex").save(outbox / "first" / "cohort_by_age_band_sex.csv")
+    crosstab(cohort(top), index="age_band", columns="sex").save(outbox / "second" / "cohort_by_age_band_sex.csv")
+    first, second = "first/cohort_by_age_band_sex.csv", "second/cohort_by_age_band_sex.csv"
+
+    rid = request_of(cli("--as", "alice", "egress", "create", SLUG, "--title", "cohort"))
+    cli("--as", "alice", "egress", "add", str(rid), first, "--group", "cohort", "--context", "cohort by band",
+        "--controls", "enclave.safe suppression")
+    cli("--as", "alice", "egress", "submit", str(rid))
+    for reviewer in ("rita", "rex"):
+        cli("--as", reviewer, "egress", "review", str(rid), first, "--decision", "approve", "--comment", "safe")
+    cli("--as", "rita", "egress", "release", str(rid))
+
+    # Before submitting, the researcher's check already names the released table.
+    checked = json.loads(cli("--as", "alice", "egress", "check", "--project", SLUG, "--json",
+                             str(outbox / second), ok=False))
+    [report] = checked["files"]
+    assert report["evidence"]["status"] == "reproduced"
+    assert any(f["rule"] == "differencing" and f["status"] == "fail" for f in report["findings"])
+
+    rid2 = request_of(cli("--as", "alice", "egress", "create", SLUG, "--title", "cohort again"))
+    cli("--as", "alice", "egress", "add", str(rid2), second, "--group", "cohort", "--context", "cohort by band",
+        "--controls", "enclave.safe suppression")
+    cli("--as", "alice", "egress", "submit", str(rid2), "--exception", "a different cohort definition")
+    shown = json.loads(cli("--as", "alice", "egress", "show", str(rid2), "--json"))
+    [file] = shown["file_list"] if "file_list" in shown else shown["files"]
+    [finding] = [f for f in file["findings"] if f["rule"] == "differencing"]
+    assert finding["status"] == "fail" and f"outbox/{first} of project {SLUG} (request {rid})" in finding["message"]
+    assert file["check_status"] == "fail"
+
+    web = TestClient(create_app(settings, StaticTokenAuthenticator({"t-rex": ("rex", {HUB_ROLE_REVIEW})}, running=0)),
+                     raise_server_exceptions=False)
+    page = web.get(f"/services/enclave/review/{rid2}/file", params={"path": second},
+                   headers={"Authorization": "token t-rex"})
+    assert page.status_code == 200, page.text[:300]
+    assert "differencing" in page.text and f"outbox/{first} of project {SLUG}" in page.text
