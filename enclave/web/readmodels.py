@@ -253,7 +253,8 @@ def evidence_view(session: Session, actor: User, env: EgressEnv, request_id: int
     policy = env.disclosure
     cells = [_cell_outcome(c, policy, figures) for c in evidence.cells]
     outcome = table_outcome(evidence.cells, policy.threshold)
-    ev = EvidenceView(status=str(status), reason=reason, summary=_check_summary(outcome, saved), figures=figures,
+    others = [f for f in problems if f.get("rule") not in evidence.rules]
+    ev = EvidenceView(status=str(status), reason=reason, summary=_check_summary(outcome, saved, others), figures=figures,
                       outcome=outcome, cells=cells, rules=[r for r in evidence.rules if r in RULES])
     ev.listed = cells if len(cells) <= MAX_LISTED_CELLS else [c for c in cells if c.suppressed or c.status is not Verdict.PASS]
     _place(ev, view, len(evidence.analysis.get("index") or []) or 1)
@@ -267,8 +268,11 @@ def _verdict(value: str | None) -> Verdict:
         return Verdict.REVIEW
 
 
-def _check_summary(outcome: TableOutcome, saved: Verdict) -> str:
-    """E.g. "10 cells failed in the raw table (3 cells below 10 and 7 zeros); all suppressed; the saved table passes." """
+def _check_summary(outcome: TableOutcome, saved: Verdict, others: list[dict]) -> str:
+    """E.g. "10 cells failed in the raw table (3 cells below 10 and 7 zeros); all suppressed; the saved table passes."
+
+    ``others`` are the file's findings that are not about its own cells (e.g. differencing
+    against earlier outputs): they are named, so a verdict worse than the cells' is explained."""
     end = SAVED_FILE_WORDS[saved]
     if outcome.failed_cells == 0:
         head = f"No cell failed in the raw table ({outcome.cells} checked)"
@@ -280,6 +284,9 @@ def _check_summary(outcome: TableOutcome, saved: Verdict) -> str:
         head += f"; {outcome.protective} more hidden to protect them"
     if outcome.review_cells:
         head += f"; {outcome.review_cells} for a reviewer to judge"
+    if others:
+        named = sorted({f"{str(f.get('rule', 'checker')).replace('_', ' ')} {f.get('status')}" for f in others})
+        head += f"; other checks: {', '.join(named)} (see the findings)"
     return f"{head}; {end}."
 
 

@@ -61,12 +61,31 @@ def test_review_file_marks_suppressed_cells_with_reason_and_count(client: TestCl
     assert re.search(r'<td class="" title="passes every rule" data-cell="pass">(\d+)<span class="cell-n">n=\1</span>', html)
 
 
-def test_review_file_summary_names_failing_cells_instead_of_pass(client: TestClient, requests: dict[str, int]):
-    html = page(client, "t-rita", f"/review/{requests['current']}/file?path=by_decile.csv")
-    summary = re.search(r"data-check-summary><b>Checks:</b> ([^<]*)</p>", html).group(1)
-    assert re.match(r"\d+ cells? failed in the raw table \(", summary), summary
-    assert "all suppressed" in summary and summary.endswith("the saved table passes.")
+def summary_of(html: str) -> str:
+    return re.search(r"data-check-summary><b>Checks:</b> ([^<]*)</p>", html).group(1)
+
+
+def test_review_file_summary_names_failing_cells_instead_of_pass(world, client: TestClient, monkeypatch):
+    save_tables(world, monkeypatch, {"by_decile.csv": {"index": "deprivation_decile", "columns": "sex", "margins": True}})
+    rid = submit(world, "rob", "Only table", ["by_decile.csv"], CONTEXT, CONTROLS)
+    html = page(client, "t-rita", f"/review/{rid}/file?path=by_decile.csv")
+    assert '<span class="badge badge-pass">pass</span>' in html  # the file passes: all failing cells are hidden
+    summary = summary_of(html)
+    assert re.fullmatch(r"\d+ cells? failed in the raw table \(\d+ cells below 10[^)]*\); all suppressed; "
+                        r"the saved table passes\.", summary), summary
     assert "No findings" not in html.split("<h2>Findings</h2>")[0]
+
+
+def test_review_file_summary_names_the_other_checks_that_decide_the_verdict(client: TestClient, requests: dict[str, int]):
+    detail = client.get(f"{PREFIX}/api/egress/requests/{requests['current']}", headers={"Authorization": "token t-rita"}).json()
+    file = detail["file_list"][0]
+    others = {f["rule"].replace("_", " ") for f in file["findings"]
+              if f["status"] != "pass" and f["rule"] not in ("evidence", "threshold", "zeros")}
+    summary = summary_of(page(client, "t-rita", f"/review/{requests['current']}/file?path=by_decile.csv"))
+    assert summary.endswith({"pass": "the saved table passes.", "review": "the saved table needs a reviewer.",
+                             "fail": "the saved table fails."}[file["check_status"]])
+    for rule in others:  # e.g. differencing against the released table: named, not hidden behind the cells
+        assert rule in summary.split("other checks:")[1], summary
 
 
 def test_review_file_shows_context_controls_exception_and_earlier_outputs(client: TestClient, requests: dict[str, int]):
