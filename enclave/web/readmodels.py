@@ -1,7 +1,7 @@
-"""Read-only views the consoles and the register show, composed from the domain model.
+"""Read-only views the consoles show, composed from the domain model (the public
+register's are in :mod:`enclave.register.service`).
 
-Nothing here changes a row. Each function checks who may read what, like the service
-layer: the register is public by design and exposes only the register's fields.
+Nothing here changes a row. Each function checks who may read what, like the service layer.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from enclave.applications import application_details
 from enclave.clock import utcnow
-from enclave.db.models import DataRetention, EgressFile, EgressRequest, EgressReview, Grant, Project, User
+from enclave.db.models import EgressRequest, EgressReview, Grant, Project, User
 from enclave.disclosure.evidence import Evidence, EvidenceCell
 from enclave.disclosure.outcome import TableOutcome, table_outcome
 from enclave.disclosure.policy import DisclosurePolicy
@@ -40,11 +40,8 @@ from enclave.web.schemas import (
     GrantOut,
     ProjectDetailOut,
     ProjectOut,
-    RegisterEntryOut,
 )
 from enclave.web.preview import FileView
-
-PUBLIC_STATUSES = (ProjectStatus.APPROVED, ProjectStatus.ACTIVE)
 
 
 def _grants(session: Session, project: Project) -> list[GrantOut]:
@@ -76,39 +73,6 @@ def application_queue(session: Session, actor: User) -> list[ProjectOut]:
     rows = session.scalars(select(Project).where(Project.status == ProjectStatus.PROPOSED)
                            .order_by(Project.created_at, Project.id))
     return [ProjectOut.of(p) for p in rows]
-
-
-def register(session: Session) -> list[RegisterEntryOut]:
-    """The public transparency register: approved and active projects."""
-    now = utcnow()
-    entries = []
-    # Closed projects stay listed once their data are in retention: the public can see when they are destroyed.
-    retained = select(DataRetention.project_id)
-    for project in session.scalars(select(Project).where(Project.status.in_(PUBLIC_STATUSES) | Project.id.in_(retained))
-                                   .order_by(Project.start_date.desc(), Project.slug)):
-        retention = session.get(DataRetention, project.id)
-        datasets = sorted({g.dataset_version.dataset.name for g in
-                           session.scalars(select(Grant).where(Grant.project_id == project.id)) if g.is_live(now)})
-        released = len(session.scalars(
-            select(EgressFile.id).join(EgressRequest)
-            .where(EgressRequest.project_id == project.id, EgressRequest.status == EgressStatus.RELEASED)).all())
-        entries.append(RegisterEntryOut(
-            slug=project.slug, title=project.title, status=project.status, lay_summary=project.lay_summary,
-            pi=project.pi.name, organisation=project.organisation, datasets=datasets,
-            start_date=project.start_date, end_date=project.end_date, released_outputs=released,
-            data_kept_until=retention.destroy_after.date() if retention and not retention.destroyed_at else None,
-            data_destroyed_on=retention.destroyed_at.date() if retention and retention.destroyed_at else None,
-        ))
-    return entries
-
-
-def destruction_record(session: Session, slug: str) -> dict:
-    """The signed destruction record of a destroyed project (public, like the register)."""
-    project = session.scalars(select(Project).where(Project.slug == slug)).one_or_none()
-    row = session.get(DataRetention, project.id) if project is not None else None
-    if row is None or row.destruction_record is None:
-        raise NotFound(f"no destruction record for {slug!r}: see the register")
-    return row.destruction_record
 
 
 def _week(when: dt.datetime) -> str:

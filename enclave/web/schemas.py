@@ -6,7 +6,6 @@ import datetime as dt
 
 from pydantic import BaseModel, Field
 
-from enclave.enums import ProjectStatus
 from enclave.projects.lifecycle import ProjectAction
 from enclave.schemas import AuditEventOut, ProjectOut, UserOut
 
@@ -49,24 +48,6 @@ class TransitionIn(BaseModel):
 
 class MemberIn(BaseModel):
     user: str = Field(min_length=1, max_length=64)
-
-
-class RegisterEntryOut(BaseModel):
-    """What the public transparency register shows of one project (nothing else)."""
-
-    slug: str
-    title: str
-    status: ProjectStatus
-    lay_summary: str
-    pi: str
-    organisation: str
-    datasets: list[str]
-    start_date: dt.date
-    end_date: dt.date
-    released_outputs: int
-    # A closed project's data: kept (archived) until, or destroyed on, these dates.
-    data_kept_until: dt.date | None = None
-    data_destroyed_on: dt.date | None = None
 
 
 class ChainOut(BaseModel):
