@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from enclave.applications import application_details
 from enclave.clock import utcnow
-from enclave.db.models import EgressRequest, EgressReview, Grant, Project, User
+from enclave.db.models import EgressFile, EgressRequest, EgressReview, Grant, Project, User
 from enclave.disclosure.evidence import Evidence, EvidenceCell
 from enclave.disclosure.outcome import TableOutcome, table_outcome
 from enclave.disclosure.policy import DisclosurePolicy
@@ -189,31 +189,47 @@ class EvidenceView:
 
 def evidence_view(session: Session, actor: User, env: EgressEnv, request_id: int, view: FileView,
                   figures: bool) -> EvidenceView:
-    """The evidence of one file (``view``, already read for ``actor``) and a check summary that
-    never hides a failing cell behind "pass": trusted cells only when the enclave reproduced them."""
+    """The evidence of one file (``view``, already read for ``actor``), its cells placed on the
+    page, and a check summary that never hides a failing cell behind "pass"."""
     request = view_request(session, actor, request_id)
     file = next(f for f in request.files if f.relpath == view.path)
+    ev, index_levels = _file_evidence(env, file, figures)
+    if ev.cells:
+        _place(ev, view, index_levels)
+    return ev
+
+
+def check_summaries(session: Session, actor: User, env: EgressEnv, request_id: int) -> dict[str, str]:
+    """Each file's check summary in words (path -> sentence), for the pages listing a request's files."""
+    request = view_request(session, actor, request_id)
+    return {f.relpath: _file_evidence(env, f, figures=False)[0].summary for f in request.files}
+
+
+def _file_evidence(env: EgressEnv, file: EgressFile, figures: bool) -> tuple[EvidenceView, int]:
+    """What the enclave made of a file's evidence (trusted cells only when it reproduced them)
+    and the number of label columns of its table."""
     check = file.check_json or {}
     recorded = check.get("evidence") or {}
     if not file.sha256 or not file.check_status:
-        return EvidenceView(status="pending", reason="not yet submitted", summary="Not yet checked: the checks run at submit.")
+        return EvidenceView(status="pending", reason="not yet submitted", summary="Not yet checked: the checks run at submit."), 1
     try:
         status = EvidenceStatus(recorded.get("status", EvidenceStatus.ABSENT))
     except ValueError:
         status = EvidenceStatus.NOT_REPRODUCIBLE  # fail closed: an unknown record is no trust
     reason = str(recorded.get("reason") or ABSENT.reason)
     saved = _verdict(file.check_status)
-    problems = [f for f in view.findings if f.get("status") != Verdict.PASS and f.get("rule") != EVIDENCE_RULE]
+    findings = list(check.get("findings", []))
+    problems = [f for f in findings if f.get("status") != Verdict.PASS and f.get("rule") != EVIDENCE_RULE]
     if status is not EvidenceStatus.REPRODUCED or not check.get("evidence_sha256"):
         plain = ("Evidence not reproducible, so the file was checked as a plain file"
                  if status is not EvidenceStatus.ABSENT else "No evidence: checked as a plain file")
         found = f"{len(problems)} finding{'s' if len(problems) != 1 else ''} to read" if problems else "no rule objected"
-        return EvidenceView(status=str(status), reason=reason, summary=f"{plain}; {found}; overall {saved}.")
+        return EvidenceView(status=str(status), reason=reason, summary=f"{plain}; {found}; overall {saved}."), 1
     try:
         evidence = Evidence.model_validate_json(read_object(env.settings, check["evidence_sha256"]).read_bytes())
     except (EnclaveError, OSError, ValueError):
         return EvidenceView(status=str(EvidenceStatus.NOT_REPRODUCIBLE), reason="the quarantined evidence cannot be read",
-                            summary=f"The evidence cannot be read now: treat the file as checked without it; overall {saved}.")
+                            summary=f"The evidence cannot be read now: treat the file as checked without it; overall {saved}."), 1
     policy = env.disclosure
     cells = [_cell_outcome(c, policy, figures) for c in evidence.cells]
     outcome = table_outcome(evidence.cells, policy.threshold)
@@ -221,8 +237,7 @@ def evidence_view(session: Session, actor: User, env: EgressEnv, request_id: int
     ev = EvidenceView(status=str(status), reason=reason, summary=_check_summary(outcome, saved, others), figures=figures,
                       outcome=outcome, cells=cells, rules=[r for r in evidence.rules if r in RULES])
     ev.listed = cells if len(cells) <= MAX_LISTED_CELLS else [c for c in cells if c.suppressed or c.status is not Verdict.PASS]
-    _place(ev, view, len(evidence.analysis.get("index") or []) or 1)
-    return ev
+    return ev, len(evidence.analysis.get("index") or []) or 1
 
 
 def _verdict(value: str | None) -> Verdict:

@@ -66,10 +66,11 @@ def request_page(request: Request, request_id: int, ident: Identity = Depends(si
                       if f["path"] not in present]
         origins = jobs_views.file_origins(session, actor, detail)
         runs = jobs_views.cited_runs(session, actor, detail)
+        summaries = readmodels.check_summaries(session, actor, env, request_id)
         may_reply = detail.status is EgressStatus.CHANGES_REQUESTED and (
             actor.name == detail.author or is_member(actor, get_project(session, detail.project)))
     return render(request, "egress/request.html", req=detail, outbox=outbox, origins=origins, runs=runs,
-                  may_reply=may_reply, done=done_message(request))
+                  may_reply=may_reply, summaries=summaries, done=done_message(request))
 
 
 @router.get("/egress/{request_id}/file")
@@ -149,7 +150,9 @@ def review_request(request: Request, request_id: int, ident: Identity = Depends(
         detail = request_detail(session, actor, env, request_id)
         origins = jobs_views.file_origins(session, actor, detail)
         runs = jobs_views.cited_runs(session, actor, detail)
-    return render(request, "review/request.html", req=detail, origins=origins, runs=runs, done=done_message(request))
+        summaries = readmodels.check_summaries(session, actor, env, request_id)
+    return render(request, "review/request.html", req=detail, origins=origins, runs=runs, summaries=summaries,
+                  done=done_message(request))
 
 
 @router.get("/review/{request_id}/file")

@@ -149,3 +149,9 @@ def test_review_file_never_shows_figures_of_evidence_that_was_not_reproduced(wor
     assert "class=\"cell-n\"" not in html and "data-evidence-cells" not in html and "cell-suppressed" not in html
     summary = re.search(r"data-check-summary><b>Checks:</b> ([^<]*)</p>", html).group(1)
     assert summary.startswith("Evidence not reproducible, so the file was checked as a plain file")
+
+
+def test_request_page_gives_each_file_its_check_summary(client: TestClient, requests: dict[str, int]):
+    html = page(client, "t-rob", f"/egress/{requests['current']}")
+    summary = re.search(r'<p class="small check-summary" data-check-summary><b>Checks:</b> ([^<]*)</p>', html).group(1)
+    assert re.match(r"\d+ cells? failed in the raw table \(", summary) and "all suppressed" in summary, summary
