@@ -9,6 +9,7 @@ admins decided on is tamper-evident and never edited afterwards.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -16,8 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from enclave.audit import append_event
-from enclave.db.models import AuditEvent, Project, User
-from enclave.errors import InvalidInput
+from enclave.db.models import AuditEvent, Dataset, Project, User
+from enclave.errors import InvalidInput, NotFound
 from enclave.projects.service import create_project
 from enclave.projects.tiers import TierPolicy
 from enclave.register.details import RegisterDetails
@@ -46,10 +47,15 @@ def apply_for_project(session: Session, actor: User, tiers: TierPolicy, form: Pr
     """Propose a project led by ``actor``; it waits in the admins' application queue."""
     team = sorted({name.strip() for name in form.team if name.strip()} - {actor.name})
     for name in team:
-        get_user(session, name)  # NotFound names the unknown person
+        try:
+            get_user(session, name)
+        except NotFound as exc:
+            exc.field = "team"  # the form's field that named the unknown person
+            raise
     datasets = sorted({name.strip() for name in form.datasets_wanted if name.strip()})
     if any(len(d) > 64 for d in datasets):
-        raise InvalidInput("a dataset name is longer than 64 characters: use the names shown in the catalogue")
+        raise InvalidInput("a dataset name is longer than 64 characters: use the names shown in the catalogue",
+                           field="datasets_wanted")
     project = create_project(
         session, actor, tiers, slug=form.slug.strip(), title=form.title, pi=actor.name,
         lay_summary=form.lay_summary, end_date=form.end_date, purpose=form.purpose.strip(),
@@ -69,3 +75,18 @@ def application_details(session: Session, slug: str) -> dict[str, Any]:
     ).first()
     details = event.details if event is not None else {}
     return {"datasets_wanted": list(details.get("datasets_wanted", [])), "team": list(details.get("team", []))}
+
+
+@dataclass(frozen=True)
+class WantedDataset:
+    """A dataset named in an application, and whether the catalogue holds it."""
+
+    name: str
+    in_catalogue: bool
+
+
+def wanted_datasets(session: Session, names: list[str]) -> list[WantedDataset]:
+    """The datasets an application names, each flagged when the catalogue has no such
+    dataset (a typo, or data the enclave would first have to obtain)."""
+    known = set(session.scalars(select(Dataset.name).where(Dataset.name.in_(names)))) if names else set()
+    return [WantedDataset(name=name, in_catalogue=name in known) for name in names]

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from enclave.db.models import AuditEvent, AuditHead, Project, User, utcnow
@@ -123,18 +123,15 @@ def verify_chain(session: Session) -> ChainReport:
     return ChainReport(True, checked)
 
 
-def list_events(
-    session: Session,
+def _filtered(
+    query: Select[Any],
     *,
     project: str | None = None,
     user: str | None = None,
     action: str | None = None,
     since: dt.date | None = None,
     until: dt.date | None = None,
-    limit: int | None = None,
-) -> Iterator[AuditEvent]:
-    """Events matching every given filter, oldest first."""
-    query = select(AuditEvent).order_by(AuditEvent.seq)
+) -> Select[Any]:
     if project:
         query = query.where(AuditEvent.project == project)
     if user:
@@ -145,9 +142,52 @@ def list_events(
         query = query.where(AuditEvent.at >= dt.datetime.combine(since, dt.time(), dt.UTC))
     if until:
         query = query.where(AuditEvent.at < dt.datetime.combine(until + dt.timedelta(days=1), dt.time(), dt.UTC))
+    return query
+
+
+def list_events(
+    session: Session,
+    *,
+    limit: int | None = None,
+    **filters: Any,
+) -> Iterator[AuditEvent]:
+    """Events matching every given filter (project, user, action or its prefix, since,
+    until), oldest first."""
+    query = _filtered(select(AuditEvent).order_by(AuditEvent.seq), **filters)
     if limit:
         query = query.limit(limit)
     return iter(session.scalars(query).all())
+
+
+@dataclass(frozen=True)
+class EventPage:
+    events: list[AuditEvent]  # newest first
+    total: int
+    page: int
+    pages: int
+
+
+def read_events_page(session: Session, actor: User, *, page: int = 1, per_page: int = 50,
+                     **filters: Any) -> EventPage:
+    """One page of the events matching ``filters``, newest first (admins); a page past
+    the end gives the last page."""
+    from enclave.permissions import check_admin
+
+    check_admin(actor, "read the audit log")
+    total = session.scalar(_filtered(select(func.count(AuditEvent.id)), **filters)) or 0
+    pages = max(1, -(-total // per_page))
+    page = min(max(1, page), pages)
+    query = _filtered(select(AuditEvent).order_by(AuditEvent.seq.desc()), **filters)
+    events = list(session.scalars(query.offset((page - 1) * per_page).limit(per_page)))
+    return EventPage(events=events, total=total, page=page, pages=pages)
+
+
+def event_types(session: Session, actor: User) -> list[str]:
+    """Every kind of event the log holds, by name (admins): what the filter offers."""
+    from enclave.permissions import check_admin
+
+    check_admin(actor, "read the audit log")
+    return list(session.scalars(select(AuditEvent.action).distinct().order_by(AuditEvent.action)))
 
 
 def read_events(session: Session, actor: User, **filters: Any) -> list[AuditEvent]:

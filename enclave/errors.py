@@ -2,6 +2,10 @@
 
 Every error's message is one line that says what is wrong and what to do; the CLI and
 the web layer show it as it is, never a traceback.
+
+An error caused by one input may name it (``field=``: the form field or option it came
+from) and say the same thing in the web's words (``web=``: no command-line flags or
+commands), so a web form shows it beside the field and the CLI keeps its own message.
 """
 
 
@@ -9,6 +13,11 @@ class EnclaveError(Exception):
     """Base of every error a user may see."""
 
     exit_code = 1
+
+    def __init__(self, message: str = "", *args: object, field: str | None = None, web: str | None = None) -> None:
+        super().__init__(message, *args)
+        self.field = field
+        self.web = web
 
 
 class NotFound(EnclaveError):

@@ -21,7 +21,9 @@ NAME_RE = re.compile(r"^[a-z][a-z0-9._-]{0,63}$")
 def get_user(session: Session, name: str) -> User:
     user = session.scalars(select(User).where(User.name == name)).one_or_none()
     if user is None:
-        raise NotFound(f"no user named {name!r}: see 'enclave user list' or add them with 'enclave user add'")
+        raise NotFound(f"no user named {name!r}: see 'enclave user list' or add them with 'enclave user add'",
+                       field="user", web=f"there is no enclave user named {name!r}: check the spelling, or ask an "
+                                         "administrator to register them")
     return user
 
 

@@ -54,7 +54,8 @@ class CatalogAction:
 def get_dataset(session: Session, name: str) -> Dataset:
     dataset = session.scalars(select(Dataset).where(Dataset.name == name)).one_or_none()
     if dataset is None:
-        raise NotFound(f"no dataset {name!r}: see 'enclave dataset list'")
+        raise NotFound(f"no dataset {name!r}: see 'enclave dataset list'", field="dataset",
+                       web=f"there is no dataset {name!r} in the catalogue: check its name in the catalogue")
     return dataset
 
 
@@ -62,13 +63,15 @@ def get_version(session: Session, name: str, version: int | None = None) -> Data
     """A dataset's version ``version``, or its latest when None."""
     dataset = get_dataset(session, name)
     if not dataset.versions:
-        raise NotFound(f"dataset {name} has no versions: ingest one with 'enclave dataset ingest'")
+        raise NotFound(f"dataset {name} has no versions: ingest one with 'enclave dataset ingest'", field="version",
+                       web=f"dataset {name} has no versions yet: a data manager must ingest one first")
     if version is None:
         return dataset.versions[-1]
     for v in dataset.versions:
         if v.version == version:
             return v
-    raise NotFound(f"dataset {name} has no version {version}: see 'enclave dataset versions {name}'")
+    raise NotFound(f"dataset {name} has no version {version}: see 'enclave dataset versions {name}'", field="version",
+                   web=f"dataset {name} has no version {version}: choose one of the versions listed")
 
 
 def version_dictionary(version: DatasetVersion) -> DataDictionary:
@@ -200,22 +203,28 @@ def add_grant(
     project = get_project(session, project_slug)
     check_not_member(actor, project, "grant data to this project")
     if project.status not in GRANTABLE:
-        raise InvalidInput(f"project {project.slug} is {project.status.value}: only approved or active projects get data")
+        raise InvalidInput(f"project {project.slug} is {project.status.value}: only approved or active projects get data",
+                           field="project")
     if expires <= utcnow().date():
-        raise InvalidInput(f"expiry {expires} is not in the future: give --expires YYYY-MM-DD after today")
+        raise InvalidInput(f"expiry {expires} is not in the future: give --expires YYYY-MM-DD after today",
+                           field="expires", web=f"the last day of access ({expires}) must be after today")
     if expires > project.end_date:
-        raise InvalidInput(f"expiry {expires} is after the project's end date {project.end_date}: give an earlier --expires")
+        raise InvalidInput(f"expiry {expires} is after the project's end date {project.end_date}: give an earlier --expires",
+                           field="expires", web=f"the last day of access ({expires}) is after the project ends "
+                                                f"({project.end_date}): choose that day or an earlier one")
     dv = get_version(session, dataset_name, version)
     live = [g for g in live_grants(session, project) if g.dataset_version.dataset_id == dv.dataset_id]
     if live:
         raise Conflict(
             f"project {project.slug} already has grant {live[0].id} on {dataset_name}: revoke it first "
-            f"('enclave grant revoke {live[0].id}')"
+            f"('enclave grant revoke {live[0].id}')", field="project",
+            web=f"project {project.slug} already has a live grant of {dataset_name}: revoke it below first",
         )
     dictionary = version_dictionary(dv)
     spec = resolve_view(dictionary, columns, list(where or []))
     if not spec.columns:
-        raise InvalidInput("the grant approves no columns: give --columns table.column,...")
+        raise InvalidInput("the grant approves no columns: give --columns table.column,...", field="columns",
+                           web="choose at least one column: a grant approves only the columns ticked")
     grant = Grant(
         project_id=project.id, dataset_version_id=dv.id, granted_by_id=actor.id,
         expires_at=dt.datetime.combine(expires + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC),
@@ -249,7 +258,7 @@ def add_grant(
 def get_grant(session: Session, grant_id: int) -> Grant:
     grant = session.get(Grant, grant_id)
     if grant is None:
-        raise NotFound(f"no grant {grant_id}: see 'enclave grant list'")
+        raise NotFound(f"no grant {grant_id}: see 'enclave grant list'", web=f"there is no grant {grant_id}")
     return grant
 
 

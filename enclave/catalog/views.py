@@ -78,15 +78,18 @@ def resolve_view(dictionary: DataDictionary, columns: list[str] | None, where: l
         table, _, name = item.strip().rpartition(".")
         table = table or single or ""
         if not table:
-            raise InvalidInput(f"column {item!r} names no table: write it as table.column ({', '.join(dictionary.tables)})")
+            raise InvalidInput(f"column {item!r} names no table: write it as table.column ({', '.join(dictionary.tables)})",
+                               field="columns")
         spec = dictionary.table(table)
         names = [n for n, c in spec.columns.items() if _viewable(c)] if name == "*" else [name]
         for n in names:
             col = spec.columns.get(n)
             if col is None:
-                raise InvalidInput(f"table {table} has no column {n!r}: choose from {', '.join(spec.columns)}")
+                raise InvalidInput(f"table {table} has no column {n!r}: choose from {', '.join(spec.columns)}",
+                                   field="columns")
             if not _viewable(col):
-                raise InvalidInput(f"{table}.{n} is a direct identifier and never goes into a view: leave it out")
+                raise InvalidInput(f"{table}.{n} is a direct identifier and never goes into a view: leave it out",
+                                   field="columns")
             if n not in chosen.setdefault(table, []):
                 chosen[table].append(n)
     filters: dict[str, str] = {}
@@ -96,12 +99,17 @@ def resolve_view(dictionary: DataDictionary, columns: list[str] | None, where: l
             table, expr = single or "", item
         table, expr = table.strip(), expr.strip()
         if not table:
-            raise InvalidInput(f"row filter {item!r} names no table: write it as 'table: EXPR'")
+            raise InvalidInput(f"row filter {item!r} names no table: write it as 'table: EXPR'", field="filter")
         if table not in chosen:
-            raise InvalidInput(f"row filter for {table}, but no column of {table} is approved: add its columns or drop the filter")
+            raise InvalidInput(f"row filter for {table}, but no column of {table} is approved: add its columns or drop the filter",
+                               field=f"filter.{table}")
         if table in filters:
-            raise InvalidInput(f"two row filters for {table}: combine them with AND")
-        check_filter(table, dictionary.tables[table], expr)
+            raise InvalidInput(f"two row filters for {table}: combine them with AND", field=f"filter.{table}")
+        try:
+            check_filter(table, dictionary.tables[table], expr)
+        except InvalidInput as exc:
+            exc.field = f"filter.{table}"  # the form's field for this table's filter
+            raise
         filters[table] = expr
     return ViewSpec(columns={t: c for t, c in chosen.items() if c}, filters=filters)
 

@@ -25,7 +25,8 @@ SLUG_RE = re.compile(r"^[a-z][a-z0-9-]{1,38}[a-z0-9]$")
 def get_project(session: Session, slug: str) -> Project:
     project = session.scalars(select(Project).where(Project.slug == slug)).one_or_none()
     if project is None:
-        raise NotFound(f"no project {slug!r}: see 'enclave project list'")
+        raise NotFound(f"no project {slug!r}: see 'enclave project list'", field="project",
+                       web=f"there is no project {slug!r}")
     return project
 
 
@@ -53,22 +54,25 @@ def create_project(
     check_role(actor, {Role.RESEARCHER, Role.ADMIN}, "propose projects")
     if not SLUG_RE.match(slug or ""):
         raise InvalidInput(
-            f"project slug {slug!r} is not allowed: use 3-40 lower-case letters, digits and '-', starting with a letter"
+            f"project slug {slug!r} is not allowed: use 3-40 lower-case letters, digits and '-', starting with a letter",
+            field="slug",
         )
     if not title.strip():
-        raise InvalidInput("give the project a title with --title")
+        raise InvalidInput("give the project a title with --title", field="title", web="give the project a title")
     if not lay_summary.strip():
-        raise InvalidInput("give a lay summary with --lay-summary: the public register shows it")
+        raise InvalidInput("give a lay summary with --lay-summary: the public register shows it", field="lay_summary",
+                           web="give a lay summary: the public register shows it")
     if end_date <= today():
-        raise InvalidInput(f"the end date {end_date} is in the past: give a future date")
+        raise InvalidInput(f"the end date {end_date} is in the past: give a future date", field="end_date")
     start = start_date or today()
     if end_date <= start:
-        raise InvalidInput(f"the end date {end_date} must be after the start date {start}")
+        raise InvalidInput(f"the end date {end_date} must be after the start date {start}", field="end_date")
     tier = tier or tiers.default_tier
     if tier not in tiers.tiers:
         raise InvalidInput(f"unknown tier {tier!r}: choose one of {', '.join(sorted(tiers.tiers))}")
     if session.scalars(select(Project.id).where(Project.slug == slug)).first() is not None:
-        raise Conflict(f"a project {slug!r} already exists: choose another slug")
+        raise Conflict(f"a project {slug!r} already exists: choose another slug", field="slug",
+                       web=f"a project {slug!r} already exists: choose another short name")
     pi_user = get_user(session, pi)
     check_role(pi_user, {Role.RESEARCHER}, "lead a project")
     _check_can_join(pi_user)
@@ -101,7 +105,8 @@ def transition_project(
     if move.forbids_members:
         check_not_member(actor, project, f"{action.value} project {slug}")
     if move.needs_reason and not (reason or "").strip():
-        raise InvalidInput(f"say why with --reason: {action.value} needs a reason, which is recorded")
+        raise InvalidInput(f"say why with --reason: {action.value} needs a reason, which is recorded", field="reason",
+                           web=f"give a reason: {action.value} needs a reason, which is recorded")
     old = project.status
     project.status = move.target
     project.status_reason = reason.strip() if reason else None
@@ -134,7 +139,7 @@ def add_member(session: Session, actor: User, slug: str, name: str) -> Membershi
     user = get_user(session, name)
     check_role(user, {Role.RESEARCHER}, "join a project")
     if is_member(user, project):
-        raise Conflict(f"{name} is already a member of {slug}")
+        raise Conflict(f"{name} is already a member of {slug}", field="user")
     _check_can_join(user)
     membership = Membership(user=user, added_by_id=actor.id)
     project.memberships.append(membership)

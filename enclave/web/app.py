@@ -32,6 +32,7 @@ from enclave.errors import (
 )
 from enclave.web.auth import Authenticator, HubUnavailable
 from enclave.web.context import TEMPLATES_DIR, SignInRequired, WebState, render
+from enclave.web.wording import web_message, without_cli
 
 log = logging.getLogger("enclave.web")
 
@@ -120,11 +121,25 @@ def _wants_json(request: Request, prefix: str) -> bool:
     return request.url.path.startswith(f"{prefix}/api/")
 
 
-def _error(request: Request, prefix: str, status: int, message: str):  # type: ignore[no-untyped-def]
+def _back_link(request: Request, prefix: str) -> str | None:
+    """The page the person came from, if it is one of the app's own pages (never elsewhere)."""
+    from urllib.parse import urlsplit
+
+    referer = urlsplit(request.headers.get("referer", ""))
+    if referer.netloc != request.url.netloc or not referer.path.startswith(prefix + "/"):
+        return None
+    if referer.path == request.url.path and request.method == "GET":
+        return None  # the page that failed is no way back
+    return referer.path + (f"?{referer.query}" if referer.query else "")
+
+
+def _error(request: Request, prefix: str, status: int, message: str,  # type: ignore[no-untyped-def]
+           web_text: str | None = None):
     if _wants_json(request, prefix):
         return JSONResponse({"detail": message}, status_code=status)
-    return render(request, "error.html", status_code=status, status=status,
-                  title=TITLES.get(status, "Error"), message=message)
+    return render(request, "error.html", status_code=status, status=status, title=TITLES.get(status, "Error"),
+                  message=web_text if web_text is not None else without_cli(message),
+                  back=_back_link(request, prefix))
 
 
 def _install_error_handlers(app: FastAPI, prefix: str) -> None:
@@ -139,7 +154,7 @@ def _install_error_handlers(app: FastAPI, prefix: str) -> None:
     @app.exception_handler(EnclaveError)
     async def _domain(request: Request, exc: EnclaveError):  # type: ignore[no-untyped-def]
         status = next((code for cls, code in STATUS_OF if isinstance(exc, cls)), 400)
-        return _error(request, prefix, status, str(exc))
+        return _error(request, prefix, status, str(exc), web_message(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):  # type: ignore[no-untyped-def]

@@ -6,6 +6,8 @@ import csv
 import datetime as dt
 import io
 import json
+import re
+from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
@@ -47,6 +49,29 @@ def _day(value: str | None, name: str) -> dt.date | None:
         return dt.date.fromisoformat(value)
     except ValueError:
         raise InvalidInput(f"the '{name}' date {value!r} is not a date: write it as YYYY-MM-DD") from None
+
+
+_HEX_DIGEST = re.compile(r"^[0-9a-f]{40,128}$")
+
+
+def _readable_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, str):
+        return value[:12] + "…" if _HEX_DIGEST.match(value) else value
+    if isinstance(value, dict):
+        # Keys of a nested record are names (tables, files), shown as they are.
+        return "; ".join(f"{k}: {_readable_value(v)}" for k, v in sorted(value.items()) if v not in (None, "", [], {}))
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_readable_value(v) for v in value if v not in (None, "", [], {}))
+    return str(value)
+
+
+def readable_details(details: dict[str, Any]) -> list[tuple[str, str]]:
+    """An event's details as (label, text) pairs a person reads: words for keys, lists
+    joined, nested records spelt out, digests shortened; empty values left out."""
+    return [(str(key).replace("_", " ").capitalize(), _readable_value(value))
+            for key, value in sorted(details.items()) if value not in (None, "", [], {})]
 
 
 def read(request: Request, ident: Identity, filters: AuditFilters) -> list[AuditEventOut]:

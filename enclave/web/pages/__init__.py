@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter
 
-from enclave.web.pages import admin, egress, jobs, public, researcher
+from enclave.web.pages import admin, admin_data, apply, egress, jobs, public, researcher
 
 router = APIRouter(include_in_schema=False)
-for _module in (public, researcher, jobs, egress, admin):
+for _module in (public, researcher, apply, jobs, egress, admin, admin_data):
     router.include_router(_module.router)

@@ -1,34 +1,36 @@
-"""The admin console: dashboard, application queue, projects and members, audit log."""
+"""The admin console: dashboard, application queue, projects and members, audit log and
+incidents (the catalogue and grants: ``pages/admin_data.py``)."""
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy.orm import Session
 
-from enclave.audit import read_events, verify_chain
-from enclave.catalog import service as catalog
-from enclave.clock import utcnow
+from enclave.applications import wanted_datasets
+from enclave.audit import event_types, read_events, read_events_page, verify_chain
 from enclave.db.models import User
-from enclave.enums import IncidentStatus
-from enclave.errors import InvalidInput
+from enclave.enums import IncidentStatus, ProjectStatus
+from enclave.errors import EnclaveError, InvalidInput
 from enclave.incidents import IncidentOut, clear_incident, enable_user, list_incidents
+from enclave.metrics import load_service_levels, service_metrics
 from enclave.permissions import check_admin
 from enclave.projects import retention, service
 from enclave.projects.lifecycle import ProjectAction
 from enclave.users import list_users
 from enclave.web import readmodels
-from enclave.web.api.audit import AuditFilters, to_csv
-from enclave.web.api.catalog import dataset_detail, dataset_out, grant_out
+from enclave.web.api.audit import AuditFilters, readable_details, to_csv
 from enclave.web.api.incidents import egress_view
 from enclave.web.auth import Identity
 from enclave.web.context import acting, check_console, render, signed_in, web
-from enclave.web.pages.forms import done_message, form_fields
+from enclave.web.pages.forms import FormState, correctable, done_message, failed, form_fields
 from enclave.web.schemas import AuditEventOut
+
+AUDIT_PAGE_SIZE = 50
 
 router = APIRouter(prefix="/admin")
 
@@ -49,11 +51,13 @@ def acting_admin(request: Request, ident: Identity) -> Iterator[tuple[Session, U
 @router.get("")
 async def dashboard(request: Request, ident: Identity = Depends(admin)):
     running = await web(request).auth.running_servers()
+    levels = load_service_levels(web(request).settings.policies_dir)  # read afresh: an edit applies at once
     with acting_admin(request, ident) as (session, actor):
         board = readmodels.dashboard(session, actor, running)
         queue = readmodels.application_queue(session, actor)
+        metrics = service_metrics(session, actor, levels)
         open_incidents = [IncidentOut.of(i) for i in list_incidents(session, actor, status=IncidentStatus.OPEN)]
-    return render(request, "admin/dashboard.html", board=board, queue_size=len(queue),
+    return render(request, "admin/dashboard.html", board=board, queue_size=len(queue), metrics=metrics,
                   egress=egress_view(web(request).settings), incidents=open_incidents)
 
 
@@ -83,13 +87,57 @@ async def enable(request: Request, name: str, ident: Identity = Depends(admin)):
     return RedirectResponse(f"{web(request).prefix}/admin/incidents?done=user_enabled", status_code=303)
 
 
-@router.get("/applications")
-def applications(request: Request, ident: Identity = Depends(admin)):
+def _applications_page(request: Request, ident: Identity, form: FormState | None = None,
+                       status: int = 200):  # type: ignore[no-untyped-def]
     hub = web(request).hub_prefix
     with acting_admin(request, ident) as (session, actor):
         queue = [readmodels.project_detail(session, actor, p.slug, hub)
                  for p in readmodels.application_queue(session, actor)]
-    return render(request, "admin/applications.html", queue=queue, done=done_message(request))
+        wanted = {p.slug: wanted_datasets(session, p.datasets_wanted) for p in queue}
+    return render(request, "admin/applications.html", status_code=status, queue=queue, wanted=wanted,
+                  form=form, done=done_message(request))
+
+
+@router.get("/applications")
+def applications(request: Request, ident: Identity = Depends(admin)):
+    return _applications_page(request, ident)
+
+
+def next_steps(detail, wanted, researchers: list[str]) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
+    """What an admin does next with an approved or active project: activate it, add the
+    proposed team, grant each dataset the application asked for."""
+    if detail.status not in (ProjectStatus.APPROVED, ProjectStatus.ACTIVE):
+        return []
+    steps: list[dict[str, str]] = []
+    if detail.status is ProjectStatus.APPROVED:
+        steps.append({"kind": "activate", "text": "Activate the project so its members can start servers."})
+    for name in detail.proposed_team:
+        if name not in detail.members and name in researchers:
+            steps.append({"kind": "member", "user": name, "text": f"Add {name}, proposed in the application."})
+    granted = {g.dataset for g in detail.grants if g.live}
+    for item in wanted:
+        if item.name in granted:
+            continue
+        if item.in_catalogue:
+            steps.append({"kind": "grant", "dataset": item.name,
+                          "text": f"Grant {item.name}: only the tables, columns and rows the project needs."})
+        else:
+            steps.append({"kind": "missing", "dataset": item.name,
+                          "text": f"{item.name} was asked for but is not in the catalogue."})
+    if not wanted and not granted:
+        steps.append({"kind": "grant-any", "text": "Grant data from the catalogue."})
+    return steps
+
+
+def _project_page(request: Request, ident: Identity, slug: str, form: FormState | None = None,
+                  status: int = 200):  # type: ignore[no-untyped-def]
+    with acting_admin(request, ident) as (session, actor):
+        detail = readmodels.project_detail(session, actor, slug)
+        researchers = [u.name for u in list_users(session) if "researcher" in u.roles and u.name not in detail.members]
+        wanted = wanted_datasets(session, detail.datasets_wanted)
+    return render(request, "admin/project.html", status_code=status, project=detail, researchers=researchers,
+                  wanted=wanted, steps=next_steps(detail, wanted, researchers), form=form,
+                  done=done_message(request))
 
 
 @router.get("/projects")
@@ -102,31 +150,44 @@ def projects(request: Request, ident: Identity = Depends(admin)):
 
 @router.get("/projects/{slug}")
 def project(request: Request, slug: str, ident: Identity = Depends(admin)):
-    with acting_admin(request, ident) as (session, actor):
-        detail = readmodels.project_detail(session, actor, slug)
-        researchers = [u.name for u in list_users(session) if "researcher" in u.roles and u.name not in detail.members]
-    return render(request, "admin/project.html", project=detail, researchers=researchers,
-                  done=done_message(request))
+    return _project_page(request, ident, slug)
 
 
 @router.post("/projects/{slug}/transition")
 async def transition(request: Request, slug: str, ident: Identity = Depends(admin)):
     data = await form_fields(request)
+    from_queue = data.get("back") == "applications"
+    typed = {"slug": slug, "action": data.get("action", ""), "reason": data.get("reason", "")}
     try:
-        action = ProjectAction(data.get("action", ""))
-    except ValueError:
-        raise InvalidInput("choose one of approve, reject, activate, suspend or close") from None
-    with acting_admin(request, ident) as (session, actor):
-        retention.move_project(session, actor, web(request).settings, slug, action, data.get("reason") or None)
-    back = "applications" if data.get("back") == "applications" else f"projects/{slug}"
+        try:
+            action = ProjectAction(typed["action"])
+        except ValueError:
+            raise InvalidInput("choose one of approve, reject, activate, suspend or close") from None
+        with acting_admin(request, ident) as (session, actor):
+            retention.move_project(session, actor, web(request).settings, slug, action, typed["reason"] or None)
+    except EnclaveError as exc:
+        if not correctable(exc):
+            raise
+        form = failed(typed, exc, {"reason"})
+        if from_queue:
+            return _applications_page(request, ident, form, status=400)
+        return _project_page(request, ident, slug, form, status=400)
+    # A rejection goes back to the queue; anything else to the project, whose next steps follow.
+    back = "applications" if from_queue and action is ProjectAction.REJECT else f"projects/{slug}"
     return RedirectResponse(f"{web(request).prefix}/admin/{back}?done={action.value}", status_code=303)
 
 
 @router.post("/projects/{slug}/members")
 async def add_member(request: Request, slug: str, ident: Identity = Depends(admin)):
     data = await form_fields(request)
-    with acting_admin(request, ident) as (session, actor):
-        service.add_member(session, actor, slug, data.get("user", "").strip())
+    typed = {"user": data.get("user", "").strip(), "form": "member"}
+    try:
+        with acting_admin(request, ident) as (session, actor):
+            service.add_member(session, actor, slug, typed["user"])
+    except EnclaveError as exc:
+        if not correctable(exc):
+            raise
+        return _project_page(request, ident, slug, failed(typed, exc, {"user"}), status=400)
     return RedirectResponse(f"{web(request).prefix}/admin/projects/{slug}?done=member_added", status_code=303)
 
 
@@ -138,13 +199,19 @@ def remove_member(request: Request, slug: str, user: str, ident: Identity = Depe
 
 
 @router.get("/audit")
-def audit(request: Request, filters: AuditFilters = Depends(), ident: Identity = Depends(admin)):
-    shown = dict(filters.values)
-    shown["limit"] = shown["limit"] or 500
+def audit(request: Request, filters: AuditFilters = Depends(), page: int = Query(1, ge=1, le=10**9),
+          ident: Identity = Depends(admin)):
+    """The audit log, newest first, a page at a time; events of one type chosen from a list."""
+    shown = {k: v for k, v in filters.values.items() if k != "limit"}
     with acting_admin(request, ident) as (session, actor):
-        events = [AuditEventOut.of(e) for e in read_events(session, actor, **shown)]
-    query = request.url.query
-    return render(request, "admin/audit.html", events=list(reversed(events)), filters=filters.values,
+        found = read_events_page(session, actor, page=page, per_page=AUDIT_PAGE_SIZE, **shown)
+        events = [(AuditEventOut.of(e), readable_details(e.details or {})) for e in found.events]
+        types = event_types(session, actor)
+    groups = sorted({t.split(".", 1)[0] + "." for t in types if "." in t})
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k != "page"]
+    query = urlencode(kept)
+    return render(request, "admin/audit.html", events=events, filters=filters.values, found=found,
+                  types=types, groups=groups, query=query,
                   csv_url=f"{web(request).prefix}/admin/audit.csv" + (f"?{query}" if query else ""))
 
 
@@ -162,42 +229,3 @@ def verify(request: Request, ident: Identity = Depends(admin)):
         check_admin(actor, "verify the audit log")
         report = verify_chain(session)
     return render(request, "admin/verify.html", report=report)
-
-
-@router.get("/datasets")
-def datasets(request: Request, ident: Identity = Depends(admin)):
-    with acting_admin(request, ident) as (session, actor):
-        rows = [dataset_out(d) for d in catalog.list_datasets(session, actor)]
-    return render(request, "admin/datasets.html", datasets=rows, done=done_message(request))
-
-
-@router.get("/datasets/{name}")
-def dataset(request: Request, name: str, version: int | None = None, ident: Identity = Depends(admin)):
-    with acting_admin(request, ident) as (session, actor):
-        detail = dataset_detail(session, actor, name, version)
-        grants = [grant_out(g, utcnow()) for g in catalog.list_grants(session, actor) if g.dataset_version.dataset.name == name]
-        projects = [p.slug for p in service.list_projects(session, actor) if p.status.value in ("approved", "active")]
-    return render(request, "admin/dataset.html", ds=detail, grants=grants, projects=projects, done=done_message(request))
-
-
-@router.post("/datasets/{name}/grants")
-async def grant(request: Request, name: str, ident: Identity = Depends(admin)):
-    data = await form_fields(request)
-    try:
-        expires = dt.date.fromisoformat(data.get("expires", ""))
-        version = int(data["version"]) if data.get("version") else None
-    except ValueError:
-        raise InvalidInput("give the last day of access as a date (YYYY-MM-DD) and a version number") from None
-    with acting_admin(request, ident) as (session, actor):
-        catalog.add_grant(session, actor, web(request).settings, data.get("project", ""), name, expires=expires,
-                          version=version)
-    return RedirectResponse(f"{web(request).prefix}/admin/datasets/{name}?done=granted", status_code=303)
-
-
-@router.post("/grants/{grant_id}/revoke")
-async def revoke(request: Request, grant_id: int, ident: Identity = Depends(admin)):
-    data = await form_fields(request)
-    with acting_admin(request, ident) as (session, actor):
-        grant = catalog.revoke_grant(session, actor, grant_id, data.get("reason", ""))
-        name = grant.dataset_version.dataset.name
-    return RedirectResponse(f"{web(request).prefix}/admin/datasets/{name}?done=revoked", status_code=303)

@@ -203,7 +203,8 @@ def test_pages_admin_grants_and_revokes_through_forms(client: TestClient, world:
     token = xsrf_of(client, "/admin/datasets/hospital-episodes")
     until = (dt.date.today() + dt.timedelta(days=60)).isoformat()
     response = client.post(PREFIX + "/admin/datasets/hospital-episodes/grants",
-                           data={"_xsrf": token, "project": "diabetes", "version": "1", "expires": until},
+                           data={"_xsrf": token, "project": "diabetes", "version": "1", "expires": until,
+                                 "columns": ["admissions.admission_id", "admissions.specialty"]},
                            follow_redirects=False)
     assert response.status_code == 303, response.text
     grants = client.get(PREFIX + "/api/grants", headers={"Authorization": "token t-ada"}).json()
