@@ -70,7 +70,7 @@ class RegisterDetails(BaseModel):
     @field_validator("contact_email")
     @classmethod
     def _one_mailbox(cls, value: str) -> str:
-        if not EMAIL_RE.match(value):
+        if not EMAIL_RE.fullmatch(value):
             raise PydanticCustomError("email", "give one email address, such as research-office@example.org")
         return value.lower()
 
@@ -78,7 +78,7 @@ class RegisterDetails(BaseModel):
     @classmethod
     def _one_of_the_choices(cls, value: object, info: ValidationInfo) -> object:
         choices = _CHOICES[info.field_name]
-        if value not in {c.value for c in choices}:
+        if not isinstance(value, str) or value not in {c.value for c in choices}:
             raise PydanticCustomError("choice", "choose one of: {choices}",
                                       {"choices": ", ".join(c.value for c in choices)})
         return value

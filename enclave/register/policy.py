@@ -28,7 +28,7 @@ class RegisterPolicy(StrictModel):
     @field_validator("contact_email")
     @classmethod
     def _one_mailbox(cls, value: str) -> str:
-        if not EMAIL_RE.match(value):
+        if not EMAIL_RE.fullmatch(value):
             raise ValueError("give one email address such as transparency@example.org")
         return value
 
