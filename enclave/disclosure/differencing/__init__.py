@@ -9,8 +9,8 @@ a cohort minus one category leave a difference of a few people. This package hol
   container, never in released evidence): per dataset, a dense index of fingerprints, and
   per checked output the members of every cell;
 - ``compare``: the comparison of a new table's cells with every earlier table's cells
-  (margins and totals count as cells), a size pre-filter and then set intersections as
-  polars joins;
+  (margins and totals count as cells): a size pre-filter, a sketch bound, then exact
+  set intersections of the few pairs left;
 - ``cellkey``: the cell-key method and its p-table (``policies/differencing.yaml``);
 - ``service``: what the egress workflow calls on submit and ``enclave egress check``.
 """

@@ -12,7 +12,9 @@ is reported.
 
 Fast path: |S Δ R| ≥ | |S| - |R| | (sizes, a sorted search), and ≥ the L1 distance of
 the two cells' bucket sketches (``table.BUCKETS`` counts each); only pairs passing both
-bounds have their members read and intersected (a polars join on the patient index).
+bounds have their members read and intersected: a mask over the patient index per new
+cell, gathered at each earlier cell's members (linear; polars joins and numpy's sorted
+set operations measured 10 to 50 times slower here, see benchmarks/differencing.py).
 """
 
 from __future__ import annotations
@@ -71,7 +73,6 @@ def compare(new: Table, earlier: Iterable[EntryInfo], store: DifferencingStore, 
     old_n = old["n"].to_numpy()
     old_sketch = old["sketch"].to_numpy().reshape(-1, BUCKETS).astype(np.int32)
     old_entry = old["entry"].to_numpy()
-    old_cell = old["cell"].to_numpy()
     size_candidates = 0
     survivors: list[tuple[int, int]] = []  # (new cell, row of ``old``)
     for i in mine:
@@ -85,39 +86,69 @@ def compare(new: Table, earlier: Iterable[EntryInfo], store: DifferencingStore, 
             survivors.append((int(i), int(row)))
     pairs: list[Pair] = []
     if survivors:
-        pairs = _exact(new, infos, store, old, survivors, old_entry, old_cell, threshold)
+        pairs = _exact(new, infos, store, old, survivors, old_entry, threshold)
     return pairs, Stats(old.height, size_candidates, len(survivors))
 
 
+def _split(grid: pl.DataFrame) -> dict[int, np.ndarray]:
+    """(cell, idx) sorted by cell and idx -> cell -> its sorted indices."""
+    cells, idx = grid["cell"].to_numpy(), grid["idx"].to_numpy()
+    if not len(cells):
+        return {}
+    starts = np.flatnonzero(np.r_[True, cells[1:] != cells[:-1]])
+    ends = np.r_[starts[1:], len(cells)]
+    return {int(cells[a]): idx[a:b] for a, b in zip(starts, ends)}
+
+
+def _union(arrays: list[np.ndarray]) -> np.ndarray:
+    if len(arrays) == 1:
+        return arrays[0]
+    top = max((int(a[-1]) for a in arrays if len(a)), default=-1)
+    mask = np.zeros(top + 1, dtype=bool)
+    for a in arrays:
+        mask[a] = True
+    return np.flatnonzero(mask)
+
+
 def _exact(new: Table, infos: list[EntryInfo], store: DifferencingStore, old: pl.DataFrame,
-           survivors: list[tuple[int, int]], old_entry: np.ndarray, old_cell: np.ndarray,
-           threshold: int) -> list[Pair]:
-    new_cells = sorted({i for i, _ in survivors})
-    new_members = new.members(new_cells).rename({"cell": "new_cell"})
+           survivors: list[tuple[int, int]], old_entry: np.ndarray, threshold: int) -> list[Pair]:
+    """Intersect the surviving pairs' populations: per new cell a mask over the patient
+    index, per earlier cell a gather of its members through it (linear in their size)."""
+    new_grid = _split(new.grid)
+    empty = np.empty(0, dtype=np.uint32)
     by_entry: dict[int, list[tuple[int, int]]] = {}
     for i, row in survivors:
         by_entry.setdefault(int(old_entry[row]), []).append((i, row))
     labels, sizes, parts = old["label"].to_list(), old["n"].to_numpy(), old["parts"].to_list()
-    pairs = []
+    shared: dict[tuple[int, int], int] = {}
+    old_members: dict[int, np.ndarray] = {}
     for e, todo in by_entry.items():
-        info = infos[e]
-        if info.perturbed and new.perturbed:
+        if infos[e].perturbed and new.perturbed:
             continue
-        rows = sorted({row for _, row in todo})
-        wanted = pl.DataFrame({"old_row": [r for r in rows for _ in parts[r]],
-                               "part": [p for r in rows for p in parts[r]]},
-                              schema={"old_row": pl.UInt32, "part": pl.UInt32})
-        grid = store.members(info, sorted(set(wanted["part"].to_list())))
-        old_members = wanted.join(grid.rename({"cell": "part"}), on="part").select("old_row", "idx").unique()
-        check = pl.DataFrame({"new_cell": [i for i, _ in todo], "old_row": [r for _, r in todo]},
-                             schema={"new_cell": pl.UInt32, "old_row": pl.UInt32})
-        common = (check.join(new_members, on="new_cell").join(old_members, on=["old_row", "idx"])
-                  .group_by("new_cell", "old_row").len())
-        shared = {(a, b): c for a, b, c in common.iter_rows()}
-        for i, row in todo:
-            inter = shared.get((i, row), 0)
-            n, m = int(new.sizes[i]), int(sizes[row])
-            difference = n + m - 2 * inter
-            if inter >= 1 and 1 <= difference < threshold:
-                pairs.append(Pair(new.labels[i], n, info, labels[row], m, n - inter, m - inter))
+        needed = sorted({p for _, row in todo for p in parts[row]})
+        grid = _split(store.members(infos[e], needed))
+        for _, row in todo:
+            if row not in old_members:
+                old_members[row] = _union([grid.get(p, empty) for p in parts[row]])
+    top = max([0] + [int(a[-1]) + 1 for a in new_grid.values() if len(a)]
+              + [int(a[-1]) + 1 for a in old_members.values() if len(a)])
+    by_new: dict[int, list[int]] = {}
+    for i, row in survivors:
+        if row in old_members:
+            by_new.setdefault(i, []).append(row)
+    mask = np.zeros(top + 1, dtype=bool)
+    for i, rows in sorted(by_new.items()):
+        members = [new_grid.get(g, empty) for g in new.parts[i]]
+        for a in members:
+            mask[a] = True
+        for row in rows:
+            shared[(i, row)] = int(np.count_nonzero(mask[old_members[row]]))
+        for a in members:
+            mask[a] = False
+    pairs = []
+    for (i, row), inter in shared.items():
+        n, m = int(new.sizes[i]), int(sizes[row])
+        difference = n + m - 2 * inter
+        if inter >= 1 and 1 <= difference < threshold:
+            pairs.append(Pair(new.labels[i], n, infos[int(old_entry[row])], labels[row], m, n - inter, m - inter))
     return pairs

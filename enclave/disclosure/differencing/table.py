@@ -109,8 +109,15 @@ def build_table(cells: list[Any], members: list[np.ndarray | None], perturbed: b
                         schema={"cell": pl.UInt32, "idx": pl.UInt32})
     sizes = np.zeros(len(labels), dtype=np.int64)
     sketches = np.zeros((len(labels), BUCKETS), dtype=np.int32)
+    top = max((int(a[-1]) for a in arrays if len(a)), default=-1)
     for c, members_of in enumerate(parts):
-        union = arrays[members_of[0]] if len(members_of) == 1 else np.unique(np.concatenate([arrays[g] for g in members_of]))
+        if len(members_of) == 1:
+            union = arrays[members_of[0]]
+        else:  # a mask over the indices: linear, where sorting the concatenation is not
+            mask = np.zeros(top + 1, dtype=bool)
+            for g in members_of:
+                mask[arrays[g]] = True
+            union = np.flatnonzero(mask).astype(np.uint32)
         sizes[c] = len(union)
         sketches[c] = np.bincount(buckets(union).astype(np.int64), minlength=BUCKETS)
     return Table(labels, sizes, np.asarray(shown, dtype=bool), np.asarray(is_margin, dtype=bool), parts,

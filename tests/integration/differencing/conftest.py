@@ -45,11 +45,13 @@ class LocalReplayer:
 
     def __init__(self, scratch: Path) -> None:
         self.scratch = scratch
+        self.payloads: list[bytes] = []  # what a container would have been given
 
     def verify(self, submitted, sidecar, name, views, disclosure, project, patient_columns=None):  # type: ignore[no-untyped-def]
         return replay.verify(submitted, sidecar, name, views, disclosure, project, self.run, 64 << 20, patient_columns)
 
     def run(self, payload: bytes, views: list[Any]) -> bytes:
+        self.payloads.append(payload)
         root = self.scratch / uuid.uuid4().hex
         root.mkdir(parents=True)
         for view in views:
