@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -39,11 +38,10 @@ def test_jobs_cli_researcher_runs_cites_and_reviewer_reproduces(tmp_path: Path, 
     e("demo", "generate", str(tmp_path / "synth"), "--patients", "300", "--seed", "4", "--format", "csv", "--quiet")
     e("--as", "admin", "dataset", "ingest", str(tmp_path / "synth" / "csv"), "--name", "demo", "--quiet")
     e("--as", "admin", "grant", "add", "cohort", "demo", "--expires", "2028-12-31", "--quiet")
-    workspace = home / "workspaces" / "cohort"
-    workspace.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(REPO / "notebooks", workspace / "notebooks")
-    for path in [workspace, *workspace.rglob("*")]:
-        os.chown(path, 1000, 100)
+    # Activation gave the workspace the example notebooks, owned by the notebook user.
+    copied = home / "workspaces" / "cohort" / "notebooks" / "cohort_analysis.ipynb"
+    assert copied.read_bytes() == (REPO / "notebooks" / "cohort_analysis.ipynb").read_bytes()
+    assert (copied.stat().st_uid, copied.stat().st_gid) == (1000, 100)
 
     # Bad input: one clear line, no traceback.
     bad = e("--as", "alice", "job", "submit", "cohort", "notebooks/cohort_analysis.ipynb", "-p", "min age=3", ok=False)
