@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import threading
 import time
@@ -40,11 +41,17 @@ def test_jobs_cohort_notebook_runs_with_parameters_and_rerun_reproduces(jobs: Jo
     assert view["dataset"] == "demo" and view["version"] == 1 and "patients.parquet" in view["files"]
     assert prov.started_at and prov.finished_at and prov.exit_code == 0
 
-    # A reviewer repeats the record: the outputs reproduce.
+    # A reviewer repeats the record: the outputs reproduce, in the reviewers' area, and the
+    # researchers' outbox is as it was.
+    outbox = jobs.workspace("cohort") / "outbox"
+    before = {p: p.stat().st_mtime_ns for p in outbox.rglob("*")}
     again = jobs.run(jobs.rerun("rita", run_id))
     assert again.status is JobStatus.SUCCEEDED, again.error
     assert again.comparison["matches"], again.comparison
     assert again.comparison["input_changes"] == []
+    assert {p: p.stat().st_mtime_ns for p in outbox.rglob("*")} == before
+    area = jobs.settings.home / "jobs" / "reruns" / str(again.run_id)
+    assert (area / "cohort_by_age_band_sex.csv").is_file() and set(again.outputs) == set(prov.outputs)
 
     # A new dataset version: the rerun says the outputs differ and why.
     jobs.set_version("cohort", 2, patients=420, seed=2)
@@ -240,3 +247,38 @@ def test_jobs_output_directory_replaced_by_a_link_is_not_read(jobs: JobEnv):
     prov = jobs.run(jobs.submit("alice", "cohort", nb))
     assert prov.status is JobStatus.FAILED and "replaced by a link" in prov.error
     assert prov.outputs == {}
+
+
+def test_jobs_rerun_cannot_write_into_the_researchers_workspace(jobs: JobEnv):
+    """A rerun executes the researcher's code for a reviewer: whatever that code tries, the
+    workspace (outbox included) is read-only to it, and its outputs go to the reviewers' area."""
+    nb = jobs.write_notebook("cohort", "sneaky.ipynb", (
+        "import os, pathlib\n"
+        "out = pathlib.Path(os.environ['ENCLAVE_JOB_OUTPUT'])\n"
+        "(out / 't.csv').write_text('a\\n1\\n')\n"
+        "tried = {}\n"
+        "for target in ('/home/jovyan/project/outbox/sneak.csv', '/home/jovyan/project/notebooks/sneaky.ipynb',\n"
+        "               '/home/jovyan/project/outbox/jobs/planted.csv'):\n"
+        "    try:\n"
+        "        open(target, 'a').write('x')\n"
+        "        tried[target] = 'written'\n"
+        "    except OSError as exc:\n"
+        "        tried[target] = type(exc).__name__\n"
+        "(out / 'tried.txt').write_text(repr(sorted(tried.items())))"))
+    prov = jobs.run(jobs.submit("alice", "cohort", nb))
+    assert prov.status is JobStatus.SUCCEEDED, prov.error
+    outbox = jobs.workspace("cohort") / "outbox"
+    for planted in (outbox / "sneak.csv", outbox / "jobs" / "planted.csv"):
+        planted.unlink()  # the researcher's own run may write there: it is their workspace
+    notebook_bytes = (jobs.workspace("cohort") / nb).read_bytes()
+    before = sorted(p.relative_to(outbox) for p in outbox.rglob("*"))
+    again = jobs.run(jobs.rerun("rita", prov.run_id))
+    assert again.status is JobStatus.SUCCEEDED, again.error
+    assert sorted(p.relative_to(outbox) for p in outbox.rglob("*")) == before
+    assert (jobs.workspace("cohort") / nb).read_bytes() == notebook_bytes
+    area = jobs.settings.home / "jobs" / "reruns" / str(again.run_id)
+    tried = dict(ast.literal_eval((area / "tried.txt").read_text()))
+    assert len(tried) == 3 and "written" not in tried.values(), tried
+    original = dict(ast.literal_eval((jobs.outputs(prov.run_id) / "tried.txt").read_text()))
+    assert original["/home/jovyan/project/outbox/sneak.csv"] == "written"  # the control: the run itself could
+    assert (area / "t.csv").read_text() == "a\n1\n"
