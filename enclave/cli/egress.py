@@ -97,6 +97,7 @@ def _print_check_report(report) -> None:  # type: ignore[no-untyped-def]
 # download, verify. Thin: each parses, calls one enclave.egress service function, prints.
 
 from pathlib import Path as _Path  # noqa: E402
+from enum import StrEnum as _StrEnum  # noqa: E402
 from typing import List as _List, Optional as _Optional  # noqa: E402
 
 from enclave.cli.common import JSON_OPTION as _JSON, acting as _acting, print_json as _print_json  # noqa: E402
@@ -227,24 +228,59 @@ def egress_release(ctx: typer.Context, request_id: int) -> None:
     typer.echo(f"request {request_id} released; record: {record}")
 
 
+class _Queue(_StrEnum):
+    """The queues of people a request waits on."""
+
+    REVIEW = "review"
+    RELEASE = "release"
+
+
 @app.command("list")
 def egress_list(
     ctx: typer.Context,
     project: _Optional[str] = typer.Option(None, "--project"),
     status: _Optional[_EgressStatus] = typer.Option(None, "--status"),
+    queue: _Optional[_Queue] = typer.Option(
+        None, "--queue", help="Only what waits on you: 'review' (your votes) or 'release' (approved, for releasers)."),
     as_json: bool = _JSON,
 ) -> None:
-    """List the egress requests you may see."""
-    from enclave.egress import service
-    from enclave.egress.schemas import EgressRequestOut
+    """List the egress requests you may see, each with who it waits on."""
+    from enclave.egress import queues, service
+    from enclave.egress.schemas import rows
+
+    env = _egress_env()
+    with _acting(ctx) as (session, actor):
+        if queue is _Queue.REVIEW:
+            found = queues.review_queue(session, actor)
+        elif queue is _Queue.RELEASE:
+            found = queues.release_queue(session, actor)
+        else:
+            found = service.list_requests(session, actor, project=project, status=status)
+        listed = rows(session, env, [r for r in found if (not project or r.project.slug == project)
+                                     and (not status or r.status is status)])
+    if as_json:
+        _print_json(listed)
+        return
+    _print_table("Egress requests", ["id", "project", "author", "status", "waiting on", "files", "title"],
+                 [(r.id, r.project, r.author, r.status.value, r.waiting_on or "", r.files, r.title) for r in listed])
+
+
+@app.command("inbox")
+def egress_inbox(ctx: typer.Context, as_json: bool = _JSON) -> None:
+    """What waits on you: reviews, requests returned to you, releases to download, requests to release."""
+    from enclave.egress.inbox import inbox
 
     with _acting(ctx) as (session, actor):
-        rows = [EgressRequestOut.of(r) for r in service.list_requests(session, actor, project=project, status=status)]
+        box = inbox(session, actor)
+        counts = box.counts
+        items = {name: [(r.id, r.project.slug, r.title) for r in getattr(box, name)] for name in counts}
     if as_json:
-        _print_json(rows)
+        _print_json({"total": sum(counts.values()), "counts": counts,
+                     "requests": {k: [i[0] for i in v] for k, v in items.items()}})
         return
-    _print_table("Egress requests", ["id", "project", "author", "status", "owner", "files", "title"],
-                 [(r.id, r.project, r.author, r.status.value, r.owner or "", r.files, r.title) for r in rows])
+    _print_table("Inbox", ["waiting", "count", "requests"],
+                 [(name.replace("_", " "), counts[name], ", ".join(f"#{i} {t or p}" for i, p, t in items[name]))
+                  for name in counts])
 
 
 def _evidence_text(evidence: "dict | None") -> str:

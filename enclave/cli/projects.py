@@ -99,8 +99,8 @@ def suspend(ctx: typer.Context, slug: str, reason: str = typer.Option(..., "--re
 
 
 @app.command("close")
-def close(ctx: typer.Context, slug: str, reason: Optional[str] = typer.Option(None, "--reason")) -> None:
-    """Close a project for good."""
+def close(ctx: typer.Context, slug: str, reason: str = typer.Option(..., "--reason")) -> None:
+    """Close a project for good, saying why (recorded in the audit log)."""
     _move(ctx, slug, ProjectAction.CLOSE, reason)
 
 
@@ -146,5 +146,9 @@ def show(ctx: typer.Context, slug: str, as_json: bool = JSON_OPTION) -> None:
             ("title", out.title), ("status", out.status + (f" ({out.status_reason})" if out.status_reason else "")),
             ("PI", out.pi), ("organisation", out.organisation), ("tier", out.tier),
             ("dates", f"{out.start_date} to {out.end_date}"), ("members", ", ".join(out.members)),
-            ("lay summary", out.lay_summary), ("purpose", out.purpose), ("lawful basis", out.lawful_basis),
+            ("lay summary", out.lay_summary), ("purpose", out.purpose), ("approvals", out.lawful_basis),
+            ("public benefit", out.public_benefit), ("UK GDPR Art 6", out.gdpr_article6 or "not stated"),
+            ("UK GDPR Art 9", out.gdpr_article9 or "not stated"),
+            ("confidentiality", out.confidentiality_basis or "not stated"),
+            ("data controller", out.data_controller), ("contact", out.contact_email), ("funders", out.funders),
         ])

@@ -37,13 +37,13 @@ from enclave.egress.canonical import problem_of
 from enclave.egress.crash import crash_point
 from enclave.egress.policy import EgressEnv
 from enclave.egress.quarantine import CHUNK, read_object
-from enclave.egress.review import file_outcome, required_reviews
-from enclave.egress.service import EgressAudit, current_votes, get_request, move, target_of
+from enclave.egress import access
+from enclave.egress.service import EgressAudit, get_request, move, target_of
 from enclave.egress.signing import load_or_create_key, load_public_key, sign_record, site_verifier, verify_envelope
+from enclave.egress.votes import current_votes, file_outcome, required_reviews
 from enclave.egress.workflow import Owner
-from enclave.enums import EgressStatus, ReviewDecision, Role
-from enclave.errors import Conflict, InvalidInput, InvalidTransition, NotFound, PermissionDenied
-from enclave.permissions import check_role, is_member
+from enclave.enums import EgressStatus, ReviewDecision
+from enclave.errors import Conflict, InvalidInput, InvalidTransition, NotFound
 from enclave.projects.lifecycle import WORKING
 
 RECORD_NAME = "release.json"
@@ -145,9 +145,7 @@ def release_request(session: Session, actor: User, env: EgressEnv, request_id: i
     Done by a reviewer or admin who is not a member of the project (the system's step).
     """
     request = get_request(session, request_id, for_update=True)
-    check_role(actor, {Role.REVIEWER, Role.ADMIN}, "release egress requests")
-    if actor.id == request.author_id or is_member(actor, request.project):
-        raise PermissionDenied(f"{actor.name} may not release egress request {request.id}: they are a member of project {request.project.slug}")
+    access.check_release(actor, request)
     if request.status is not EgressStatus.APPROVED:
         raise InvalidTransition(f"egress request {request.id} is {request.status.value}: only an approved request can be released")
     if request.project.status not in WORKING:
@@ -203,10 +201,7 @@ def release_request(session: Session, actor: User, env: EgressEnv, request_id: i
 def download_release(session: Session, actor: User, env: EgressEnv, request_id: int, dest: Path) -> list[Path]:
     """Copy a released request's files and record to ``dest``; only the author and project members."""
     request = get_request(session, request_id)
-    if actor.id != request.author_id and not is_member(actor, request.project):
-        raise PermissionDenied(
-            f"{actor.name} may not download egress request {request.id}: only its author and members of project {request.project.slug} may"
-        )
+    access.check_download(actor, request)
     if request.status is not EgressStatus.RELEASED or not request.release_record_path:
         raise InvalidTransition(f"egress request {request.id} is {request.status.value}: only released requests can be downloaded")
     source = Path(request.release_record_path).parent

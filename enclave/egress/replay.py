@@ -439,15 +439,11 @@ def check_project_files(session: Any, actor: Any, env: Any, slug: str, paths: li
     Members, reviewers and admins may; returns (file report, evidence outcome) per path."""
     from enclave.disclosure import check_files
     from enclave.disclosure.evidence import is_sidecar, sidecar_path
-    from enclave.enums import Role
-    from enclave.errors import PermissionDenied
-    from enclave.permissions import is_member
+    from enclave.egress import access
     from enclave.projects.service import get_project
 
     project = get_project(session, slug)
-    if not (is_member(actor, project) or Role.ADMIN in actor.roles or Role.REVIEWER in actor.roles):
-        raise PermissionDenied(f"{actor.name} may not check outputs against project {slug}: only its members, "
-                               "reviewers and admins may")
+    access.check_check_outputs(actor, project)
     verify: EvidenceVerifier | None = None
     results = []
     for path in paths:

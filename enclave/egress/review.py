@@ -14,81 +14,31 @@ Rules (see docs/egress.md):
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from enclave.audit import append_event
 from enclave.db.models import EgressFile, EgressRequest, EgressReview, User
 from enclave.disclosure.verdict import Verdict
+from enclave.egress import access
 from enclave.egress.crash import crash_point
 from enclave.egress.policy import EgressEnv
 from enclave.egress.quarantine import normalise_relpath
-from enclave.egress.service import (
-    EgressAudit,
-    check_can_view,
+from enclave.egress.service import EgressAudit, get_request, list_requests, move, target_of
+from enclave.egress.votes import (
     current_round,
     current_votes,
+    file_outcome,
     file_round,
-    get_request,
-    move,
-    target_of,
+    has_completed_review,
+    outcomes_of,
+    request_outcome,
+    required_reviews,
 )
 from enclave.egress.workflow import Owner
-from enclave.enums import EgressStatus, ReviewDecision, Role
-from enclave.errors import Conflict, InvalidInput, InvalidTransition, NotFound, PermissionDenied
-from enclave.permissions import can, check_role, is_member
-
-def required_reviews(env: EgressEnv, request: EgressRequest) -> int:
-    """Independent reviews each file needs, by the project's tier (policies/egress.yaml)."""
-    return env.policy.reviews.required_for(request.project.tier)
-
-
-def file_outcome(votes: list[ReviewDecision], required: int) -> ReviewDecision | None:
-    """The decision on one file, or None while more reviews are needed."""
-    if len(votes) < required:
-        return None
-    counts = Counter(votes)
-    if len(counts) == 1:
-        return votes[0]
-    # Disagreement: wait for a further reviewer; then a strict majority decides.
-    if len(votes) > required:
-        decision, count = counts.most_common(1)[0]
-        if 2 * count > len(votes):
-            return decision
-    return None
-
-
-def request_outcome(outcomes: list[ReviewDecision | None]) -> EgressStatus | None:
-    """The request's next status once every file is decided (None while any is open)."""
-    if not outcomes or any(o is None for o in outcomes):
-        return None
-    if all(o is ReviewDecision.APPROVE for o in outcomes):
-        return EgressStatus.APPROVED
-    if any(o is ReviewDecision.REQUEST_CHANGES for o in outcomes):
-        return EgressStatus.CHANGES_REQUESTED
-    return EgressStatus.REJECTED
-
-
-def check_reviewer(actor: User, request: EgressRequest) -> None:
-    """Separation of duties: reviewers never review their own or their project's outputs."""
-    check_role(actor, {Role.REVIEWER}, "review egress requests")
-    if actor.id == request.author_id:
-        raise PermissionDenied(f"{actor.name} may not review egress request {request.id}: it is their own request")
-    if is_member(actor, request.project):
-        raise PermissionDenied(
-            f"{actor.name} may not review egress request {request.id}: they are a member of project {request.project.slug}"
-        )
-
-
-def has_completed_review(session: Session, actor: User, request: EgressRequest) -> bool:
-    """The reviewer has voted on every file in its current round."""
-    if not request.files:
-        return False
-    voted = {v.file_id for f in request.files for v in current_votes(request, f, session) if v.reviewer_id == actor.id}
-    return all(f.id in voted for f in request.files)
+from enclave.enums import EgressStatus, ReviewDecision
+from enclave.errors import Conflict, InvalidInput, InvalidTransition, NotFound
 
 
 def vote(
@@ -101,7 +51,7 @@ def vote(
     vote on a file already voted on in this round is a conflict.
     """
     request = get_request(session, request_id, for_update=True)
-    check_reviewer(actor, request)
+    access.check_review(actor, request)
     if request.status is not EgressStatus.IN_REVIEW:
         raise InvalidTransition(f"egress request {request.id} is {request.status.value}: votes are taken only while it is in review")
     relpath = normalise_relpath(relpath)
@@ -135,22 +85,11 @@ def vote(
 
 
 def _decide(session: Session, actor: User, env: EgressEnv, request: EgressRequest) -> None:
-    required = required_reviews(env, request)
-    outcomes = [file_outcome([v.decision for v in current_votes(request, f, session)], required) for f in request.files]
+    outcomes = outcomes_of(session, env, request)
     target = request_outcome(outcomes)
     if target is not None:
         move(session, env, actor, request, target, Owner.REVIEWER,
              files={f.relpath: (o.value if o else None) for f, o in zip(request.files, outcomes)})
-
-
-def review_queue(session: Session, actor: User) -> list[EgressRequest]:
-    """Requests in review that ``actor`` may review and has not finished reviewing."""
-    check_role(actor, {Role.REVIEWER}, "review egress requests")
-    in_review = session.scalars(
-        select(EgressRequest).where(EgressRequest.status == EgressStatus.IN_REVIEW).order_by(EgressRequest.submitted_at)
-    )
-    return [r for r in in_review
-            if actor.id != r.author_id and not is_member(actor, r.project) and not has_completed_review(session, actor, r)]
 
 
 @dataclass(frozen=True)
@@ -170,14 +109,7 @@ def review_state(session: Session, env: EgressEnv, actor: User, request: EgressR
     and members see votes once review is over; admins who are not reviewers see all.
     """
     required = required_reviews(env, request)
-    completed = has_completed_review(session, actor, request)
-    member = actor.id == request.author_id or is_member(actor, request.project)
-    if member:
-        see_all = request.status not in (EgressStatus.SUBMITTED, EgressStatus.IN_REVIEW)
-    elif Role.REVIEWER in actor.roles:
-        see_all = completed or request.status not in (EgressStatus.SUBMITTED, EgressStatus.IN_REVIEW)
-    else:
-        see_all = Role.ADMIN in actor.roles
+    see_all = access.can_see_votes(actor, request, voted_on_every_file=has_completed_review(session, actor, request))
     result = []
     for file in request.files:
         votes = current_votes(request, file, session)
@@ -189,16 +121,11 @@ def review_state(session: Session, env: EgressEnv, actor: User, request: EgressR
 
 def project_history(session: Session, actor: User, request: EgressRequest) -> list[EgressRequest]:
     """The project's other requests (with their files), for reviewers looking for differencing."""
-    if not (actor.roles & {Role.REVIEWER, Role.ADMIN}) and not is_member(actor, request.project):
-        raise PermissionDenied(f"{actor.name} may not see the egress history of project {request.project.slug}")
-    others = session.scalars(
-        select(EgressRequest).where(EgressRequest.project_id == request.project_id, EgressRequest.id != request.id)
-        .order_by(EgressRequest.id)
-    )
-    return [r for r in others if can(check_can_view, actor, r)]
+    access.check_see_history(actor, request.project)
+    return [r for r in list_requests(session, actor, project=request.project.slug) if r.id != request.id]
 
 
 __all__ = [
-    "FileDecision", "check_reviewer", "file_outcome", "file_round", "has_completed_review", "project_history",
-    "request_outcome", "required_reviews", "review_queue", "review_state", "vote",
+    "FileDecision", "current_round", "file_outcome", "file_round", "has_completed_review", "project_history",
+    "request_outcome", "required_reviews", "review_state", "vote",
 ]

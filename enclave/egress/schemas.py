@@ -10,9 +10,12 @@ from sqlalchemy.orm import Session
 
 from enclave.db.models import EgressRequest, User
 from enclave.egress.policy import EgressEnv
-from enclave.egress.review import project_history, required_reviews, review_state
-from enclave.egress.service import current_round, is_reviewer_for, replies_of, view_request
-from enclave.egress.workflow import OWNERS
+from enclave.egress import access
+from enclave.egress.queues import waiting_on
+from enclave.egress.review import project_history, review_state
+from enclave.egress.service import replies_of, view_request
+from enclave.egress.votes import current_round, required_reviews
+from enclave.egress.workflow import OWNERS, WITHDRAWABLE
 from enclave.enums import EgressStatus, ReviewDecision
 
 
@@ -27,6 +30,8 @@ class EgressRequestOut(BaseModel):
     created_at: dt.datetime
     submitted_at: dt.datetime | None
     released_at: dt.datetime | None
+    # Who must act next, in words (filled in by enclave.egress.queues; None once final).
+    waiting_on: str | None = None
 
     @classmethod
     def of(cls, request: EgressRequest) -> EgressRequestOut:
@@ -91,7 +96,14 @@ class EgressRequestDetail(EgressRequestOut):
     file_list: list[FileOut]
     release_record: str | None
     may_review: bool
+    may_withdraw: bool = False
+    may_release: bool = False
     project_history: list[HistoryOut]
+
+
+def rows(session: Session, env: EgressEnv, requests: list[EgressRequest]) -> list[EgressRequestOut]:
+    """List rows of ``requests``, each saying who it waits on."""
+    return [EgressRequestOut.of(r).model_copy(update={"waiting_on": waiting_on(session, env, r)}) for r in requests]
 
 
 def request_detail(session: Session, actor: User, env: EgressEnv, request_id: int) -> EgressRequestDetail:
@@ -113,12 +125,14 @@ def request_detail(session: Session, actor: User, env: EgressEnv, request_id: in
     history = [HistoryOut(id=r.id, status=r.status, title=r.title, files=[
         {"path": f.relpath, "sha256": f.sha256, "size": f.size} for f in r.files])
         for r in project_history(session, actor, request)]
-    base = EgressRequestOut.of(request).model_dump()
+    base = EgressRequestOut.of(request).model_dump() | {"waiting_on": waiting_on(session, env, request)}
     return EgressRequestDetail(
         **base, round=current_round(request), reviews_required=required_reviews(env, request),
         exception_justification=request.exception_justification,
         cited_runs=list(request.details_json.get("cited_runs", [])),
         groups=[GroupOut(name=g.name, context=g.context, controls=g.controls) for g in request.groups],
-        file_list=files, release_record=request.release_record_path, may_review=is_reviewer_for(actor, request),
+        file_list=files, release_record=request.release_record_path, may_review=access.can_review(actor, request),
+        may_withdraw=request.status in WITHDRAWABLE and access.can_withdraw(actor, request),
+        may_release=request.status is EgressStatus.APPROVED and access.can_release(actor, request),
         project_history=history,
     )

@@ -19,23 +19,22 @@ from enclave.db.models import (
     EgressFileGroup,
     EgressReply,
     EgressRequest,
-    EgressReview,
     JobRun,
     User,
     utcnow,
 )
-from enclave.disclosure.evidence import is_sidecar, sidecar_path
+from enclave.disclosure.evidence import EVIDENCE_SUFFIX, is_sidecar, sidecar_path
 from enclave.disclosure.verdict import Verdict, worst
-from enclave.egress import notify
+from enclave.egress import access, notify
 from enclave.egress.canonical import canonicalise_objects, with_canonical_findings
 from enclave.egress.checks import check_objects
 from enclave.egress.policy import EgressEnv
 from enclave.egress.quarantine import StoredFile, inspect_outbox_file, normalise_relpath, quarantine_file
 from enclave.egress.replay import differencing_on_submit, evidence_verifier
-from enclave.egress.workflow import EDITABLE, FINAL, Owner, transition
-from enclave.enums import EgressStatus, ReviewDecision, Role
-from enclave.errors import InvalidInput, InvalidTransition, NotFound, PermissionDenied
-from enclave.permissions import can, check_member, check_role, is_member
+from enclave.egress.votes import current_round, current_votes, file_outcome, file_round, required_reviews
+from enclave.egress.workflow import EDITABLE, Owner, transition
+from enclave.enums import EgressStatus, ReviewDecision
+from enclave.errors import InvalidInput, InvalidTransition, NotFound
 from enclave.projects.lifecycle import WORKING
 from enclave.projects.service import get_project
 
@@ -73,25 +72,10 @@ def get_request(session: Session, request_id: int, *, for_update: bool = False) 
     return request
 
 
-def is_reviewer_for(actor: User, request: EgressRequest) -> bool:
-    """A reviewer who is neither the author nor a member of the request's project."""
-    return Role.REVIEWER in actor.roles and actor.id != request.author_id and not is_member(actor, request.project)
-
-
-def check_can_view(actor: User, request: EgressRequest) -> None:
-    """The author, project members and admins may see a request; reviewers once it is submitted."""
-    if actor.id == request.author_id or is_member(actor, request.project) or Role.ADMIN in actor.roles:
-        return
-    if Role.REVIEWER in actor.roles:
-        if request.status is EgressStatus.DRAFT:
-            raise PermissionDenied(f"egress request {request.id} is still a draft: reviewers see it once it is submitted")
-        return
-    raise PermissionDenied(f"{actor.name} may not see egress request {request.id}: they are not in project {request.project.slug}")
-
-
 def view_request(session: Session, actor: User, request_id: int) -> EgressRequest:
+    """The request, if ``actor`` may see it."""
     request = get_request(session, request_id)
-    check_can_view(actor, request)
+    access.check_view(actor, request)
     return request
 
 
@@ -104,25 +88,7 @@ def list_requests(
         query = query.where(EgressRequest.project_id == get_project(session, project).id)
     if status:
         query = query.where(EgressRequest.status == status)
-    return [r for r in session.scalars(query) if can(check_can_view, actor, r)]
-
-
-def current_round(request: EgressRequest) -> int:
-    """The submission round (1 for the first submit; 0 while a draft)."""
-    return int(request.details_json.get("round", 0))
-
-
-def file_round(file: EgressFile) -> int:
-    """The round in which the file's current content (or last reset) was submitted."""
-    return int((file.check_json or {}).get("round", 0))
-
-
-def current_votes(request: EgressRequest, file: EgressFile, session: Session) -> list[EgressReview]:
-    """Votes that count for ``file``: those cast since its content was last submitted or reset."""
-    return list(session.scalars(
-        select(EgressReview).where(EgressReview.file_id == file.id, EgressReview.round >= file_round(file))
-        .order_by(EgressReview.id)
-    ))
+    return [r for r in session.scalars(query) if access.can_view(actor, r)]
 
 
 # --- changing --------------------------------------------------------------------------------
@@ -147,11 +113,6 @@ def move(
     notify.queue(session, env, _note(request, actor, old, target))
 
 
-def _check_author(actor: User, request: EgressRequest, doing: str) -> None:
-    if actor.id != request.author_id:
-        raise PermissionDenied(f"{actor.name} may not {doing} egress request {request.id}: only its author {request.author.name} may")
-
-
 def _check_editable(request: EgressRequest) -> None:
     if request.status not in EDITABLE:
         raise InvalidTransition(
@@ -171,9 +132,8 @@ def create_request(
     cited_runs: list[int] | None = None,
 ) -> EgressRequest:
     """A researcher member of an active project opens a draft request."""
-    check_role(actor, {Role.RESEARCHER}, "request egress")
     project = get_project(session, slug)
-    check_member(actor, project, "request egress")
+    access.check_create(actor, project)
     _check_project_working(project)
     runs = sorted(set(cited_runs or []))
     for run_id in runs:
@@ -199,7 +159,13 @@ def set_group(
 ) -> EgressFileGroup:
     """Create a group or change its context (what, which population) and controls applied."""
     request = get_request(session, request_id, for_update=True)
-    _check_author(actor, request, "change")
+    access.check_edit(actor, request)
+    return _set_group(session, actor, request, name, context, controls)
+
+
+def _set_group(
+    session: Session, actor: User, request: EgressRequest, name: str, context: str | None, controls: str | None,
+) -> EgressFileGroup:
     _check_editable(request)
     name = (name or "").strip()
     if not name or len(name) > 100:
@@ -225,13 +191,18 @@ def add_files(
 ) -> list[EgressFile]:
     """Add outbox files to a group of the request (checked now, copied at submit)."""
     request = get_request(session, request_id, for_update=True)
-    _check_author(actor, request, "change")
+    access.check_edit(actor, request)
     _check_editable(request)
     _check_project_working(request)
     if not relpaths:
         raise InvalidInput("name at least one file of the outbox to add, e.g. tables/counts.csv")
     cleaned = [normalise_relpath(p) for p in relpaths]
     for relpath in cleaned:
+        # Evidence is read by the checker at submission, never released: it is not a file to choose.
+        if is_sidecar(PurePosixPath(relpath)):
+            table = relpath.removesuffix(EVIDENCE_SUFFIX)
+            raise InvalidInput(f"outbox/{relpath} is the evidence of outbox/{table}: it goes with its table "
+                               f"when the request is submitted; add {table} instead")
         inspect_outbox_file(env.settings, request.project.slug, relpath, env.policy.limits.max_file_bytes)
     known = {f.relpath: f for f in request.files}
     new_count = len(set(cleaned) - set(known))
@@ -240,7 +211,7 @@ def add_files(
             f"a request may hold at most {env.policy.limits.max_files} files (this would make {len(known) + new_count}): "
             "split the outputs over several requests"
         )
-    target_group = set_group(session, actor, env, request_id, group, context, controls)
+    target_group = _set_group(session, actor, request, group, context, controls)
     added: list[EgressFile] = []
     for relpath in cleaned:
         file = known.get(relpath)
@@ -259,7 +230,7 @@ def add_files(
 def remove_file(session: Session, actor: User, env: EgressEnv, request_id: int, relpath: str) -> None:
     """Take a file out of a draft or returned request."""
     request = get_request(session, request_id, for_update=True)
-    _check_author(actor, request, "change")
+    access.check_edit(actor, request)
     _check_editable(request)
     relpath = normalise_relpath(relpath)
     file = next((f for f in request.files if f.relpath == relpath), None)
@@ -273,8 +244,6 @@ def remove_file(session: Session, actor: User, env: EgressEnv, request_id: int, 
 
 
 def _last_outcome_was_approve(session: Session, env: EgressEnv, request: EgressRequest, file: EgressFile) -> bool:
-    from enclave.egress.review import file_outcome, required_reviews
-
     votes = [v.decision for v in current_votes(request, file, session)]
     return file_outcome(votes, required_reviews(env, request)) is ReviewDecision.APPROVE
 
@@ -289,7 +258,7 @@ def submit_request(
     and files not approved last time, get their reviews reset.
     """
     request = get_request(session, request_id, for_update=True)
-    _check_author(actor, request, "submit")
+    access.check_submit(actor, request)
     _check_project_working(request)
     transition(request.status, EgressStatus.SUBMITTED, Owner.RESEARCHER)
     files = list(request.files)
@@ -372,16 +341,11 @@ def _quarantine_evidence(env: EgressEnv, slug: str, relpath: str) -> StoredFile 
 
 
 def withdraw_request(session: Session, actor: User, env: EgressEnv, request_id: int) -> EgressRequest:
-    """The author withdraws a draft or returned request."""
+    """The author withdraws a draft, returned or in-review request."""
     request = get_request(session, request_id, for_update=True)
-    _check_author(actor, request, "withdraw")
+    access.check_withdraw(actor, request)
     move(session, env, actor, request, EgressStatus.WITHDRAWN, Owner.RESEARCHER)
     return request
-
-
-def check_not_final(request: EgressRequest) -> None:
-    if request.status in FINAL:
-        raise InvalidTransition(f"egress request {request.id} is {request.status.value}: it can no longer change")
 
 
 # --- answering reviewers ------------------------------------------------------------------------
@@ -399,11 +363,7 @@ def reply_to_comment(
     request; it records no reviewer or vote, so reviewers learn nothing of others' votes.
     """
     request = get_request(session, request_id, for_update=True)
-    if actor.id != request.author_id and not is_member(actor, request.project):
-        raise PermissionDenied(
-            f"{actor.name} may not reply on egress request {request.id}: only its author and members of "
-            f"{request.project.slug} may"
-        )
+    access.check_reply(actor, request)
     if request.status is not EgressStatus.CHANGES_REQUESTED:
         raise InvalidTransition(
             f"egress request {request.id} is {request.status.value}: replies to reviewers are taken only while "

@@ -6,20 +6,21 @@
       withdraw                          resubmit <-----'  | request changes
       v                                                   |
     withdrawn <--withdraw-- changes_requested <-----------' in_review --approve--> approved --release--> released
-                                                            in_review --reject---> rejected
+    withdrawn <--withdraw-- in_review                       in_review --reject---> rejected
 
-Only the owner of a state moves a request out of it: the researcher (the request's
-author) owns draft and changes_requested, reviewers own in_review, the system owns the
-transient submitted state and approved (the release step). Final states have no owner.
+The owner of a state moves a request on out of it: the researcher (the request's author)
+owns draft and changes_requested, reviewers own in_review, the system owns the transient
+submitted state and approved (the release step, triggered by an independent releaser).
+One move is not the owner's: the author may withdraw a request while it is in review.
+Final states have no owner.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 
 from enclave.enums import EgressStatus as S
-from enclave.errors import InvalidTransition, PermissionDenied
+from enclave.statemachine import StateMachine, Transition
 
 
 class Owner(StrEnum):
@@ -41,25 +42,20 @@ class EgressAction(StrEnum):
     WITHDRAW = "withdraw"
 
 
-@dataclass(frozen=True)
-class Transition:
-    source: S
-    target: S
-    action: EgressAction
-    by: Owner
+T = Transition[S, EgressAction, Owner]
 
-
-TRANSITIONS: tuple[Transition, ...] = (
-    Transition(S.DRAFT, S.SUBMITTED, EgressAction.SUBMIT, Owner.RESEARCHER),
-    Transition(S.DRAFT, S.WITHDRAWN, EgressAction.WITHDRAW, Owner.RESEARCHER),
-    Transition(S.SUBMITTED, S.IN_REVIEW, EgressAction.START_REVIEW, Owner.SYSTEM),
-    Transition(S.SUBMITTED, S.CHANGES_REQUESTED, EgressAction.RETURN, Owner.SYSTEM),
-    Transition(S.IN_REVIEW, S.CHANGES_REQUESTED, EgressAction.REQUEST_CHANGES, Owner.REVIEWER),
-    Transition(S.IN_REVIEW, S.APPROVED, EgressAction.APPROVE, Owner.REVIEWER),
-    Transition(S.IN_REVIEW, S.REJECTED, EgressAction.REJECT, Owner.REVIEWER),
-    Transition(S.CHANGES_REQUESTED, S.SUBMITTED, EgressAction.SUBMIT, Owner.RESEARCHER),
-    Transition(S.CHANGES_REQUESTED, S.WITHDRAWN, EgressAction.WITHDRAW, Owner.RESEARCHER),
-    Transition(S.APPROVED, S.RELEASED, EgressAction.RELEASE, Owner.SYSTEM),
+TRANSITIONS: tuple[T, ...] = (
+    T(S.DRAFT, S.SUBMITTED, EgressAction.SUBMIT, Owner.RESEARCHER),
+    T(S.DRAFT, S.WITHDRAWN, EgressAction.WITHDRAW, Owner.RESEARCHER),
+    T(S.SUBMITTED, S.IN_REVIEW, EgressAction.START_REVIEW, Owner.SYSTEM),
+    T(S.SUBMITTED, S.CHANGES_REQUESTED, EgressAction.RETURN, Owner.SYSTEM),
+    T(S.IN_REVIEW, S.CHANGES_REQUESTED, EgressAction.REQUEST_CHANGES, Owner.REVIEWER),
+    T(S.IN_REVIEW, S.APPROVED, EgressAction.APPROVE, Owner.REVIEWER),
+    T(S.IN_REVIEW, S.REJECTED, EgressAction.REJECT, Owner.REVIEWER),
+    T(S.IN_REVIEW, S.WITHDRAWN, EgressAction.WITHDRAW, Owner.RESEARCHER),
+    T(S.CHANGES_REQUESTED, S.SUBMITTED, EgressAction.SUBMIT, Owner.RESEARCHER),
+    T(S.CHANGES_REQUESTED, S.WITHDRAWN, EgressAction.WITHDRAW, Owner.RESEARCHER),
+    T(S.APPROVED, S.RELEASED, EgressAction.RELEASE, Owner.SYSTEM),
 )
 
 OWNERS: dict[S, Owner | None] = {
@@ -73,22 +69,14 @@ OWNERS: dict[S, Owner | None] = {
     S.WITHDRAWN: None,
 }
 
-FINAL = frozenset(s for s, owner in OWNERS.items() if owner is None)
+MACHINE = StateMachine("egress request", S, TRANSITIONS, OWNERS)
+FINAL = MACHINE.final
 # States in which the researcher may change files, groups and their descriptions.
 EDITABLE = frozenset({S.DRAFT, S.CHANGES_REQUESTED})
+# States a researcher may withdraw a request from (derived from the table).
+WITHDRAWABLE = frozenset(t.source for t in TRANSITIONS if t.action is EgressAction.WITHDRAW)
 
 
-def transition(source: S, target: S, by: Owner) -> Transition:
+def transition(source: S, target: S, by: Owner) -> T:
     """The transition from ``source`` to ``target`` made by ``by``; raise if there is none."""
-    for t in TRANSITIONS:
-        if t.source is source and t.target is target:
-            if t.by is not by:
-                raise PermissionDenied(
-                    f"a {by.value} may not move an egress request from {source.value} to {target.value}: "
-                    f"that is the {t.by.value}'s step"
-                )
-            return t
-    allowed = ", ".join(t.target.value for t in TRANSITIONS if t.source is source) or "nothing (it is final)"
-    raise InvalidTransition(
-        f"an egress request that is {source.value} cannot become {target.value}; from {source.value} it may become: {allowed}"
-    )
+    return MACHINE.transition(source, target=target, by=by)

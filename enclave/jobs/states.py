@@ -11,8 +11,9 @@ The worker (the system, not a person) starts and finishes runs; people only canc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
+
+from enclave.statemachine import StateMachine, Transition
 
 
 class JobStatus(StrEnum):
@@ -37,13 +38,7 @@ class JobAction(StrEnum):
     CANCEL = "cancel"
 
 
-@dataclass(frozen=True)
-class JobTransition:
-    source: JobStatus
-    target: JobStatus
-    action: JobAction
-    by: JobActor
-
+JobTransition = Transition[JobStatus, JobAction, JobActor]
 
 TRANSITIONS: tuple[JobTransition, ...] = (
     JobTransition(JobStatus.QUEUED, JobStatus.RUNNING, JobAction.START, JobActor.WORKER),
@@ -64,12 +59,10 @@ OWNER: dict[JobStatus, JobActor | None] = {
     JobStatus.CANCELLED: None,
 }
 
-FINAL = frozenset(s for s, owner in OWNER.items() if owner is None)
+MACHINE = StateMachine("job run", JobStatus, TRANSITIONS, OWNER)
+FINAL = MACHINE.final
 
 
 def transition_for(source: JobStatus, action: JobAction, by: JobActor) -> JobTransition | None:
     """The move ``action`` makes from ``source`` when done by ``by``, or None if not allowed."""
-    for t in TRANSITIONS:
-        if t.source is source and t.action is action and t.by is by:
-            return t
-    return None
+    return MACHINE.find(source, action=action, by=by)

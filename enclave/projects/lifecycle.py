@@ -2,15 +2,19 @@
 
     proposed -> approved -> active -> suspended <-> active -> closed
     proposed -> rejected                 suspended -> closed
+
+Rejecting, suspending and closing say why: the reason is recorded in the audit log.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import cast
 
 from enclave.enums import ProjectStatus as S
 from enclave.enums import Role
+from enclave.statemachine import StateMachine, Transition
 
 
 class ProjectAction(StrEnum):
@@ -22,41 +26,43 @@ class ProjectAction(StrEnum):
 
 
 @dataclass(frozen=True)
-class Transition:
-    source: S
-    target: S
-    action: ProjectAction
-    roles: frozenset[Role]
+class ProjectTransition(Transition[S, ProjectAction, frozenset[Role]]):
+    """A move made by any holder of one of the roles in ``by``."""
+
     needs_reason: bool = False
     # Separation of duties: an admin may not take this decision on a project they belong to.
     forbids_members: bool = False
 
+    @property
+    def roles(self) -> frozenset[Role]:
+        return self.by
+
 
 ADMIN = frozenset({Role.ADMIN})
 
-TRANSITIONS: tuple[Transition, ...] = (
-    Transition(S.PROPOSED, S.APPROVED, ProjectAction.APPROVE, ADMIN, forbids_members=True),
-    Transition(S.PROPOSED, S.REJECTED, ProjectAction.REJECT, ADMIN, needs_reason=True, forbids_members=True),
-    Transition(S.APPROVED, S.ACTIVE, ProjectAction.ACTIVATE, ADMIN),
-    Transition(S.ACTIVE, S.SUSPENDED, ProjectAction.SUSPEND, ADMIN, needs_reason=True),
-    Transition(S.SUSPENDED, S.ACTIVE, ProjectAction.ACTIVATE, ADMIN),
-    Transition(S.ACTIVE, S.CLOSED, ProjectAction.CLOSE, ADMIN),
-    Transition(S.SUSPENDED, S.CLOSED, ProjectAction.CLOSE, ADMIN),
+TRANSITIONS: tuple[ProjectTransition, ...] = (
+    ProjectTransition(S.PROPOSED, S.APPROVED, ProjectAction.APPROVE, ADMIN, forbids_members=True),
+    ProjectTransition(S.PROPOSED, S.REJECTED, ProjectAction.REJECT, ADMIN, needs_reason=True, forbids_members=True),
+    ProjectTransition(S.APPROVED, S.ACTIVE, ProjectAction.ACTIVATE, ADMIN),
+    ProjectTransition(S.ACTIVE, S.SUSPENDED, ProjectAction.SUSPEND, ADMIN, needs_reason=True),
+    ProjectTransition(S.SUSPENDED, S.ACTIVE, ProjectAction.ACTIVATE, ADMIN),
+    ProjectTransition(S.ACTIVE, S.CLOSED, ProjectAction.CLOSE, ADMIN, needs_reason=True),
+    ProjectTransition(S.SUSPENDED, S.CLOSED, ProjectAction.CLOSE, ADMIN, needs_reason=True),
 )
+
+MACHINE: StateMachine[S, ProjectAction, frozenset[Role]] = StateMachine(
+    "project", S, TRANSITIONS, allows=lambda role, t: role in t.by)
 
 # Statuses in which researchers may work (open servers, run jobs, request egress).
 WORKING = frozenset({S.ACTIVE})
 # Statuses from which nothing more happens.
-FINAL = frozenset({S.REJECTED, S.CLOSED})
+FINAL = MACHINE.final
 
 
-def transition_for(source: S, action: ProjectAction) -> Transition | None:
+def transition_for(source: S, action: ProjectAction) -> ProjectTransition | None:
     """The transition ``action`` makes from ``source``, or None if it is not allowed."""
-    for t in TRANSITIONS:
-        if t.source is source and t.action is action:
-            return t
-    return None
+    return cast("ProjectTransition | None", MACHINE.find(source, action=action))
 
 
 def actions_from(source: S) -> list[ProjectAction]:
-    return [t.action for t in TRANSITIONS if t.source is source]
+    return MACHINE.actions_from(source)

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from enclave.config import Settings
 from enclave.db.models import User
 from enclave.db.session import unit_of_work
+from enclave.egress.inbox import inbox
 from enclave.errors import PermissionDenied
 from enclave.policy import load_policy_file
 from enclave.projects.tiers import TierPolicy
@@ -129,7 +130,19 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
         xsrf=xsrf_token(state.auth.xsrf_secret(), ident.token) if ident and ident.via == "cookie" else "",
         xsrf_field=XSRF_FIELD,
     )
+    if ident is not None and "inbox_total" not in context:
+        context["inbox_total"] = _inbox_total(state.settings, ident)
     return state.templates.TemplateResponse(request, template, context, status_code=status_code)
+
+
+def _inbox_total(settings: Settings, ident: Identity) -> int | None:
+    """The count on the top bar's inbox badge (None if it cannot be read: the page still renders)."""
+    try:
+        with unit_of_work(settings) as session:
+            user = find_user(session, ident.name)
+            return inbox(session, user).total if user is not None else None
+    except Exception:  # noqa: BLE001 - a badge must never turn a page (or an error page) into a failure
+        return None
 
 
 def tiers(request: Request) -> TierPolicy:

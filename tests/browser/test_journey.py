@@ -339,7 +339,8 @@ def test_journey_from_sign_in_to_release_and_suspension(browser, hub: Hub, tmp_p
         if name == "rex":
             assert reviewer.locator(".page-head .badge").inner_text().lower() == "approved"
             shot(reviewer, "journey-08-approved")
-            reviewer.get_by_role("button", name="Release").click()
+            reviewer.get_by_role("link", name="Release…").click()  # an irreversible step: confirmed first
+            reviewer.get_by_role("button", name="Release for good").click()
             reviewer.wait_for_url(f"{console}/review?done=released", timeout=60_000)
         reviewer.context.close()
 

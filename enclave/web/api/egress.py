@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import tempfile
 import zipfile
@@ -12,9 +13,9 @@ from fastapi import APIRouter, Depends, Path as PathParam, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from enclave.egress import release, review, service
+from enclave.egress import inbox, queues, release, review, service
 from enclave.egress.policy import EgressEnv
-from enclave.egress.schemas import EgressRequestDetail, EgressRequestOut, request_detail
+from enclave.egress.schemas import EgressRequestDetail, EgressRequestOut, request_detail, rows
 from enclave.enums import EgressStatus, ReviewDecision
 from enclave.web import egress_views
 from enclave.web.api.me import ERRORS
@@ -58,9 +59,36 @@ class VoteIn(BaseModel):
     comment: str = Field(default="", max_length=5000)
 
 
+class InboxCountsOut(BaseModel):
+    reviews_waiting: int = Field(description="Requests in review waiting for my vote")
+    changes_requested: int = Field(description="My requests returned to me for changes")
+    released: int = Field(description="Released requests of my projects I have not downloaded")
+    waiting_release: int = Field(description="Approved requests waiting for a release I may make")
+
+
+class InboxUpdateOut(BaseModel):
+    request: int
+    title: str
+    project: str | None
+    to: EgressStatus
+    actor: str
+    at: dt.datetime
+
+
+class InboxOut(BaseModel):
+    total: int
+    counts: InboxCountsOut
+    reviews_waiting: list[EgressRequestOut]
+    changes_requested: list[EgressRequestOut]
+    released: list[EgressRequestOut]
+    waiting_release: list[EgressRequestOut]
+    updates: list[InboxUpdateOut]
+
+
 class OutboxFileOut(BaseModel):
     path: str
     size: int
+    evidence: bool = Field(False, description="An evidence sidecar (.evidence.json) goes with this table at submission")
 
 
 def env_of(request: Request) -> EgressEnv:
@@ -72,7 +100,7 @@ def list_requests(request: Request, project: str | None = Query(None, max_length
                   status: EgressStatus | None = None, ident: Identity = Depends(signed_in)):
     """Requests of my projects (reviewers and admins: all)."""
     with acting(request, ident) as (session, actor):
-        return [EgressRequestOut.of(r) for r in service.list_requests(session, actor, project=project, status=status)]
+        return rows(session, env_of(request), service.list_requests(session, actor, project=project, status=status))
 
 
 @router.get("/queue", response_model=list[EgressRequestOut], responses=ERRORS)
@@ -80,7 +108,26 @@ def queue(request: Request, ident: Identity = Depends(signed_in)):
     """What waits on me as a reviewer, oldest first."""
     check_console(ident, "review")
     with acting(request, ident) as (session, actor):
-        return egress_views.review_queue(session, actor)
+        return rows(session, env_of(request), queues.review_queue(session, actor))
+
+
+@router.get("/release-queue", response_model=list[EgressRequestOut], responses=ERRORS)
+def release_queue(request: Request, ident: Identity = Depends(signed_in)):
+    """Approved requests waiting for a release I may make (reviewers and admins outside the project)."""
+    with acting(request, ident) as (session, actor):
+        return rows(session, env_of(request), queues.release_queue(session, actor))
+
+
+@router.get("/inbox", response_model=InboxOut, responses=ERRORS)
+def my_inbox(request: Request, ident: Identity = Depends(signed_in)):
+    """What waits on me (counts and requests), and the latest changes to requests I follow."""
+    env = env_of(request)
+    with acting(request, ident) as (session, actor):
+        box = inbox.inbox(session, actor)
+        lists = {name: rows(session, env, getattr(box, name)) for name in box.counts}
+        return InboxOut(total=box.total, counts=InboxCountsOut(**box.counts), **lists,
+                        updates=[InboxUpdateOut(**{k: u[k] for k in InboxUpdateOut.model_fields})
+                                 for u in box.updates])
 
 
 @router.get("/outbox/{project}", response_model=list[OutboxFileOut], responses=CHANGE_ERRORS)

@@ -5,13 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
 
-from enclave.egress import release, review, service
+from enclave.egress import access, inbox, queues, release, review, service
 from enclave.egress.policy import EgressEnv
-from enclave.egress.schemas import EgressRequestOut, request_detail
-from enclave.enums import EgressStatus, ProjectStatus, ReviewDecision
+from enclave.egress.schemas import EgressRequestOut, request_detail, rows
+from enclave.enums import ProjectStatus, ReviewDecision
 from enclave.errors import InvalidInput
-from enclave.permissions import is_member
-from enclave.projects.service import get_project, projects_of
+from enclave.projects.service import projects_of
 from enclave.web import egress_views, jobs_views, preview, readmodels
 from enclave.web.auth import Identity
 from enclave.web.context import acting, check_console, render, signed_in, web
@@ -39,8 +38,9 @@ def my_requests(request: Request, ident: Identity = Depends(signed_in)):
     with acting(request, ident) as (session, actor):
         mine = [p.slug for p in projects_of(session, actor, ProjectStatus.ACTIVE)]
         member_of = {p.slug for p in projects_of(session, actor)}
-        rows = [EgressRequestOut.of(r) for r in service.list_requests(session, actor) if r.project.slug in member_of]
-    return render(request, "egress/list.html", requests=list(reversed(rows)), projects=mine,
+        listed = rows(session, _env(request), [r for r in service.list_requests(session, actor)
+                                               if r.project.slug in member_of])
+    return render(request, "egress/list.html", requests=list(reversed(listed)), projects=mine,
                   done=done_message(request))
 
 
@@ -67,8 +67,7 @@ def request_page(request: Request, request_id: int, ident: Identity = Depends(si
         origins = jobs_views.file_origins(session, actor, detail)
         runs = jobs_views.cited_runs(session, actor, detail)
         summaries = readmodels.check_summaries(session, actor, env, request_id)
-        may_reply = detail.status is EgressStatus.CHANGES_REQUESTED and (
-            actor.name == detail.author or is_member(actor, get_project(session, detail.project)))
+        may_reply = detail.status == "changes_requested" and access.can_reply(actor, service.get_request(session, request_id))
     return render(request, "egress/request.html", req=detail, outbox=outbox, origins=origins, runs=runs,
                   may_reply=may_reply, summaries=summaries, done=done_message(request))
 
@@ -126,20 +125,86 @@ async def reply(request: Request, request_id: int, ident: Identity = Depends(sig
     return _back(request, f"egress/{request_id}", "replied")
 
 
+# Irreversible steps ask first: GET shows what will happen and a form whose POST carries
+# confirm=yes; a POST without it is refused (no script needed, and a stray POST does nothing).
+CONFIRM_FIELD = "confirm"
+IRREVERSIBLE = {
+    "withdraw": ("Withdraw this request?",
+                 "A withdrawn request is final: its files are no longer reviewed and it cannot be resubmitted. "
+                 "To send the outputs again, start a new request.", "Withdraw for good"),
+    "release": ("Release these files?",
+                "The files leave the enclave in the form reviewers saw, with a signed release record. "
+                "A release cannot be undone.", "Release for good"),
+}
+
+
+def _check_confirmed(data: dict[str, str], step: str) -> None:
+    if data.get(CONFIRM_FIELD) != "yes":
+        raise InvalidInput(f"confirm that you want to {step}: open the {step} page and press its button")
+
+
+@router.get("/egress/{request_id}/withdraw")
+def confirm_withdraw(request: Request, request_id: int, ident: Identity = Depends(signed_in)):
+    return _confirm_page(request, request_id, "withdraw", ident)
+
+
+@router.get("/egress/{request_id}/release")
+def confirm_release(request: Request, request_id: int, ident: Identity = Depends(signed_in)):
+    return _confirm_page(request, request_id, "release", ident)
+
+
+def _confirm_page(request: Request, request_id: int, step: str, ident: Identity):
+    """The confirmation page of an irreversible step: what will happen, and one button."""
+    env = _env(request)
+    with acting(request, ident) as (session, actor):
+        detail = request_detail(session, actor, env, request_id)
+    allowed = detail.may_withdraw if step == "withdraw" else detail.may_release
+    title, warning, button = IRREVERSIBLE[step]
+    return render(request, "egress/confirm.html", req=detail, step=step, title=title, warning=warning,
+                  button=button, allowed=allowed)
+
+
 @router.post("/egress/{request_id}/withdraw")
-def withdraw(request: Request, request_id: int, ident: Identity = Depends(signed_in)):
+async def withdraw(request: Request, request_id: int, ident: Identity = Depends(signed_in)):
+    data = await form_fields(request)
+    _check_confirmed(data, "withdraw")
     env = _env(request)
     with acting(request, ident) as (session, actor):
         service.withdraw_request(session, actor, env, request_id)
     return _back(request, f"egress/{request_id}", "withdrawn")
 
 
+@router.post("/egress/{request_id}/release")
+async def release_request(request: Request, request_id: int, ident: Identity = Depends(signed_in)):
+    """Release an approved request (an independent reviewer or admin), once confirmed."""
+    data = await form_fields(request)
+    _check_confirmed(data, "release")
+    env = _env(request)
+    with acting(request, ident) as (session, actor):
+        release.release_request(session, actor, env, request_id)
+    return _back(request, "review" if ident.is_reviewer else "inbox", "released")
+
+
+@router.get("/inbox")
+def inbox_page(request: Request, ident: Identity = Depends(signed_in)):
+    """What waits on me, and what happened to my requests."""
+    env = _env(request)
+    with acting(request, ident) as (session, actor):
+        box = inbox.inbox(session, actor)
+        lists = {name: rows(session, env, getattr(box, name)) for name in box.counts}
+        shown = {"changes_requested", "released"} | ({"reviews_waiting"} if access.can_reviewer(actor) else set()) | (
+            {"waiting_release"} if access.can_releaser(actor) else set())
+    return render(request, "inbox.html", box=box, lists=lists, shown=shown, done=done_message(request))
+
+
 @router.get("/review")
 def queue(request: Request, ident: Identity = Depends(reviewer)):
-    """What waits on me, oldest first."""
+    """What waits on me, oldest first: requests to review, then approved ones to release."""
+    env = _env(request)
     with acting(request, ident) as (session, actor):
-        waiting = egress_views.review_queue(session, actor)
-    return render(request, "review/queue.html", queue=waiting, done=done_message(request))
+        waiting = rows(session, env, queues.review_queue(session, actor))
+        to_release = rows(session, env, queues.release_queue(session, actor))
+    return render(request, "review/queue.html", queue=waiting, to_release=to_release, done=done_message(request))
 
 
 @router.get("/review/{request_id}")
@@ -197,10 +262,3 @@ async def vote(request: Request, request_id: int, ident: Identity = Depends(revi
         review.vote(session, actor, env, request_id, data.get("path", ""), decision, data.get("comment", ""))
     return _back(request, f"review/{request_id}", "voted")
 
-
-@router.post("/review/{request_id}/release")
-def release_request(request: Request, request_id: int, ident: Identity = Depends(reviewer)):
-    env = _env(request)
-    with acting(request, ident) as (session, actor):
-        release.release_request(session, actor, env, request_id)
-    return _back(request, "review", "released")

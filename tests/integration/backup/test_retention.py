@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 def _close(world: World) -> None:
     with unit_of_work(world.settings) as s:
-        move_project(s, get_user(s, "admin"), world.settings, world.slug, ProjectAction.CLOSE)
+        move_project(s, get_user(s, "admin"), world.settings, world.slug, ProjectAction.CLOSE, "study finished")
     housekeeping(world.settings)
 
 

@@ -364,7 +364,7 @@ def test_canonical_objects_of_unreleased_files_are_destroyed_with_the_project(wo
     canonical = object_path(world.settings, hashlib.sha256(NOTEBOOK_RELEASED).hexdigest())
     assert canonical.exists()
     with world.uow() as s:
-        move_project(s, get_user(s, "admin"), world.settings, world.slug, ProjectAction.CLOSE)
+        move_project(s, get_user(s, "admin"), world.settings, world.slug, ProjectAction.CLOSE, "study finished")
     housekeeping(world.settings)
     with world.uow() as s:
         due = s.scalars(select(DataRetention)).one().destroy_after

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from enclave.egress.policy import EgressPolicy
 from enclave.egress.review import file_outcome, request_outcome
-from enclave.egress.workflow import FINAL, OWNERS, TRANSITIONS, Owner, transition
+from enclave.egress.workflow import FINAL, OWNERS, TRANSITIONS, EgressAction, Owner, transition
 from enclave.enums import EgressStatus as S
 from enclave.enums import ReviewDecision as D
 from enclave.errors import InvalidTransition, PermissionDenied, PolicyError
@@ -25,6 +25,7 @@ ALLOWED = {
     (S.IN_REVIEW, S.APPROVED, Owner.REVIEWER),
     (S.IN_REVIEW, S.CHANGES_REQUESTED, Owner.REVIEWER),
     (S.IN_REVIEW, S.REJECTED, Owner.REVIEWER),
+    (S.IN_REVIEW, S.WITHDRAWN, Owner.RESEARCHER),          # the author may withdraw a request in review
     (S.CHANGES_REQUESTED, S.SUBMITTED, Owner.RESEARCHER),
     (S.CHANGES_REQUESTED, S.WITHDRAWN, Owner.RESEARCHER),
     (S.APPROVED, S.RELEASED, Owner.SYSTEM),
@@ -54,7 +55,8 @@ def test_workflow_every_status_has_an_owner_entry_and_only_owners_move() -> None
     assert set(OWNERS) == set(S)
     assert FINAL == {S.REJECTED, S.RELEASED, S.WITHDRAWN}
     for t in TRANSITIONS:
-        assert OWNERS[t.source] is t.by, f"{t.source} is moved by {t.by}, not its owner"
+        # Every move is its source's owner's, except the author's right to withdraw.
+        assert OWNERS[t.source] is t.by or t.action is EgressAction.WITHDRAW, f"{t.source} is moved by {t.by}"
     for status in FINAL:
         assert not [t for t in TRANSITIONS if t.source is status], "a final status must have no way out"
     for status in set(S) - FINAL:

@@ -34,7 +34,7 @@ def test_servers_to_stop_stops_every_server_of_a_suspended_project(factory):
 
 def test_servers_to_stop_stops_a_closed_project_and_unknown_servers(factory):
     _setup(factory)
-    transition_project(factory.session, factory.admin, "beta", ProjectAction.CLOSE)
+    transition_project(factory.session, factory.admin, "beta", ProjectAction.CLOSE, reason="study finished")
     orders = servers_to_stop(factory.session, [("bob", "beta"), ("bob", ""), ("bob", "nosuch"), ("eve", "alpha")], utcnow())
     assert [o.reason for o in orders] == [
         "project beta is closed", "not a project server", "no project named nosuch", "not an enclave user"]

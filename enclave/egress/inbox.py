@@ -1,0 +1,77 @@
+"""The in-app inbox: what waits on the signed-in person, and what happened to their requests.
+
+Built on the events the notifiers already send (every ``egress.transition`` of a request
+is also written to the audit log, and mailed or posted where a notifier is configured):
+the counts come from the requests' current states through the same queues the consoles
+use, and the recent updates are those transition events for requests the person follows
+(the author and members of its project).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from enclave.db.models import AuditEvent, EgressRequest, User
+from enclave.egress import access, queues
+from enclave.egress.service import EgressAudit, list_requests, target_of
+from enclave.enums import EgressStatus
+
+RECENT = 20
+
+
+@dataclass
+class Inbox:
+    """Requests that wait on ``actor``, by kind, and the latest changes of those they follow."""
+
+    reviews_waiting: list[EgressRequest] = field(default_factory=list)
+    changes_requested: list[EgressRequest] = field(default_factory=list)
+    released: list[EgressRequest] = field(default_factory=list)
+    waiting_release: list[EgressRequest] = field(default_factory=list)
+    updates: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {"reviews_waiting": len(self.reviews_waiting), "changes_requested": len(self.changes_requested),
+                "released": len(self.released), "waiting_release": len(self.waiting_release)}
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def _downloaded_by(session: Session, actor: User, requests: list[EgressRequest]) -> set[str]:
+    if not requests:
+        return set()
+    return set(session.scalars(select(AuditEvent.target).where(
+        AuditEvent.action == EgressAudit.DOWNLOAD, AuditEvent.actor == actor.name,
+        AuditEvent.target.in_([target_of(r) for r in requests]))))
+
+
+def inbox(session: Session, actor: User) -> Inbox:
+    """The inbox of ``actor``: reviews waiting for them, requests returned to them for
+    changes, releases of their projects they have not downloaded yet, and (for releasers)
+    approved requests waiting for release."""
+    box = Inbox()
+    if access.can_reviewer(actor):
+        box.reviews_waiting = queues.review_queue(session, actor)
+    if access.can_releaser(actor):
+        box.waiting_release = queues.release_queue(session, actor)
+    followed = [r for r in list_requests(session, actor) if access.can_follow(actor, r)]
+    box.changes_requested = [r for r in followed if r.status is EgressStatus.CHANGES_REQUESTED
+                             and access.can_submit(actor, r)]
+    released = [r for r in followed if r.status is EgressStatus.RELEASED]
+    fetched = _downloaded_by(session, actor, released)
+    box.released = [r for r in released if target_of(r) not in fetched]
+    if followed:
+        by_target = {target_of(r): r for r in followed}
+        events = session.scalars(select(AuditEvent).where(
+            AuditEvent.action == EgressAudit.TRANSITION, AuditEvent.target.in_(list(by_target)))
+            .order_by(AuditEvent.seq.desc()).limit(RECENT))
+        box.updates = [{"request": by_target[e.target].id, "title": by_target[e.target].title,
+                        "project": e.project, "from": e.details.get("from"), "to": e.details.get("to"),
+                        "actor": e.actor, "at": e.at} for e in events if e.target in by_target]
+    return box
