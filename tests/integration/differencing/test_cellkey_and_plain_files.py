@@ -97,3 +97,15 @@ def test_differencing_plain_file_lists_earlier_releases_for_review(enclave: Encl
     (enclave.outbox("renal") / "notes.md").write_text("# Methods\n\nWe counted patients by band.\n")
     _, other = enclave.submit("renal", "notes.md")  # a project with no releases: nothing to compare with
     assert differencing(other["notes.md"]) is None
+
+
+def test_differencing_check_that_breaks_sends_files_to_review(enclave: Enclave):
+    # A damaged store (here: the project's pseudonym map) must never let a file pass unchecked.
+    enclave.save("cardio", "t.csv", crosstab(cohort(90), index="age_band", columns="sex"))
+    enclave.submit("cardio", "t.csv")
+    maps = enclave.settings.home / "differencing" / "demo" / "maps" / "cardio-v1.parquet"
+    maps.write_bytes(b"not parquet")
+    _, again = enclave.submit("cardio", "t.csv")
+    finding = differencing(again["t.csv"])
+    assert finding is not None and finding["status"] == "review" and "failed" in finding["message"]
+    assert again["t.csv"]["status"] in ("review", "fail")
