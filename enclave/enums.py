@@ -85,3 +85,10 @@ class ConfidentialityBasis(StrEnum):
     LEGAL_REQUIREMENT = "legal_requirement"  # a statute or court order requires it
     NOT_CONFIDENTIAL = "not_confidential"    # de-identified: the duty does not apply
     PUBLIC_INTEREST = "public_interest"      # an overriding public interest
+
+
+class ContainerEngine(StrEnum):
+    """What runs the workspace containers (policies/containers.yaml ``engine``)."""
+
+    DOCKER = "docker"  # one host's engine: containers on an --internal bridge network
+    SWARM = "swarm"    # Docker Swarm: services on per-project --internal overlay networks

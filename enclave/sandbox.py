@@ -26,6 +26,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from enclave.enums import ContainerEngine
 from enclave.errors import Conflict, InvalidInput
 from enclave.policy import StrictModel, load_policy_file
 
@@ -65,6 +66,7 @@ _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 class ContainerPolicy(StrictModel):
     """Limits and placement of workspace containers (policies/containers.yaml)."""
 
+    engine: ContainerEngine = ContainerEngine.DOCKER
     image: str = Field(default="enclave-notebook:latest", min_length=1)
     network: str = Field(default="enclave-internal", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     mem_limit: Size = "4g"

@@ -27,6 +27,7 @@ from enclave.catalog.service import live_grants
 from enclave.clock import utcnow
 from enclave.config import Settings
 from enclave.db.session import unit_of_work
+from enclave.enums import ContainerEngine
 from enclave.errors import EnclaveError
 from enclave.hub import actors
 from enclave.hub.access import (
@@ -37,6 +38,7 @@ from enclave.hub.access import (
     spawnable_projects,
 )
 from enclave.hub.browser_policy import TierBrowserPolicy, load_browser_policy
+from enclave.hub.swarm import check_engine
 from enclave.meter.client import MeterUnavailable, register_route, unregister_route
 from enclave.users import find_user
 
@@ -47,6 +49,11 @@ USER_LABEL = "org.enclave.user"
 
 class EnclaveSpawner(DockerSpawner):
     """A DockerSpawner whose servers are project workspaces inside the enclave's sandbox."""
+
+    # The engine policies/containers.yaml must name for this spawner to start servers.
+    engine = ContainerEngine.DOCKER
+    # Settings that would bypass enclave.sandbox; a start is refused while any is set.
+    sandbox_only_traits: tuple[str, ...] = ("volumes", "extra_host_config", "extra_create_kwargs")
 
     enclave_home = Unicode(
         "",
@@ -195,11 +202,15 @@ class EnclaveSpawner(DockerSpawner):
     async def start(self) -> str:
         if not (self.meter_url and self.meter_token):
             raise web.HTTPError(500, "no egress meter is configured: set c.EnclaveSpawner.meter_url and meter_token")
-        for trait in ("volumes", "extra_host_config", "extra_create_kwargs"):
+        for trait in self.sandbox_only_traits:
             if getattr(self, trait):
                 raise web.HTTPError(
-                    500, f"EnclaveSpawner takes isolation only from enclave.sandbox: remove c.DockerSpawner.{trait}"
+                    500, f"{type(self).__name__} takes isolation only from enclave.sandbox: remove c.{type(self).__name__}.{trait}"
                 )
+        try:
+            check_engine(self.enclave_settings(), self.container_policy(), self.engine)
+        except EnclaveError as exc:
+            raise web.HTTPError(500, str(exc)) from None
         slug = self._requested_project()
         self._enclave_policy, self._enclave_mounts = await asyncio.to_thread(
             self._check_and_prepare, slug, actors.requester_of(self.handler))

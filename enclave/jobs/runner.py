@@ -139,13 +139,17 @@ class Runner:
         lost = []
         for run_id, name, started in running:
             try:
-                alive = bool(name) and self.client.containers.get(name).status in ("created", "running")
+                alive = bool(name) and self._alive(name)
             except docker.errors.NotFound:
                 alive = started is not None and utcnow() - started < grace
             if not alive:
                 self._fail(run_id, "the worker stopped while the run was executing: submit it again")
                 lost.append(run_id)
         return lost
+
+    def _alive(self, name: str) -> bool:
+        """Whether the run's container still runs; docker.errors.NotFound if it is gone."""
+        return self.client.containers.get(name).status in ("created", "running")
 
     def work(self, *, once: bool = False, idle_sleep: float = 2.0) -> list[int]:
         """Run queued runs, up to the policy's concurrency at a time, in threads. With

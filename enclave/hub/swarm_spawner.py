@@ -1,0 +1,101 @@
+"""EnclaveSwarmSpawner: EnclaveSpawner's servers as Docker Swarm services.
+
+It is EnclaveSpawner with DockerSpawner's SwarmSpawner underneath (method resolution
+order: EnclaveSwarmSpawner, EnclaveSpawner, SwarmSpawner, DockerSpawner): the access
+checks, mounts, workspace preparation, audit of every start, stop and refusal, the egress
+meter and the browser channel are EnclaveSpawner's own methods, not copies. Only the
+object created differs: a service built by ``enclave.hub.swarm.service_spec`` from the
+same sandbox settings, on the project's own internal overlay network, placed on a node
+that sees the shared store, from the image's id, never restarted.
+
+The hub runs in a container on the manager (``hub_container``); it joins each project's
+network as the project's first server starts, which is how it reaches the servers and
+they reach it, and how no project's network reaches another's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from dockerspawner import SwarmSpawner
+from tornado import web
+from traitlets import Unicode, default
+
+from enclave.enums import ContainerEngine
+from enclave.errors import EnclaveError
+from enclave.hub import swarm
+from enclave.hub.spawner import PROJECT_LABEL, USER_LABEL, EnclaveSpawner
+
+
+class EnclaveSwarmSpawner(EnclaveSpawner, SwarmSpawner):
+    """EnclaveSpawner whose servers are Swarm services (policies/containers.yaml engine: swarm)."""
+
+    engine = ContainerEngine.SWARM
+    # SwarmSpawner's own ways around the sandbox, refused like DockerSpawner's.
+    sandbox_only_traits = (*EnclaveSpawner.sandbox_only_traits, "extra_container_spec", "extra_resources_spec",
+                           "extra_placement_spec", "extra_task_spec", "extra_endpoint_spec", "volume_driver")
+
+    hub_container = Unicode(
+        "",
+        help="""Name or id of the container the hub runs in, on the Swarm manager. It is
+        connected to each project's internal overlay network when a server of that project
+        starts, so the hub and the server reach each other and nothing else does. Empty:
+        the hub is already on the networks by other means (tests, a hub service).""",
+    ).tag(config=True)
+
+    @default("pull_policy")
+    def _default_pull_policy(self) -> str:
+        return "skip"  # each node has the image by id (docs/deploy.md), or the task fails
+
+    @default("network_name")
+    def _default_network_name(self) -> str:
+        return ""  # set per project in create_object
+
+    def _swarm_prepare(self) -> tuple[str, str, list[str]]:
+        """Check the engine setting and the image, make the project's network; return the
+        image id, the network and the placement constraints."""
+        settings = self.enclave_settings()
+        swarm.check_engine(settings, self._enclave_policy, ContainerEngine.SWARM)
+        image_id = swarm.check_image(self.client, self.image)
+        network = swarm.ensure_project_network(self.client, self._enclave_policy, self.name)
+        if self.hub_container:
+            _connect(self.client, network, self.hub_container)
+        marker = swarm.ensure_marker(settings.home)
+        return image_id, network, swarm.placement_constraints(marker)
+
+    async def create_object(self) -> dict[str, Any]:
+        """Create the service with exactly the sandbox's settings; wait for its task."""
+        try:
+            image_id, network, constraints = await asyncio.to_thread(self._swarm_prepare)
+        except EnclaveError as exc:
+            raise web.HTTPError(500, str(exc)) from None
+        self.network_name = network
+        spec = swarm.service_spec(
+            self._enclave_policy, self._enclave_mounts, name=self.service_name, image=image_id,
+            args=await self.get_command(), env=self.get_env(),
+            labels={PROJECT_LABEL: self.name, USER_LABEL: self.user.name},
+            network=network, constraints=constraints)
+        service = await self.docker("create_service", **spec)
+        while not await self.docker("tasks", filters={"service": self.service_name}):
+            await asyncio.sleep(0.2)
+        return service
+
+    async def get_ip_and_port(self) -> tuple[str, int]:
+        # The service's address on the project's network (its name resolves only there).
+        return self.service_name, self.port
+
+
+def _connect(client: Any, network: str, container: str) -> None:
+    import docker.errors
+
+    net = client.networks.get(network)
+    net.reload()
+    attached = net.attrs.get("Containers") or {}
+    if any(c.get("Name") == container or cid.startswith(container) for cid, c in attached.items()):
+        return
+    try:
+        net.connect(container)
+    except docker.errors.APIError as exc:
+        if "already exists" not in str(exc):
+            raise
