@@ -5,7 +5,8 @@ Works on pandas and polars DataFrames and computes with polars::
     from enclave.safe import crosstab, query
     grants = query("demo", "grants")               # /data/demo/grants.parquet, reproducibly
     r = crosstab(grants, index="year", columns="grant_type", values="income", aggfunc="mean")
-    r.status, r.findings, r.table
+    print(r)                                       # both verdicts in words: raw table and saved table
+    r.status, r.saved_status, r.findings, r.table
     r.save("project/outbox/income_by_year.csv")   # writes the table and its evidence
 
 A table built from a query is reproducible: the enclave re-runs the query on submit and
