@@ -120,7 +120,7 @@ class ServiceMetrics:
     expiring: list[ExpiringGrant] = field(default_factory=list)
 
     def queue_of(self, kind: QueueKind) -> list[Waiting]:
-        return [w for w in self.queue if w.kind is kind]
+        return [w for w in self.queue if w.kind == kind]
 
     @property
     def over_target(self) -> int:

@@ -61,12 +61,13 @@ def test_browser_researcher_applies_and_admin_approves(as_user, server):
     ada = as_user("t-ada")
     ada.goto(server + PREFIX + "/admin/applications")
     entry = ada.locator("article", has_text="Early warning scores in sepsis")
-    assert entry.get_by_text("hes-apc, observations").is_visible()
+    assert entry.get_by_text("hes-apc: not in the catalogue").is_visible()  # flagged for the admin
+    assert entry.get_by_text("observations: not in the catalogue").is_visible()
     shot(ada, "admin-applications")
     entry.get_by_role("button", name="Approve").click()
     assert ada.get_by_role("status").inner_text() == "The project was approved."
-    ada.goto(server + PREFIX + "/admin/projects/sepsis-news")
-    ada.get_by_role("button", name="Activate").click()
+    assert ada.url.endswith("/admin/projects/sepsis-news?done=approve")  # approval leads on to the project
+    ada.get_by_role("button", name="Activate", exact=True).click()
     assert ada.locator(".badge-active").first.is_visible()
     shot(ada, "admin-project")
 

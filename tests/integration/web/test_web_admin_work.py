@@ -81,6 +81,7 @@ def test_admin_dashboard_shows_service_against_target(client: TestClient):
     assert "Service against target" in text and "a decision within 5 working days" in text
     assert "waiting longer than 5 working days" in text
     assert "application copd" in text  # the waiting application, with its age
+    assert "Project applications (custodian) Waiting now 1 Decided" in text
     assert "grants ending within 30 days" in text and "hospital-episodes v1" in text
 
 
