@@ -1,0 +1,120 @@
+"""The request's life in the web: nothing falls out of the queues, returns carry the
+reviewers' comments to the researcher, irreversible steps are confirmed, and the inbox
+(page, top-bar badge and API) counts what waits on each person."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.integration.web.jobs_steps import signed_in, xsrf_of
+from tests.integration.web.world import PREFIX
+
+API = PREFIX + "/api/egress"
+
+
+def h(token: str) -> dict[str, str]:
+    return {"Authorization": f"token {token}"}
+
+
+@pytest.fixture
+def in_review(client: TestClient) -> int:
+    """rob's request of a plain text file: in review, waiting on two reviewers."""
+    rid = client.post(API + "/requests", headers=h("t-rob"), json={"project": "asthma", "title": "Notes"}).json()["id"]
+    added = client.post(API + f"/requests/{rid}/files", headers=h("t-rob"),
+                        json={"paths": ["notes.txt"], "group": "g", "context": "Method notes", "controls": "none"})
+    assert added.status_code == 200, added.text
+    submitted = client.post(API + f"/requests/{rid}/submit", headers=h("t-rob"), json={})
+    assert submitted.json()["status"] == "in_review", submitted.text
+    return rid
+
+
+def _vote(client: TestClient, rid: int, token: str, decision: str, comment: str) -> None:
+    response = client.post(API + f"/requests/{rid}/votes", headers=h(token),
+                           json={"path": "notes.txt", "decision": decision, "comment": comment})
+    assert response.status_code == 200, response.text
+
+
+def _badge(page: str) -> str | None:
+    found = re.search(r'data-inbox-count[^>]*>(\d+)<', page)
+    return found.group(1) if found else None
+
+
+def test_web_approved_request_waits_in_the_release_queue_and_release_is_confirmed(client: TestClient, in_review: int):
+    _vote(client, in_review, "t-rita", "approve", "plain notes")
+    _vote(client, in_review, "t-rudy", "approve", "plain notes")
+    assert client.get(API + "/queue", headers=h("t-rita")).json() == []  # reviewed: out of the review queue
+    waiting = client.get(API + "/release-queue", headers=h("t-rudy")).json()
+    assert [r["id"] for r in waiting] == [in_review] and waiting[0]["waiting_on"].startswith("a releaser")
+    assert client.get(API + "/release-queue", headers=h("t-rob")).status_code == 403
+    signed_in(client, "t-rudy")
+    queue = client.get(PREFIX + "/review").text
+    section = queue.split('id="to-release"', 1)[1]
+    assert f'href="{PREFIX}/egress/{in_review}/release"' in section and "Notes" in section
+    # A release without the confirmation does nothing.
+    token = xsrf_of(client, f"/egress/{in_review}/release")
+    refused = client.post(PREFIX + f"/egress/{in_review}/release", data={"_xsrf": token}, follow_redirects=False)
+    assert refused.status_code == 400 and "confirm" in refused.text
+    assert client.get(API + f"/requests/{in_review}", headers=h("t-rob")).json()["status"] == "approved"
+    confirm = client.get(PREFIX + f"/egress/{in_review}/release").text
+    assert "A release cannot be undone" in confirm and 'name="confirm" value="yes"' in confirm
+    done = client.post(PREFIX + f"/egress/{in_review}/release", data={"_xsrf": token, "confirm": "yes"},
+                       follow_redirects=False)
+    assert done.status_code == 303 and done.headers["location"].endswith("/review?done=released")
+    assert client.get(API + f"/requests/{in_review}", headers=h("t-rob")).json()["status"] == "released"
+    # Someone inside the project cannot release, confirmed or not (the page offers no button).
+    signed_in(client, "t-ria")
+    assert "Release for good" not in client.get(PREFIX + f"/egress/{in_review}/release").text
+
+
+def test_web_return_shows_the_reviewers_comments_and_withdraw_is_confirmed(client: TestClient, in_review: int):
+    _vote(client, in_review, "t-rita", "request_changes", "Say which years the notes cover.")
+    _vote(client, in_review, "t-rudy", "request_changes", "Name the data source.")
+    signed_in(client, "t-rob")
+    page = client.get(PREFIX + f"/egress/{in_review}").text
+    returned = page.split('id="returned"', 1)[1].split("</section>", 1)[0]
+    assert "Say which years the notes cover." in returned and "Name the data source." in returned
+    assert "rob (author): change and resubmit, or withdraw" in page
+    token = xsrf_of(client, f"/egress/{in_review}")
+    refused = client.post(PREFIX + f"/egress/{in_review}/withdraw", data={"_xsrf": token}, follow_redirects=False)
+    assert refused.status_code == 400
+    assert "Withdraw for good" in client.get(PREFIX + f"/egress/{in_review}/withdraw").text
+    done = client.post(PREFIX + f"/egress/{in_review}/withdraw", data={"_xsrf": token, "confirm": "yes"},
+                       follow_redirects=False)
+    assert done.status_code == 303
+    assert client.get(API + f"/requests/{in_review}", headers=h("t-rob")).json()["status"] == "withdrawn"
+
+
+def test_web_author_withdraws_a_request_in_review(client: TestClient, in_review: int):
+    _vote(client, in_review, "t-rita", "approve", "fine")
+    signed_in(client, "t-rob")
+    assert f'href="{PREFIX}/egress/{in_review}/withdraw"' in client.get(PREFIX + f"/egress/{in_review}").text
+    signed_in(client, "t-ria")  # a member, not the author: no withdraw offered, and refused
+    assert f'{in_review}/withdraw"' not in client.get(PREFIX + f"/egress/{in_review}").text
+    token = xsrf_of(client, "/egress")
+    refused = client.post(PREFIX + f"/egress/{in_review}/withdraw", data={"_xsrf": token, "confirm": "yes"})
+    assert refused.status_code == 403
+    assert client.post(API + f"/requests/{in_review}/withdraw", headers=h("t-rob")).json()["status"] == "withdrawn"
+    assert client.get(API + "/queue", headers=h("t-rudy")).json() == []
+
+
+def test_web_inbox_counts_what_waits_on_each_person(client: TestClient, in_review: int):
+    assert client.get(API + "/inbox", headers=h("t-rita")).json()["counts"]["reviews_waiting"] == 1
+    signed_in(client, "t-rita")
+    assert _badge(client.get(PREFIX + "/egress").text) == "1"
+    inbox = client.get(PREFIX + "/inbox").text
+    assert re.search(r'data-count="reviews_waiting"><a[^>]*><b>1</b>', inbox)
+    assert f'href="{PREFIX}/review/{in_review}"' in inbox
+    _vote(client, in_review, "t-rita", "request_changes", "Say which years.")
+    _vote(client, in_review, "t-rudy", "approve", "fine")
+    rob = client.get(API + "/inbox", headers=h("t-rob")).json()
+    # The reviewers disagree: the request waits on a further reviewer, not on rob.
+    assert rob["counts"]["changes_requested"] == 0
+    detail = client.get(API + f"/requests/{in_review}", headers=h("t-rob")).json()
+    assert detail["waiting_on"] == "a further independent reviewer: the reviewers disagree"
+    assert client.get(API + "/inbox", headers=h("t-rita")).json()["total"] == 0
+    signed_in(client, "t-rob")
+    assert _badge(client.get(PREFIX + "/egress").text) is None  # nothing waits on rob: no badge
+    assert client.get(PREFIX + "/inbox").status_code == 200
