@@ -155,3 +155,22 @@ def test_request_page_gives_each_file_its_check_summary(client: TestClient, requ
     html = page(client, "t-rob", f"/egress/{requests['current']}")
     summary = re.search(r'<p class="small check-summary" data-check-summary><b>Checks:</b> ([^<]*)</p>', html).group(1)
     assert re.match(r"\d+ cells? failed in the raw table \(", summary) and "all suppressed" in summary, summary
+
+
+def test_review_earlier_file_refuses_another_projects_release(world, client: TestClient, requests: dict[str, int]):
+    from enclave.egress.quarantine import outbox_dir
+
+    outbox = outbox_dir(world, "diabetes")
+    outbox.mkdir(parents=True, exist_ok=True)
+    (outbox / "other.txt").write_text("Another team's released note.\n")
+    api, eve = PREFIX + "/api/egress", {"Authorization": "token t-eve"}
+    rid = client.post(api + "/requests", headers=eve, json={"project": "diabetes", "title": "Note"}).json()["id"]
+    client.post(api + f"/requests/{rid}/files", headers=eve,
+                json={"paths": ["other.txt"], "group": "g", "context": "a note", "controls": "none"})
+    assert client.post(api + f"/requests/{rid}/submit", headers=eve, json={}).json()["status"] == "in_review"
+    approve_and_release(client, rid, ["other.txt"])
+    client.cookies.set(SESSION_COOKIE, "t-rita")
+    response = client.get(PREFIX + f"/review/{requests['current']}/earlier/{rid}/file?path=other.txt")
+    assert response.status_code == 404 and "Another team" not in response.text
+    listed = page(client, "t-rita", f"/review/{requests['current']}/file?path=by_decile.csv")
+    assert "other.txt" not in listed
