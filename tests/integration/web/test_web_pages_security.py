@@ -97,20 +97,6 @@ def test_pages_researcher_applies_and_admin_sees_the_application(client: TestCli
     assert "hes-apc, ons-deaths" in queue and "ria" in queue
 
 
-@pytest.mark.parametrize(("field", "value", "message"), [
-    ("end_date", "not-a-date", "end date"), ("slug", "Bad Slug!", "slug"), ("end_date", "2001-01-01", "past"),
-    ("team", "nobody-here", "no user named 'nobody-here'"),
-])
-def test_pages_apply_bad_input_gets_one_clear_line(client: TestClient, field, value, message):
-    signed_in(client, "t-rob")
-    form = {"_xsrf": xsrf_of(client, "/apply"), "slug": "ok-slug", "title": "T", "purpose": "P",
-            "lay_summary": "L", "lawful_basis": "B", "end_date": "2099-01-01", **REGISTER_FORM, field: value}
-    response = client.post(PREFIX + "/apply", data=form, follow_redirects=False)
-    assert response.status_code in (400, 404)
-    text = html.unescape(re.search(r'<p class="error-message">(.*?)</p>', response.text, re.S).group(1))
-    assert message in text and "\n" not in text.strip()
-
-
 def test_pages_other_teams_project_is_refused(client: TestClient):
     signed_in(client, "t-rob")
     response = client.get(PREFIX + "/projects/diabetes")
