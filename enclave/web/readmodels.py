@@ -411,6 +411,8 @@ def similarity(a: TableShape, b: TableShape) -> float:
 # An earlier table less alike than this is not worth a reviewer's eye beside the current one.
 MIN_SIMILARITY = 0.4
 SIMILAR_ROWS_SHOWN = 50
+# The newest earlier tables compared (each is read and its digest checked, so the page stays quick).
+MAX_COMPARED = 50
 
 
 def most_similar_table(session: Session, actor: User, env: EgressEnv, request_id: int,
@@ -421,10 +423,9 @@ def most_similar_table(session: Session, actor: User, env: EgressEnv, request_id
     delimiter = "\t" if view.path.lower().endswith(".tsv") else ","
     current = table_shape(read_object(env.settings, view.canonical_sha256).read_bytes(), delimiter)
     best: tuple[float, EarlierFile, TableShape, bytes] | None = None
-    for e in earlier:
+    tables = [e for e in earlier if PurePosixPath(e.path).suffix.lower() in (".csv", ".tsv") and e.sha256]
+    for e in tables[:MAX_COMPARED]:  # newest first
         suffix = PurePosixPath(e.path).suffix.lower()
-        if suffix not in (".csv", ".tsv") or not e.sha256:
-            continue
         try:
             data = read_object(env.settings, e.sha256).read_bytes()
         except EnclaveError:
