@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from enclave.db.models import AuditEvent, Project, User
-from enclave.enums import ProjectStatus, Role
+from enclave.enums import ConfidentialityBasis, GdprArticle6, GdprArticle9, ProjectStatus, Role
 
 
 class _Out(BaseModel):
@@ -42,6 +42,14 @@ class ProjectOut(_Out):
     end_date: dt.date
     members: list[str]
     created_at: dt.datetime
+    # What the public register publishes (enclave.register).
+    public_benefit: str
+    gdpr_article6: GdprArticle6 | None
+    gdpr_article9: GdprArticle9 | None
+    confidentiality_basis: ConfidentialityBasis | None
+    data_controller: str
+    contact_email: str
+    funders: str
 
     @classmethod
     def of(cls, project: Project) -> ProjectOut:
@@ -50,7 +58,9 @@ class ProjectOut(_Out):
             lay_summary=project.lay_summary, purpose=project.purpose, lawful_basis=project.lawful_basis,
             pi=project.pi.name, organisation=project.organisation, tier=project.tier,
             start_date=project.start_date, end_date=project.end_date, members=project.member_names,
-            created_at=project.created_at,
+            created_at=project.created_at, public_benefit=project.public_benefit, gdpr_article6=project.gdpr_article6,
+            gdpr_article9=project.gdpr_article9, confidentiality_basis=project.confidentiality_basis,
+            data_controller=project.data_controller, contact_email=project.contact_email, funders=project.funders,
         )
 
 

@@ -398,7 +398,7 @@ def test_journey_from_sign_in_to_release_and_suspension(browser, hub: Hub, tmp_p
     assert docker.from_env().containers.list(filters={"name": f"{SESSION}nb-ada--cardio"}) == []
     public.reload()
     suspended = public.locator("article.register-entry", has=public.locator("#reg-cardio"))
-    assert suspended.locator(".reg-status").inner_text() == "suspended"  # listed, and marked as such
+    assert suspended.locator(".reg-status").inner_text().lower() == "suspended"  # listed, and marked as such
     assert "Data sharing agreement" not in public.content()  # the reason may name people: not published
     ada_context.close()
     public.context.close()
