@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -44,3 +45,7 @@ def test_cli_register_options_are_validated_in_one_line(reg: RegisterWorld):
         project = get_project(s, "hip-fracture")
         assert (project.gdpr_article9, project.confidentiality_basis, project.contact_email, project.funders) == (
             "research_and_statistics", "section_251", "hips@trust.example", "Bone Trust")
+    shown = json.loads(_cli(reg, "project", "show", "hip-fracture", "--json").stdout)
+    assert (shown["public_benefit"], shown["gdpr_article6"], shown["data_controller"]) == (
+        "Faster recovery at home.", "public_task", "Orthopaedic Trust")
+    assert "section_251" in _cli(reg, "project", "show", "hip-fracture").stdout
