@@ -181,8 +181,16 @@ def ensure_overlay(client: Any, name: str, *, attachable: bool = True, labels: d
         except docker.errors.APIError:
             network = client.networks.get(name)  # created concurrently
     attrs = network.attrs
+    for _ in range(20):
+        # Just after it is made, the manager can describe a network before it knows its driver.
+        if attrs.get("Driver"):
+            break
+        time.sleep(0.25)
+        network.reload()
+        attrs = network.attrs
     if attrs.get("Driver") != "overlay" or not attrs.get("Internal"):
-        raise Conflict(f"Docker network {name!r} exists but is not an --internal overlay; remove it (docker network rm {name})")
+        raise Conflict(f"Docker network {name!r} exists but is not an --internal overlay ({attrs.get('Driver')},"
+                       f" internal {attrs.get('Internal')}); remove it (docker network rm {name})")
     return network.id
 
 

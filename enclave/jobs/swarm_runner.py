@@ -80,6 +80,13 @@ class ServiceRun:
         # worker did not kill and that exits so was stopped by its limit.
         self.attrs = {"State": {"ExitCode": code, "OOMKilled": code == 137 and not self.killed}}
 
+    def node(self) -> str:
+        """The host name of the node the task ran on ('' if it was never placed)."""
+        node_id = self.task.get("NodeID")
+        if not node_id:
+            return ""
+        return self.service.client.nodes.get(node_id).attrs["Description"]["Hostname"]
+
     def error(self) -> str:
         return str(self.task.get("Status", {}).get("Err") or "")
 
@@ -148,6 +155,8 @@ class SwarmRunner(Runner):
             handle = ServiceRun(made["service"])
             outcome = self._watch(run_id, handle)
             handle.reload()
+            with open(log, "a") as fh:
+                fh.write(f"[enclave] run {run_id} ran on node {handle.node() or '(none)'}\n")
             handle.write_logs(log)
             if handle.error() and handle.attrs["State"]["ExitCode"] == -1:
                 with open(log, "a") as fh:
