@@ -64,6 +64,11 @@ class GrantIn(BaseModel):
     dataset: str = Field(min_length=1, max_length=64)
     version: int | None = Field(default=None, ge=1, le=2**31 - 1, description="Latest when omitted")
     expires: dt.date = Field(description="Last day of access (UTC)")
+    columns: list[str] | None = Field(default=None, max_length=1000,
+                                      description="table.column, table.* or (one-table datasets) column; "
+                                                  "omitted: every column but direct identifiers")
+    where: list[str] = Field(default_factory=list, max_length=100,
+                             description="Row filters, 'table: SQL condition' (one per table)")
 
 
 class RevokeIn(BaseModel):
@@ -127,7 +132,8 @@ def add_grant(body: GrantIn, request: Request, ident: Identity = Depends(signed_
     check_console(ident, "admin")
     with acting(request, ident) as (session, actor):
         grant = catalog.add_grant(session, actor, web(request).settings, body.project, body.dataset,
-                                  expires=body.expires, version=body.version)
+                                  expires=body.expires, version=body.version, columns=body.columns,
+                                  where=body.where)
         return grant_out(grant, utcnow())
 
 

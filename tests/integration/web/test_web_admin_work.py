@@ -142,3 +142,19 @@ def test_catalogue_researchers_browse_descriptions_and_dictionaries_never_data(c
     assert client.get(PREFIX + "/catalogue/no-such").status_code == 404
     form = client.get(PREFIX + "/apply", params={"dataset": "hospital-episodes"}).text
     assert ">hospital-episodes</textarea>" in form
+
+
+def test_admin_api_grant_takes_columns_and_row_filters_like_the_cli(client: TestClient, world: Settings):
+    until = (dt.date.today() + dt.timedelta(days=60)).isoformat()
+    body = {"project": "diabetes", "dataset": "hospital-episodes", "expires": until,
+            "columns": ["patients.sex", "patients.ethnicity"], "where": ["patients: sex = 'F'"]}
+    bad = client.post(PREFIX + "/api/grants", json={**body, "where": ["patients: shoe_size > 3"]}, headers=ADMIN)
+    assert bad.status_code == 400 and "unknown column(s) shoe_size" in bad.json()["detail"]
+    made = client.post(PREFIX + "/api/grants", json=body, headers=ADMIN)
+    assert made.status_code == 201, made.text
+    with unit_of_work(world) as s:
+        from enclave.catalog import service as catalog
+
+        row = catalog.get_grant(s, made.json()["id"])
+        view = pl.read_parquet(f"{row.view_path}/patients.parquet")
+    assert view.columns == ["sex", "ethnicity"] and set(view["sex"].unique()) == {"F"}
