@@ -26,6 +26,7 @@ from enclave.web import readmodels
 from enclave.web.api.audit import AuditFilters, readable_details, to_csv
 from enclave.web.api.incidents import egress_view
 from enclave.web.auth import Identity
+from enclave.web.confirm import check_confirmed
 from enclave.web.context import acting, check_console, render, signed_in, web
 from enclave.web.pages.forms import FormState, correctable, done_message, failed, form_fields
 from enclave.web.schemas import AuditEventOut
@@ -163,6 +164,8 @@ async def transition(request: Request, slug: str, ident: Identity = Depends(admi
             action = ProjectAction(typed["action"])
         except ValueError:
             raise InvalidInput("choose one of approve, reject, activate, suspend or close") from None
+        if action is ProjectAction.CLOSE:
+            check_confirmed(data, "close the project")
         with acting_admin(request, ident) as (session, actor):
             retention.move_project(session, actor, web(request).settings, slug, action, typed["reason"] or None)
     except EnclaveError as exc:

@@ -18,6 +18,7 @@ from enclave.errors import EnclaveError, InvalidInput
 from enclave.projects import service
 from enclave.web.api.catalog import dataset_detail, dataset_out, grant_out
 from enclave.web.auth import Identity
+from enclave.web.confirm import check_confirmed
 from enclave.web.context import render, web
 from enclave.web.pages.admin import acting_admin, admin
 from enclave.web.pages.forms import FormState, correctable, done_message, failed, form_fields, form_lists
@@ -122,6 +123,7 @@ async def grant(request: Request, name: str, ident: Identity = Depends(admin)):
 @router.post("/grants/{grant_id}/revoke")
 async def revoke(request: Request, grant_id: int, ident: Identity = Depends(admin)):
     data = await form_fields(request)
+    check_confirmed(data, "revoke the grant")
     with acting_admin(request, ident) as (session, actor):
         grant = catalog.revoke_grant(session, actor, grant_id, data.get("reason", ""))
         name = grant.dataset_version.dataset.name

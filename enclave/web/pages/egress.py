@@ -13,6 +13,7 @@ from enclave.errors import InvalidInput
 from enclave.projects.service import projects_of
 from enclave.web import egress_views, jobs_views, preview, readmodels
 from enclave.web.auth import Identity
+from enclave.web.confirm import check_confirmed
 from enclave.web.context import acting, check_console, render, signed_in, web
 from enclave.web.pages.forms import done_message, form_fields
 
@@ -125,9 +126,8 @@ async def reply(request: Request, request_id: int, ident: Identity = Depends(sig
     return _back(request, f"egress/{request_id}", "replied")
 
 
-# Irreversible steps ask first: GET shows what will happen and a form whose POST carries
-# confirm=yes; a POST without it is refused (no script needed, and a stray POST does nothing).
-CONFIRM_FIELD = "confirm"
+# Irreversible steps ask first (enclave.web.confirm): GET shows what will happen and a form
+# whose POST carries confirm=yes.
 IRREVERSIBLE = {
     "withdraw": ("Withdraw this request?",
                  "A withdrawn request is final: its files are no longer reviewed and it cannot be resubmitted. "
@@ -136,11 +136,6 @@ IRREVERSIBLE = {
                 "The files leave the enclave in the form reviewers saw, with a signed release record. "
                 "A release cannot be undone.", "Release for good"),
 }
-
-
-def _check_confirmed(data: dict[str, str], step: str) -> None:
-    if data.get(CONFIRM_FIELD) != "yes":
-        raise InvalidInput(f"confirm that you want to {step}: open the {step} page and press its button")
 
 
 @router.get("/egress/{request_id}/withdraw")
@@ -167,7 +162,7 @@ def _confirm_page(request: Request, request_id: int, step: str, ident: Identity)
 @router.post("/egress/{request_id}/withdraw")
 async def withdraw(request: Request, request_id: int, ident: Identity = Depends(signed_in)):
     data = await form_fields(request)
-    _check_confirmed(data, "withdraw")
+    check_confirmed(data, "withdraw the request")
     env = _env(request)
     with acting(request, ident) as (session, actor):
         service.withdraw_request(session, actor, env, request_id)
@@ -178,7 +173,7 @@ async def withdraw(request: Request, request_id: int, ident: Identity = Depends(
 async def release_request(request: Request, request_id: int, ident: Identity = Depends(signed_in)):
     """Release an approved request (an independent reviewer or admin), once confirmed."""
     data = await form_fields(request)
-    _check_confirmed(data, "release")
+    check_confirmed(data, "release the request")
     env = _env(request)
     with acting(request, ident) as (session, actor):
         release.release_request(session, actor, env, request_id)

@@ -118,3 +118,30 @@ def test_web_inbox_counts_what_waits_on_each_person(client: TestClient, in_revie
     signed_in(client, "t-rob")
     assert _badge(client.get(PREFIX + "/egress").text) is None  # nothing waits on rob: no badge
     assert client.get(PREFIX + "/inbox").status_code == 200
+
+
+def test_web_close_and_revoke_ask_for_confirmation_and_close_records_its_reason(client: TestClient, world):
+    from enclave.audit import list_events
+    from enclave.db.session import unit_of_work
+
+    signed_in(client, "t-ada")
+    page = client.get(PREFIX + "/admin/projects/diabetes").text
+    assert re.search(r'<input type="checkbox" name="confirm" value="yes" required>', page)
+    token = xsrf_of(client, "/admin/projects/diabetes")
+    close = {"_xsrf": token, "action": "close"}
+    unconfirmed = client.post(PREFIX + "/admin/projects/diabetes/transition", data={**close, "reason": "ended"})
+    assert unconfirmed.status_code == 400 and "tick the box to confirm" in unconfirmed.text
+    no_reason = client.post(PREFIX + "/admin/projects/diabetes/transition", data={**close, "confirm": "yes"})
+    assert no_reason.status_code == 400 and "needs a reason" in no_reason.text
+    assert client.get(PREFIX + "/api/projects/diabetes", headers=h("t-ada")).json()["status"] == "active"
+    done = client.post(PREFIX + "/admin/projects/diabetes/transition",
+                       data={**close, "confirm": "yes", "reason": "The study has ended."}, follow_redirects=False)
+    assert done.status_code == 303
+    with unit_of_work(world) as s:
+        closing = [e for e in list_events(s, project="diabetes") if e.details.get("to") == "closed"]
+    assert [e.details["reason"] for e in closing] == ["The study has ended."]
+    grants = client.get(PREFIX + "/api/grants", headers=h("t-ada")).json()
+    live = next(g for g in grants if g["live"])
+    refused = client.post(PREFIX + f"/admin/grants/{live['id']}/revoke", data={"_xsrf": token, "reason": "ended"})
+    assert refused.status_code == 400
+    assert next(g for g in client.get(PREFIX + "/api/grants", headers=h("t-ada")).json() if g["id"] == live["id"])["live"]

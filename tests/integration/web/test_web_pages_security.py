@@ -198,7 +198,7 @@ def test_pages_admin_grants_and_revokes_through_forms(client: TestClient, world:
     assert new["live"] and new["expires_at"].startswith((dt.date.today() + dt.timedelta(days=61)).isoformat())
     eve = client.get(PREFIX + "/api/projects/diabetes", headers={"Authorization": "token t-eve"}).json()
     assert [g["dataset"] for g in eve["grants"] if g["live"]] == ["hospital-episodes"]
-    response = client.post(PREFIX + f"/admin/grants/{new['id']}/revoke", data={"_xsrf": token, "reason": "ended"},
+    response = client.post(PREFIX + f"/admin/grants/{new['id']}/revoke", data={"_xsrf": token, "reason": "ended", "confirm": "yes"},
                            follow_redirects=False)
     assert response.status_code == 303
     eve = client.get(PREFIX + "/api/projects/diabetes", headers={"Authorization": "token t-eve"}).json()
