@@ -15,7 +15,7 @@ from enclave.egress.queues import waiting_on
 from enclave.egress.review import project_history, review_state
 from enclave.egress.service import replies_of, view_request
 from enclave.egress.votes import current_round, required_reviews
-from enclave.egress.workflow import OWNERS, WITHDRAWABLE
+from enclave.egress.workflow import EDITABLE, OWNERS, WITHDRAWABLE
 from enclave.enums import EgressStatus, ReviewDecision
 
 
@@ -96,6 +96,7 @@ class EgressRequestDetail(EgressRequestOut):
     file_list: list[FileOut]
     release_record: str | None
     may_review: bool
+    may_edit: bool = False
     may_withdraw: bool = False
     may_release: bool = False
     project_history: list[HistoryOut]
@@ -132,6 +133,7 @@ def request_detail(session: Session, actor: User, env: EgressEnv, request_id: in
         cited_runs=list(request.details_json.get("cited_runs", [])),
         groups=[GroupOut(name=g.name, context=g.context, controls=g.controls) for g in request.groups],
         file_list=files, release_record=request.release_record_path, may_review=access.can_review(actor, request),
+        may_edit=request.status in EDITABLE and access.can_edit(actor, request),
         may_withdraw=request.status in WITHDRAWABLE and access.can_withdraw(actor, request),
         may_release=request.status is EgressStatus.APPROVED and access.can_release(actor, request),
         project_history=history,

@@ -61,7 +61,7 @@ def request_page(request: Request, request_id: int, ident: Identity = Depends(si
     with acting(request, ident) as (session, actor):
         detail = request_detail(session, actor, env, request_id)
         outbox = []
-        if actor.name == detail.author and detail.status in ("draft", "changes_requested"):
+        if detail.may_edit:
             present = {f.path for f in detail.file_list}
             outbox = [f for f in egress_views.outbox_files(session, actor, env.settings, detail.project)
                       if f["path"] not in present]

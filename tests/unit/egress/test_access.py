@@ -31,7 +31,10 @@ INLINE = {
     "compares authors": re.compile(r"author_id\s*[!=]=|[!=]=\s*[\w.]*author_id"),
     "tests membership": re.compile(r"\bis_member\(|\bcheck_member\("),
     "tests roles": re.compile(r"\bcheck_role\(|\bactor\.roles\b|\bRole\.(REVIEWER|ADMIN|RESEARCHER)\b"),
+    "compares the viewer with the author": re.compile(r"\.name\s*==\s*\w+\.author\b|\bauthor\s*==\s*\w+\.name"),
 }
+TEMPLATES = ["egress/request.html", "egress/list.html", "egress/confirm.html", "review/request.html",
+             "review/queue.html", "inbox.html"]
 
 
 @pytest.mark.parametrize("relpath", CALLERS)
@@ -40,6 +43,13 @@ def test_access_no_inline_permission_test_outside_the_access_module(relpath: str
     found = [f"{what} on line {text[:m.start()].count(chr(10)) + 1}"
              for what, pattern in INLINE.items() for m in pattern.finditer(text)]
     assert not found, f"{relpath} {', '.join(found)}: call a check of enclave.egress.access instead"
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+def test_access_templates_ask_the_read_model_not_the_roles(name: str) -> None:
+    text = (ROOT / "enclave/web/templates" / name).read_text()
+    inline = re.findall(r"ident\.name\s*==\s*req\.author|ident\.is_(?:reviewer|admin)\b.*req\.", text)
+    assert not inline, f"{name}: {inline}: use the request's may_* fields (derived from enclave.egress.access)"
 
 
 def _checks() -> list[str]:
