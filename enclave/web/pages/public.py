@@ -4,6 +4,8 @@ The register's pages need no sign-in and show only what ``enclave.register`` pub
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 
@@ -53,8 +55,10 @@ def register(request: Request, q: str | None = Query(None, max_length=1000),
     chosen = ProjectStatus(status) if status in {s.value for s in register_service.PUBLIC_STATUSES} else None
     with unit_of_work(web(request).settings) as session:
         entries = register_service.search_register(session, q, chosen)
-    return render(request, "register.html", entries=entries, about=about, q=(q or "").strip(),
-                  status=chosen, statuses=register_service.STATUS_TEXT)
+    search = {k: v for k, v in (("q", (q or "").strip()), ("status", chosen.value if chosen else "")) if v}
+    return render(request, "register.html", entries=entries, about=about, q=search.get("q", ""),
+                  status=chosen, statuses=register_service.STATUS_TEXT,
+                  feed_query=("?" + urlencode(search)) if search else "")
 
 
 @router.get("/register/{slug}")

@@ -5,6 +5,7 @@ form's register fields, and no researcher's name anywhere."""
 from __future__ import annotations
 
 import csv
+import html
 import io
 import re
 
@@ -89,6 +90,12 @@ def test_register_search_and_status_filter_work_server_side_without_sign_in(clie
     assert client.get(API, params={"q": "x" * 300}).json()["detail"].startswith("the search is longer")
     assert client.get(PREFIX + "/register", params={"q": "x" * 300}).status_code == 400
     assert client.get(API + "/data-use.csv", params={"q": "kidney"}).text.count("\r\n") == 2  # header + 1 row
+    for query in ({"q": "kidney"}, {"status": "active"}, {"q": "kidney disease", "status": "active"}):
+        page = client.get(PREFIX + "/register", params=query).text
+        feeds = re.findall(r'href="([^"]*/data-use\.(?:csv|json)[^"]*)"', page)  # the page's download links
+        assert len(feeds) == 2 and all("?" in f for f in feeds), feeds
+        for feed in feeds:
+            assert client.get(html.unescape(feed)).status_code == 200, feed
 
 
 def test_register_project_page_answers_what_the_data_are_used_for(client: TestClient):
