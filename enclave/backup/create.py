@@ -39,7 +39,7 @@ from rich.progress import Progress
 
 from enclave.audit import append_event
 from enclave.backup.crypto import seal
-from enclave.backup.snapshot import References, read_references, snapshot_database
+from enclave.backup.snapshot import References, snapshot_database
 from enclave.backup.store import MANIFEST_FORMAT, Store
 from enclave.config import Settings
 from enclave.db.models import User
@@ -368,10 +368,9 @@ def create_backup(settings: Settings, actor: User, dest: Path, *, passphrase: st
         prev_files = {e["path"]: e for e in (previous or {}).get("files", [])}
         now = dt.datetime.now(dt.UTC)
         result = BackupResult(id=new_backup_id(now))
-        snapshot = store.temp_path(".sqlite")
+        snapshot = store.temp_path(".db")
         task = progress.add_task("database", total=None) if progress else None
-        snapshot_database(settings, snapshot)
-        refs = read_references(snapshot)
+        db_format, refs = snapshot_database(settings, snapshot)
         db = store.put_temp(snapshot)  # already in tmp/: named at the commit, not copied
         result.database_bytes_written = db.written
         if progress is not None and task is not None:
@@ -406,7 +405,7 @@ def create_backup(settings: Settings, actor: User, dest: Path, *, passphrase: st
             "format": MANIFEST_FORMAT, "id": result.id, "signed_at": now.isoformat(), "created_by": actor.name,
             "source": {"home": str(settings.home), "database": "sqlite" if settings.is_sqlite else "postgresql",
                        "schema": refs.revision, "policies": str(settings.policies_dir)},
-            "database": {"sha256": db.sha256, "size": db.size},
+            "database": {"sha256": db.sha256, "size": db.size, "format": db_format},
             "audit_head": {"seq": refs.audit_seq, "hash": refs.audit_hash},
             "files": entries, "dirs": plan.dirs, "keys": keys, "skipped": result.skipped,
             "destroyed": sorted(ledger["projects"]),

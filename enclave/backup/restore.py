@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +34,13 @@ from enclave.backup.create import LEDGER, BackupAction
 from enclave.backup.crypto import unseal
 from enclave.backup.snapshot import copy_rows
 from enclave.backup.store import Store
-from enclave.backup.verify import BackupDamaged, verify_backup
+from enclave.backup.pgdump import path_updates, restore_to_postgresql
+from enclave.backup.snapshot import DbFormat
+from enclave.backup.verify import BackupDamaged, db_format, sqlite_copy, verify_backup
 from enclave.catalog.storage import ChecksumMismatch, verify_dir
 from enclave.config import Settings
 from enclave.db.models import AuditEvent, Base, DataRetention, DatasetVersion, EgressRequest
-from enclave.db.session import engine_for, head_revision, upgrade
+from enclave.db.session import engine_for, upgrade
 from enclave.egress.release import verify_release
 from enclave.egress.signing import site_verifier
 from enclave.enums import EgressStatus
@@ -193,17 +196,52 @@ def _apply_destructions(session: Session, destroyed: dict[str, dict[str, Any]]) 
     return applied
 
 
+class DbState(StrEnum):
+    """Where a restore into a PostgreSQL database stands."""
+
+    EMPTY = "empty"    # nothing restored yet
+    LOADED = "loaded"  # the backup's rows are in (pg_restore), the restore's own event is not
+    DONE = "done"      # this restore is complete
+
+
+def _finish(session: Session, record: dict[str, Any], home: Path, destroyed: dict[str, dict[str, Any]],
+            not_restored: list[str]) -> None:
+    """Destructions recorded since the backup, and the restore's own audit event."""
+    applied = _apply_destructions(session, destroyed)
+    append_event(session, RESTORER, BackupAction.RESTORE, target=f"backup:{record['id']}", details={
+        "backup": record["id"], "source_home": record["source"]["home"], "home": str(home),
+        "audit_head_of_backup": record["audit_head"]["seq"], "not_restored": not_restored,
+        "destructions_recorded": applied,
+    })
+    session.flush()
+
+
 def _restore_database(store: Store, record: dict[str, Any], home: Path, db_url: str,
-                      destroyed: dict[str, dict[str, Any]], not_restored: list[str]) -> None:
-    """Load the backup's database into ``db_url`` in one transaction, with the restore audited."""
+                      destroyed: dict[str, dict[str, Any]], not_restored: list[str], state: DbState) -> None:
+    """Load the backup's database into ``db_url``, with the restore audited."""
+    target = Settings(home=home, db_url=db_url, policies_dir=home)
+    if db_format(record) is DbFormat.PG_DUMP and not db_url.startswith("sqlite"):
+        # pg_restore in one transaction, then the restore's event in a second one; a run
+        # killed between the two finds the data loaded (DbState.LOADED) and only adds the event.
+        if state is DbState.EMPTY:
+            dumped = home / ".restore-snapshot.dump"
+            dumped.write_bytes(store.read_bytes(record["database"]["sha256"]))
+            dumped.chmod(0o600)
+            try:
+                restore_to_postgresql(dumped, db_url, path_updates(
+                    PATH_COLUMNS, record["source"]["home"], home, sorted(destroyed)))
+            finally:
+                dumped.unlink(missing_ok=True)
+        upgrade(target)  # from the dump's schema revision, if this code's is newer
+        with engine_for(db_url).begin() as dst, Session(bind=dst) as session:
+            _finish(session, record, home, destroyed, not_restored)
+        return
+    # A SQLite file (or a pg_dump's rows, read without a server) copied through the model
+    # in one transaction: a backup of either database restores onto either.
     snapshot = home / ".restore-snapshot.sqlite"
-    snapshot.write_bytes(store.read_bytes(record["database"]["sha256"]))
+    sqlite_copy(store, record, snapshot)
     snapshot.chmod(0o600)
     snap_url = f"sqlite:///{snapshot}"
-    if record["source"].get("schema") != head_revision():
-        upgrade(Settings(home=home, db_url=snap_url, policies_dir=home))
-        engine_for(snap_url).dispose()
-    target = Settings(home=home, db_url=db_url, policies_dir=home)
     upgrade(target)
     engine = engine_for(db_url)
     src_engine = create_engine(snap_url)
@@ -216,13 +254,7 @@ def _restore_database(store: Store, record: dict[str, Any], home: Path, db_url: 
                         dst.execute(text(f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
                                          f"COALESCE((SELECT MAX(id) FROM {table.name}), 0) + 1, false)"))
             with Session(bind=dst) as session:
-                applied = _apply_destructions(session, destroyed)
-                append_event(session, RESTORER, BackupAction.RESTORE, target=f"backup:{record['id']}", details={
-                    "backup": record["id"], "source_home": record["source"]["home"], "home": str(home),
-                    "audit_head_of_backup": record["audit_head"]["seq"], "not_restored": not_restored,
-                    "destructions_recorded": applied,
-                })
-                session.flush()
+                _finish(session, record, home, destroyed, not_restored)
     finally:
         src_engine.dispose()
         if db_url.startswith("sqlite"):
@@ -230,19 +262,24 @@ def _restore_database(store: Store, record: dict[str, Any], home: Path, db_url: 
         snapshot.unlink(missing_ok=True)
 
 
-def _db_is_empty_or_ours(db_url: str, backup_id: str) -> bool | None:
-    """None: empty; True: already holds this restore; raise if it holds anything else."""
+def _db_state(db_url: str, record: dict[str, Any]) -> DbState:
+    """Where a restore into ``db_url`` stands; raise if it holds anything else."""
     engine = engine_for(db_url)
     names = inspect(engine).get_table_names()
     if not names:
-        return None
-    if "audit_events" in names and "users" in names:
+        return DbState.EMPTY
+    if {"audit_events", "audit_head", "users"} <= set(names):
         with Session(engine) as session:
             last = session.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1)).first()
-            if last is not None and last.action == BackupAction.RESTORE and last.details.get("backup") == backup_id:
-                return True
-            if last is None and session.scalar(text("SELECT COUNT(*) FROM users")) == 0:
-                return None  # only the schema, from a restore killed before its data committed
+            if last is not None and last.action == BackupAction.RESTORE and last.details.get("backup") == record["id"]:
+                return DbState.DONE
+            head = session.execute(text("SELECT seq, hash FROM audit_head WHERE id = 1")).first()
+            if last is not None and head is not None and db_format(record) is DbFormat.PG_DUMP \
+                    and (head[0], head[1]) == (record["audit_head"]["seq"], record["audit_head"]["hash"]):
+                return DbState.LOADED
+            if last is None and session.scalar(text("SELECT COUNT(*) FROM users")) == 0 \
+                    and db_format(record) is DbFormat.SQLITE:
+                return DbState.EMPTY  # only the schema, from a restore killed before its data committed
     raise Conflict("the database at --db-url is not empty: restore into a new, empty database (nothing was changed)")
 
 
@@ -259,9 +296,9 @@ def restore_backup(dest: Path, home: Path, *, db_url: str | None = None, backup_
     # are checked as they are copied.
     verify_backup(dest, record["id"], keyring=keyring, check_objects=False)
     keys_plain = json.loads(unseal(store.read_bytes(record["keys"]["sha256"]), passphrase=passphrase, identity=identity))
-    db_state = _db_is_empty_or_ours(url, record["id"]) if not url.startswith("sqlite") else None
+    db_state = _db_state(url, record) if not url.startswith("sqlite") else DbState.EMPTY
     redo = _prepare_home(home, record["id"])
-    if db_state is True and not redo:
+    if db_state is DbState.DONE and not redo:
         raise Conflict("the database at --db-url already holds this restore: give an empty database")
     destroyed = _destroyed(store, record)
     result = RestoreResult(record["id"], home, url, not_restored=sorted(destroyed))
@@ -297,8 +334,8 @@ def restore_backup(dest: Path, home: Path, *, db_url: str | None = None, backup_
         path = _safe_target(home, item["path"])
         if path.is_dir() and item["path"].split("/")[0] not in ("catalog", "views"):
             os.chmod(path, item["mode"])
-    if db_state is None:
-        _restore_database(store, record, home, url, destroyed, result.not_restored)
+    if db_state is not DbState.DONE:
+        _restore_database(store, record, home, url, destroyed, result.not_restored, db_state)
     # Read-only folders (dataset versions, views) last: nothing more is written into them.
     for item in sorted(record["dirs"], key=lambda d: d["path"].count("/"), reverse=True):
         path = _safe_target(home, item["path"])

@@ -24,6 +24,8 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
 from enclave.audit import verify_chain
+from enclave.backup.pgdump import to_sqlite
+from enclave.backup.snapshot import DbFormat
 from enclave.backup.store import Store
 from enclave.catalog.storage import MANIFEST, listing_digest
 from enclave.config import Settings
@@ -71,15 +73,39 @@ def site_keyring(store: Store, record: dict[str, Any], keyring: Path | None) -> 
         return load_keyring(Path(tmp.name))
 
 
+def db_format(record: dict[str, Any]) -> DbFormat:
+    """How the backup holds its database (backups before pg_dump hold a SQLite file)."""
+    try:
+        return DbFormat(record["database"].get("format", DbFormat.SQLITE))
+    except ValueError:
+        raise BackupDamaged(f"backup {record.get('id')}: unknown database format "
+                            f"{record['database'].get('format')!r}: use a newer enclave") from None
+
+
+def sqlite_copy(store: Store, record: dict[str, Any], target: Path) -> None:
+    """The backup's database as a SQLite file ``target`` of this code's schema: the file
+    itself, or the rows of its pg_dump (read without a server)."""
+    data = store.read_bytes(record["database"]["sha256"])
+    if db_format(record) is DbFormat.PG_DUMP:
+        dumped = target.with_name(target.name + ".dump")
+        dumped.write_bytes(data)
+        try:
+            to_sqlite(dumped, target, record["source"].get("schema"))
+        finally:
+            dumped.unlink(missing_ok=True)
+    else:
+        target.write_bytes(data)
+    if record["source"].get("schema") != head_revision():
+        upgrade(Settings(home=target.parent, db_url=f"sqlite:///{target}", policies_dir=target.parent))
+        engine_for(f"sqlite:///{target}").dispose()
+
+
 @contextmanager
 def open_snapshot(store: Store, record: dict[str, Any]) -> Iterator[Session]:
     """A session on a private copy of the backup's database, migrated to this code's schema."""
     with tempfile.TemporaryDirectory(prefix="enclave-verify-") as tmp:
         path = Path(tmp) / "snapshot.sqlite"
-        path.write_bytes(store.read_bytes(record["database"]["sha256"]))
-        if record["source"].get("schema") != head_revision():
-            upgrade(Settings(home=Path(tmp), db_url=f"sqlite:///{path}", policies_dir=Path(tmp)))
-            engine_for(f"sqlite:///{path}").dispose()
+        sqlite_copy(store, record, path)
         engine = create_engine(f"sqlite:///{path}")
         try:
             with Session(engine) as session:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,3 +24,25 @@ def busy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
     monkeypatch.delenv("ENCLAVE_DB_URL", raising=False)
     monkeypatch.delenv("ENCLAVE_USER", raising=False)
     return make_enclave(home, REPO / "policies")
+
+
+@pytest.fixture
+def second_pg_url() -> Iterator[str]:
+    """Another fresh database on the real PostgreSQL server (to restore into), dropped afterwards."""
+    from sqlalchemy import create_engine, text
+
+    from enclave.db.session import engine_for
+    from tests.conftest import PG_ADMIN_URL
+
+    name = f"enclave_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.replace("/postgres?", f"/{name}?")
+    try:
+        yield url
+    finally:
+        engine_for(url).dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -274,11 +274,69 @@ def test_backup_of_a_postgresql_enclave_restores_onto_sqlite(tmp_path: Path, pg_
     world = make_enclave(tmp_path / "home", REPO / "policies", db_url=pg_url)
     dest = tmp_path / "dest"
     create_backup(world.settings, _admin(world), dest, passphrase=PASSPHRASE)
-    restored = restore_backup(dest, tmp_path / "restored", passphrase=PASSPHRASE)
+    assert Store(dest).read_manifest()["record"]["database"]["format"] == "pg_dump"
+    restored = restore_backup(dest, tmp_path / "restored", passphrase=PASSPHRASE)  # its rows, read without a server
     source, copy = state_of(world.settings), state_of(_settings(restored.home))
     assert {k: v for k, v in copy.items() if k != "audit"} == {k: v for k, v in source.items() if k != "audit"}
     assert copy["audit"][:-1] == source["audit"][:len(copy["audit"]) - 1]
     assert restored.releases == 2
+
+
+def test_backup_of_a_postgresql_enclave_is_a_pg_dump_restored_with_pg_restore(
+        tmp_path: Path, pg_url: str, second_pg_url: str) -> None:
+    """On PostgreSQL the backup holds a pg_dump of one snapshot: verify reads its rows
+    without a server, and a restore with --db-url loads it with pg_restore, the paths moved
+    to the new home and the immutability triggers back in place. A restore killed after
+    pg_restore committed (simulated by loading the dump as that run would have) is
+    completed by the next run, which only adds its audit event."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from enclave.backup import pgdump
+    from enclave.db.session import engine_for
+
+    world = make_enclave(tmp_path / "home", REPO / "policies", db_url=pg_url)
+    dest = tmp_path / "dest"
+    create_backup(world.settings, _admin(world), dest, passphrase=PASSPHRASE)
+    store = Store(dest)
+    record = store.read_manifest()["record"]
+    assert record["database"]["format"] == "pg_dump"
+    dumped = store.read_bytes(record["database"]["sha256"])
+    assert dumped.startswith(b"PGDMP")  # pg_dump's custom format
+    result = verify_backup(dest)
+    assert result.releases == 2 and result.dataset_versions == 1 and result.audit_events == record["audit_head"]["seq"]
+
+    home = tmp_path / "restored"
+    (tmp_path / "db.dump").write_bytes(dumped)
+    pgdump.restore_to_postgresql(tmp_path / "db.dump", second_pg_url, pgdump.path_updates(
+        {"egress_requests": ("release_record_path",)}, record["source"]["home"], home, []))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENCLAVE_")}
+    env["ENCLAVE_BACKUP_PASSPHRASE"] = PASSPHRASE
+    done = subprocess.run([*ENCLAVE, "backup", "restore", str(dest), "--to", str(home), "--db-url", second_pg_url,
+                           "--quiet"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "2 release record(s) and 1 dataset version(s) verify" in done.stdout
+    source, copy = state_of(world.settings), state_of(_settings(home, second_pg_url))
+    assert {k: v for k, v in copy.items() if k != "audit"} == {k: v for k, v in source.items() if k != "audit"}
+    assert copy["audit"][:-1] == source["audit"][:len(copy["audit"]) - 1]
+    with unit_of_work(_settings(home, second_pg_url)) as s:
+        paths = [r.release_record_path for r in s.scalars(select(EgressRequest).where(EgressRequest.status == S.RELEASED))]
+        assert paths and all(p.startswith(f"{home}/") for p in paths)
+        from enclave.enums import Role
+        from enclave.users import add_user
+        add_user(s, get_user(s, "admin"), "newcomer", {Role.RESEARCHER})  # the sequences carry on
+    engine = engine_for(second_pg_url)
+    for sql in ("UPDATE audit_events SET actor = 'mallory' WHERE seq = 1", "DELETE FROM audit_events WHERE seq = 1"):
+        with pytest.raises(DBAPIError), engine.begin() as conn:
+            conn.execute(text(sql))
+    env.update(ENCLAVE_HOME=str(home), ENCLAVE_DB_URL=second_pg_url, ENCLAVE_POLICIES=str(home / "policies"))
+    verified = subprocess.run([*ENCLAVE, "--as", "admin", "audit", "verify"], env=env, capture_output=True, text=True)
+    assert verified.returncode == 0, verified.stderr
+    # A database that holds anything else is refused, and nothing in it changes.
+    again = subprocess.run([*ENCLAVE, "backup", "restore", str(dest), "--to", str(tmp_path / "third"), "--db-url",
+                            second_pg_url, "--quiet"], env=env, capture_output=True, text=True)
+    assert again.returncode == 1 and again.stderr.strip().splitlines() == [
+        "error: the database at --db-url is not empty: restore into a new, empty database (nothing was changed)"]
 
 
 def test_backup_restored_home_serves_the_enclave(busy: World, tmp_path: Path) -> None:
