@@ -74,6 +74,9 @@ def _check_with_evidence(ctx: typer.Context, slug: str, files: "_List[_Path]", a
         for r, o in checked:
             note = o.finding()
             typer.echo(f"{r.path}: {note['message'] if note else o.reason}")
+            for finding in r.findings:  # the table as it would be reviewed and released
+                if finding.rule == "cell_key" and finding.locations:
+                    typer.echo(f"{r.path} with cell-key noise:\n" + "\n".join(finding.locations))
     raise typer.Exit(0 if status is Verdict.PASS else 1)
 
 

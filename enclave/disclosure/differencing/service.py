@@ -32,8 +32,6 @@ from enclave.disclosure.verdict import Verdict
 
 RULE = "differencing"
 CELL_KEY_RULE = "cell_key"
-# Outputs other outputs are compared with: whatever may still leave, or has left.
-LIVE = ("submitted", "in_review", "approved", "released")
 
 
 def patient_columns(session: Any, views: Mapping[str, Any]) -> dict[str, str]:
@@ -192,7 +190,10 @@ def live_entries(session: Any, store: DifferencingStore, dataset: str) -> list[E
     from sqlalchemy import select
 
     from enclave.db.models import EgressFile, EgressRequest
+    from enclave.enums import EgressStatus
 
+    # Outputs other outputs are compared with: whatever may still leave, or has left.
+    live_states = {EgressStatus.SUBMITTED, EgressStatus.IN_REVIEW, EgressStatus.APPROVED, EgressStatus.RELEASED}
     entries = [e for e in store.entries(dataset) if e.request_id is not None]
     if not entries:
         return []
@@ -201,7 +202,7 @@ def live_entries(session: Any, store: DifferencingStore, dataset: str) -> list[E
         .join(EgressRequest, EgressRequest.id == EgressFile.request_id)
         .where(EgressFile.request_id.in_({e.request_id for e in entries}))
     ).all()
-    live = {(r, p, s) for r, p, s, status in rows if str(status) in LIVE}
+    live = {(r, p, s) for r, p, s, status in rows if status in live_states}
     return [e for e in entries if (e.request_id, e.relpath, e.sha256) in live]
 
 

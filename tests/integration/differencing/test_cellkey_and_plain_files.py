@@ -109,3 +109,19 @@ def test_differencing_check_that_breaks_sends_files_to_review(enclave: Enclave):
     finding = differencing(again["t.csv"])
     assert finding is not None and finding["status"] == "review" and "failed" in finding["message"]
     assert again["t.csv"]["status"] in ("review", "fail")
+
+
+def test_cellkey_researcher_sees_the_perturbed_table_before_submitting(enclave: Enclave):
+    from enclave.egress.replay import check_project_files
+
+    env = cell_key_on(enclave)
+    path = enclave.save("cardio", "pre.csv", crosstab(cohort(90), index="age_band", columns="sex", margins=True))
+    with unit_of_work(enclave.settings) as s:
+        [(report, outcome)] = check_project_files(s, get_user(s, "alice"), env, "cardio", [path])
+    assert outcome.status == "reproduced"
+    [note] = [f for f in report.findings if f.rule == "cell_key"]
+    assert note.locations[0] == path.read_text().splitlines()[0]  # the header as it was
+    rid, result = enclave.submit("cardio", "pre.csv", env=env)
+    assert released_bytes(enclave, rid, "pre.csv").decode().splitlines() == note.locations  # what the check showed
+    # A check records nothing: only submitted outputs are compared with later ones.
+    assert not list((enclave.settings.home / "differencing" / "demo" / "outputs").glob("check-*"))
