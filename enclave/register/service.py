@@ -9,13 +9,24 @@ reviewer name, and no reason given for a suspension (it may name someone).
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
 from enclave.audit import AuditAction
 from enclave.clock import utcnow
-from enclave.db.models import AuditEvent, DataRetention, Dataset, DatasetVersion, EgressRequest, Grant, Project
+from enclave.db.models import (
+    AuditEvent,
+    DataRetention,
+    Dataset,
+    DatasetVersion,
+    EgressRequest,
+    EgressReview,
+    Grant,
+    Project,
+    User,
+)
 from enclave.enums import EgressStatus, ProjectStatus
 from enclave.errors import InvalidInput, NotFound
 from enclave.register.details import ARTICLE6_WORDING, ARTICLE9_WORDING, CONFIDENTIALITY_WORDING
@@ -37,6 +48,7 @@ STATUS_TEXT = {
     ProjectStatus.CLOSED: "finished",
 }
 NOT_STATED = "Not stated"
+WITHHELD = "[name withheld]"
 MAX_QUERY = 200
 MAX_TERMS = 10
 
@@ -144,7 +156,46 @@ def _outputs(session: Session, project: Project) -> list[ReleasedOutputOut]:
             for r in requests]
 
 
+def _people(session: Session, project: Project) -> list[str]:
+    """Everyone on or around the project: its lead, members (past ones too, from the
+    audit log), the authors of its requests and their reviewers."""
+    names = {project.pi.name, *project.member_names}
+    names |= set(session.scalars(select(User.name).join(EgressRequest, EgressRequest.author_id == User.id)
+                                 .where(EgressRequest.project_id == project.id)))
+    names |= set(session.scalars(select(User.name).join(EgressReview, EgressReview.reviewer_id == User.id)
+                                 .join(EgressRequest, EgressReview.request_id == EgressRequest.id)
+                                 .where(EgressRequest.project_id == project.id)))
+    names |= {t.removeprefix("user:") for t in session.scalars(
+        select(AuditEvent.target).where(AuditEvent.project == project.slug, AuditEvent.target.like("user:%")))
+        if t}
+    return sorted(n for n in names if n)
+
+
+def _withholder(names: list[str]):  # type: ignore[no-untyped-def]
+    """Free text with every whole-word mention of these people replaced: what researchers
+    typed (titles, summaries, file names) may name them, and the register names nobody."""
+    if not names:
+        return lambda text: text
+    # A name counts where letters or digits do not go on around it: "for_Max.csv" names max, "maximum" does not.
+    pattern = re.compile(r"(?<![^\W_])(" + "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+                         + r")(?![^\W_])", re.IGNORECASE)
+    return lambda text: pattern.sub(WITHHELD, text)
+
+
 def _entry(session: Session, project: Project) -> RegisterEntryOut:
+    entry = _raw_entry(session, project)
+    withhold = _withholder(_people(session, project))
+    texts = {k: withhold(v) for k, v in entry.model_dump(include={
+        "title", "lay_summary", "purpose", "public_benefit", "organisation", "data_controller", "funders"}).items()}
+    return entry.model_copy(update={
+        **texts,
+        "lawful_basis": entry.lawful_basis.model_copy(update={"approvals": withhold(entry.lawful_basis.approvals)}),
+        "outputs": [o.model_copy(update={"title": withhold(o.title), "files": [withhold(f) for f in o.files]})
+                    for o in entry.outputs],
+    })
+
+
+def _raw_entry(session: Session, project: Project) -> RegisterEntryOut:
     now = utcnow()
     days = _transition_days(session, project)
     retention = session.get(DataRetention, project.id)

@@ -99,3 +99,37 @@ def test_register_publishes_nothing_about_the_people_on_a_project(reg: RegisterW
     leaked = [name for name in people if re.search(rf"\b{name}\b", published, re.IGNORECASE)]
     assert leaked == [], leaked
     assert "password" not in published  # the suspension's reason
+
+
+def test_register_withholds_the_names_researchers_typed_into_what_is_published(reg: RegisterWorld):
+    """Titles, summaries and file names are typed by researchers: a mention of anyone on
+    the project is withheld ("maximum" merely contains a name and is kept)."""
+    import sys
+    from pathlib import Path
+
+    from enclave.egress import service as egress
+    from enclave.egress.policy import EgressEnv
+    from enclave.enums import EgressStatus
+    from enclave.users import get_user
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "egress"))
+    from egress_world import World, release, submit, vote_all
+
+    world = World(settings=reg.settings, env=EgressEnv.load(reg.settings))
+    world.write("by_region_for_Max.csv", b"region,count\nnorth,120\nsouth,85\n")
+    with unit_of_work(reg.settings) as s:
+        rita = get_user(s, "rita")
+        rid = egress.create_request(s, rita, world.env, world.slug, "Rita's counts, checked by Rob (maximum 85)").id
+        egress.add_files(s, rita, world.env, rid, ["by_region_for_Max.csv"], "main", "counts by region", "none needed")
+        project = get_project(s, world.slug)
+        project.lay_summary = "Outcomes after heart attacks, a study led by RITA with rhea."
+    submit(world, rid)
+    vote_all(world, rid, "ria")
+    vote_all(world, rid, "rob")
+    assert release(world, rid).status is EgressStatus.RELEASED
+    with unit_of_work(reg.settings) as s:
+        heart = get_entry(s, "heart-study")
+    latest = heart.outputs[-1]
+    assert latest.title == "[name withheld]'s counts, checked by [name withheld] (maximum 85)"
+    assert latest.files == ["by_region_for_[name withheld].csv"]
+    assert heart.lay_summary == "Outcomes after heart attacks, a study led by [name withheld] with [name withheld]."
