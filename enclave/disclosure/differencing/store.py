@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
@@ -181,7 +180,3 @@ class DifferencingStore:
     def size_of(self, info: EntryInfo) -> int:
         folder = self._outputs(info.dataset)
         return sum((folder / f"{info.entry}{s}").stat().st_size for s in (".json", ".cells.parquet", ".members.parquet"))
-
-
-def sorted_unique(values: np.ndarray) -> np.ndarray:
-    return np.unique(values.astype(np.uint32))

@@ -11,7 +11,7 @@ unrelated cells without reading their members.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,10 +26,6 @@ def buckets(idx: np.ndarray) -> np.ndarray:
     return ((idx.astype(np.uint64) * np.uint64(2654435761)) & np.uint64(0xFFFFFFFF)) >> np.uint64(26)
 
 
-def bucket_expr(column: str = "idx") -> pl.Expr:
-    return ((pl.col(column).cast(pl.UInt64) * 2654435761) & 0xFFFFFFFF) // (1 << 26)
-
-
 @dataclass
 class Table:
     """Cells (grid first, then margins and totals) with sizes, visibility and members."""
@@ -42,7 +38,6 @@ class Table:
     sketches: np.ndarray  # (cells, BUCKETS) int32
     grid: pl.DataFrame  # cell (u32), idx (u32): the members of the grid cells
     perturbed: bool = False
-    record_keys: dict[str, Any] = field(default_factory=dict)
 
     def members(self, cells: list[int]) -> pl.DataFrame:
         """(cell, idx) for these cells: unions of their grid cells, each patient once."""

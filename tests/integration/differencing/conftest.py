@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
-import sys
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
