@@ -18,7 +18,8 @@
 # The worker node runs with every capability but SYS_RESOURCE (this host's bounding set
 # lacks it, so --privileged fails), no seccomp or AppArmor confinement, a read-write
 # /sys/fs/cgroup (its engine cannot create containers otherwise) and its own
-# /var/lib/docker volume. Nothing else on the host changes: bridge networks keep working
+# /var/lib/docker volume (and /run on tmpfs, so a restarted node starts clean and rejoins).
+# Nothing else on the host changes: bridge networks keep working
 # as before, and `down` returns the engine to single-host mode when `up` left it.
 set -euo pipefail
 
@@ -87,7 +88,7 @@ up() {
             --cap-add ALL --cap-drop SYS_RESOURCE \
             --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
             --security-opt systempaths=unconfined \
-            -v /sys/fs/cgroup:/sys/fs/cgroup:rw -v "$NODE-var:/var/lib/docker" \
+            -v /sys/fs/cgroup:/sys/fs/cgroup:rw -v "$NODE-var:/var/lib/docker" --tmpfs /run \
             "${mounts[@]}" "$NODE_IMAGE" dockerd >/dev/null
     fi
     for _ in $(seq 1 240); do

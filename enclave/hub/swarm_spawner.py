@@ -57,10 +57,11 @@ class EnclaveSwarmSpawner(EnclaveSpawner, SwarmSpawner):
         image id, the network and the placement constraints."""
         settings = self.enclave_settings()
         swarm.check_engine(settings, self._enclave_policy, ContainerEngine.SWARM)
-        image_id = swarm.check_image(self.client, self.image)
-        network = swarm.ensure_project_network(self.client, self._enclave_policy, self.name)
+        client = _high_level(self.client)
+        image_id = swarm.check_image(client, self.image)
+        network = swarm.ensure_project_network(client, self._enclave_policy, self.name)
         if self.hub_container:
-            _connect(self.client, network, self.hub_container)
+            _connect(client, network, self.hub_container)
         marker = swarm.ensure_marker(settings.home)
         return image_id, network, swarm.placement_constraints(marker)
 
@@ -81,9 +82,41 @@ class EnclaveSwarmSpawner(EnclaveSpawner, SwarmSpawner):
             await asyncio.sleep(0.2)
         return service
 
+    async def poll(self) -> Any:
+        """SwarmSpawner's poll, and a server whose node is down or gone counts as stopped:
+        the engine keeps reporting such a task as running, so the hub would never end it.
+        The hub then stops the server as for any that ended (audited by EnclaveSpawner.stop)."""
+        import docker.errors
+
+        status = await super().poll()
+        if status is not None:
+            return status
+        task = await self.get_task()
+        node_id = (task or {}).get("NodeID")
+        if not node_id:
+            return None
+        try:
+            node = await self.docker("inspect_node", node_id)
+        except docker.errors.NotFound:
+            return "the node of this server has left the swarm"
+        state = node.get("Status", {}).get("State")
+        if state != "ready":
+            return f"the node {node.get('Description', {}).get('Hostname', node_id)} of this server is {state}"
+        return None
+
     async def get_ip_and_port(self) -> tuple[str, int]:
         # The service's address on the project's network (its name resolves only there).
         return self.service_name, self.port
+
+
+def _high_level(api: Any) -> Any:
+    """docker-py's high-level client over the spawner's own APIClient (same connection
+    and TLS settings, which DockerSpawner configures)."""
+    import docker
+
+    client = docker.DockerClient.__new__(docker.DockerClient)
+    client.api = api
+    return client
 
 
 def _connect(client: Any, network: str, container: str) -> None:
