@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export ENCLAVE_HOME ?= $(CURDIR)/var
 
-.PHONY: up test deps system venv acro services images demo down clean-state
+.PHONY: up test deps system venv acro services images demo down clean-state swarm-nodes swarm-nodes-down
 
 up: deps services images
 	bash scripts/up.sh
@@ -44,6 +44,14 @@ images: venv services
 
 down:
 	bash scripts/stop-hub.sh
+
+# A two-node Docker Swarm on this machine for engine: swarm (this host the manager, a
+# worker node in a container sharing ENCLAVE_HOME); see docs/deploy.md.
+swarm-nodes: deps services images
+	ENCLAVE_SWARM_SHARED="$(ENCLAVE_HOME)" bash scripts/swarm.sh up
+
+swarm-nodes-down:
+	bash scripts/swarm.sh down
 
 # Remove the demo enclave's state (database, workspaces, keys) after stopping it.
 clean-state: down
