@@ -13,6 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import shutil
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -34,6 +36,7 @@ from enclave.web.auth import HUB_ROLE_REVIEW
 from enclave.web.testing import StaticTokenAuthenticator
 
 SLUG = "cardio"
+REPO = Path(__file__).resolve().parents[3]
 REF = dt.date(2024, 12, 31)
 
 
@@ -84,25 +87,35 @@ def request_of(output: str) -> int:
     return int(re.search(r"created egress request (\d+)", output).group(1))
 
 
-def test_differencing_demo_pair_released_then_submitted_through_cli(enclave):
-    settings, outbox = enclave
+def demo_pair(outbox, margins: bool = False) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    """The cohort table to max_age A-1 and to A, A the youngest age from 60 on that 1-9 people have."""
     ages = query("demo", "patients").with_columns(
         age=((pl.lit(REF) - pl.col("date_of_birth")).dt.total_days() // 365.25).cast(pl.Int64)).collect()
     counts = ages.group_by("age").len().filter((pl.col("age") >= 60) & pl.col("len").is_between(1, 9)).sort("age")
     top = int(counts["age"][0])  # people of exactly this age are the difference
     for folder in ("first", "second"):
         (outbox / folder).mkdir()
-    crosstab(cohort(top - 1), index="age_band", columns="sex").save(outbox / "first" / "cohort_by_age_band_sex.csv")
-    crosstab(cohort(top), index="age_band", columns="sex").save(outbox / "second" / "cohort_by_age_band_sex.csv")
-    first, second = "first/cohort_by_age_band_sex.csv", "second/cohort_by_age_band_sex.csv"
+    for folder, max_age in (("first", top - 1), ("second", top)):
+        crosstab(cohort(max_age), index="age_band", columns="sex", margins=margins).save(
+            outbox / folder / "cohort_by_age_band_sex.csv")
+    return "first/cohort_by_age_band_sex.csv", "second/cohort_by_age_band_sex.csv"
 
+
+def release_through_cli(relpath: str) -> int:
     rid = request_of(cli("--as", "alice", "egress", "create", SLUG, "--title", "cohort"))
-    cli("--as", "alice", "egress", "add", str(rid), first, "--group", "cohort", "--context", "cohort by band",
+    cli("--as", "alice", "egress", "add", str(rid), relpath, "--group", "cohort", "--context", "cohort by band",
         "--controls", "enclave.safe suppression")
     cli("--as", "alice", "egress", "submit", str(rid))
     for reviewer in ("rita", "rex"):
-        cli("--as", reviewer, "egress", "review", str(rid), first, "--decision", "approve", "--comment", "safe")
+        cli("--as", reviewer, "egress", "review", str(rid), relpath, "--decision", "approve", "--comment", "safe")
     cli("--as", "rita", "egress", "release", str(rid))
+    return rid
+
+
+def test_differencing_demo_pair_released_then_submitted_through_cli(enclave):
+    settings, outbox = enclave
+    first, second = demo_pair(outbox)
+    rid = release_through_cli(first)
 
     # Before submitting, the researcher's check already names the released table.
     checked = json.loads(cli("--as", "alice", "egress", "check", "--project", SLUG, "--json",
@@ -116,7 +129,7 @@ def test_differencing_demo_pair_released_then_submitted_through_cli(enclave):
         "--controls", "enclave.safe suppression")
     cli("--as", "alice", "egress", "submit", str(rid2), "--exception", "a different cohort definition")
     shown = json.loads(cli("--as", "alice", "egress", "show", str(rid2), "--json"))
-    [file] = shown["file_list"] if "file_list" in shown else shown["files"]
+    [file] = shown["file_list"]
     [finding] = [f for f in file["findings"] if f["rule"] == "differencing"]
     assert finding["status"] == "fail" and f"outbox/{first} of project {SLUG} (request {rid})" in finding["message"]
     assert file["check_status"] == "fail"
@@ -127,3 +140,33 @@ def test_differencing_demo_pair_released_then_submitted_through_cli(enclave):
                    headers={"Authorization": "token t-rex"})
     assert page.status_code == 200, page.text[:300]
     assert "differencing" in page.text and f"outbox/{first} of project {SLUG}" in page.text
+
+
+def test_cellkey_demo_pair_releases_only_noise_through_cli(enclave, tmp_path, monkeypatch):
+    settings, outbox = enclave
+    policies = tmp_path / "policies"
+    shutil.copytree(REPO / "policies", policies)
+    rule = policies / "differencing.yaml"
+    rule.write_text(rule.read_text().replace("cell_key:\n  default: false", "cell_key:\n  default: true"))
+    monkeypatch.setenv("ENCLAVE_POLICIES", str(policies))
+    # A fixed enclave-wide key makes the record keys, and so the noise, the same every run.
+    settings.keys_dir.mkdir(parents=True, exist_ok=True)
+    (settings.keys_dir / "differencing.key").write_bytes(bytes(range(32)))
+    (settings.keys_dir / "differencing.key").chmod(0o600)
+    first, second = demo_pair(outbox, margins=True)
+    rid = release_through_cli(first)
+    released = (settings.export_dir / SLUG / f"request-{rid}" / "files" / first).read_bytes()
+    [file] = json.loads(cli("--as", "alice", "egress", "show", str(rid), "--json"))["file_list"]
+    [note] = [f for f in file["findings"] if f["rule"] == "cell_key"]
+    assert released.decode().splitlines() == note["locations"]  # the release carries the perturbed table
+
+    rid2 = request_of(cli("--as", "alice", "egress", "create", SLUG, "--title", "cohort again"))
+    cli("--as", "alice", "egress", "add", str(rid2), second, "--group", "cohort", "--context", "cohort by band",
+        "--controls", "enclave.safe suppression")
+    cli("--as", "alice", "egress", "submit", str(rid2))  # no hard fail: the pair differs only by noise
+    [file] = json.loads(cli("--as", "alice", "egress", "show", str(rid2), "--json"))["file_list"]
+    rules = {f["rule"]: f["status"] for f in file["findings"]}
+    assert "differencing" not in rules and rules["cell_key"] == "pass"
+    [note2] = [f for f in file["findings"] if f["rule"] == "cell_key"]
+    true = (outbox / first).read_text().splitlines() + (outbox / second).read_text().splitlines()
+    assert note["locations"] + note2["locations"] != true  # noise, not the true counts
