@@ -166,3 +166,12 @@ def test_register_fields_of_an_application_are_validated_beside_the_field(client
     entry = client.get(API + "/sepsis-news").json()
     assert entry["lawful_basis"]["confidentiality"] == "section_251" and entry["contact_email"] == "sepsis@infirmary.example"
     assert entry["status_text"] == "approved, not started" and entry["funders"] == "NIHR"
+
+
+def test_register_fields_are_shown_to_the_admin_deciding_the_application(client: TestClient):
+    queue = client.get(PREFIX + "/admin/applications", headers={"Authorization": "token t-ada"}).text
+    copd = queue[queue.index('id="a-copd"'):]
+    for text in ("For the public register", "Fewer children admitted to hospital with asthma.", "public task",
+                 "research and statistics", "section 251", "University Hospital NHS Trust",
+                 "asthma-study@hospital.example"):
+        assert text in copd, text
