@@ -170,3 +170,8 @@ def test_cellkey_demo_pair_releases_only_noise_through_cli(enclave, tmp_path, mo
     [note2] = [f for f in file["findings"] if f["rule"] == "cell_key"]
     true = (outbox / first).read_text().splitlines() + (outbox / second).read_text().splitlines()
     assert note["locations"] + note2["locations"] != true  # noise, not the true counts
+    web = TestClient(create_app(settings, StaticTokenAuthenticator({"t-rex": ("rex", {HUB_ROLE_REVIEW})}, running=0)),
+                     raise_server_exceptions=False)
+    page = web.get(f"/services/enclave/review/{rid2}/file", params={"path": second},
+                   headers={"Authorization": "token t-rex"}).text
+    assert "data-cell-key-table" in page and note2["locations"][-1] in page  # the reviewer sees the noisy table
