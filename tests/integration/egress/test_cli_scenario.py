@@ -117,7 +117,7 @@ def test_cli_scenario_safe_table_and_notebook_through_two_reviewers(cli: Cli, tm
 
 def test_cli_hard_fail_goes_back_to_the_researcher_until_an_exception_is_asked(cli: Cli) -> None:
     outbox = Path(os.environ["ENCLAVE_HOME"]) / "workspaces" / "heart" / "outbox"
-    outbox.mkdir(parents=True)
+    outbox.mkdir(parents=True, exist_ok=True)  # activation made the workspace
     (outbox / "small.csv").write_bytes(SMALL_CELLS)
     rid = cli("--as", "rita", "egress", "create", "heart").split()[3]
     cli("--as", "rita", "egress", "add", rid, "small.csv", "--group", "g", "--context", "by region",

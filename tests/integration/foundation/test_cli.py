@@ -75,7 +75,8 @@ def test_cli_admin_takes_project_to_active_with_member_all_audited(cli: Cli):
 
     events = json.loads(cli("--as", "alice", "audit", "list", "--project", "diabetes", "--json").stdout)
     assert [e["action"] for e in events] == [
-        "project.create", "project.transition", "project.transition", "project.member_add"]
+        "project.create", "project.transition", "project.transition", "project.examples_installed",
+        "project.member_add"]
     assert [e["details"].get("to") for e in events[1:3]] == ["approved", "active"]
     by_bob = json.loads(cli("--as", "alice", "audit", "list", "--user", "bob", "--json").stdout)
     assert by_bob == []
