@@ -31,6 +31,14 @@ from enclave.web.pages.forms import done_message, form_fields
 router = APIRouter()
 
 RUN_ID = PathParam(ge=1, le=2**31 - 1)
+# Messages after a change on these pages (reached by redirect), before the shared ones.
+JOB_DONE = {
+    "job_queued": "The run is queued: it starts when the job worker picks it up, and this page follows it.",
+}
+
+
+def _done(request: Request) -> str | None:
+    return JOB_DONE.get(request.query_params.get("done", "")) or done_message(request)
 
 
 def _to_run(request: Request, run_id: int, done: str) -> RedirectResponse:
@@ -59,7 +67,7 @@ def _jobs_page(request: Request, ident: Identity, slug: str, notebook: str | Non
     return render(request, "jobs/list.html", status_code=status_code, slug=slug, title=title, project_status=status,
                   runs=runs, may_submit=may_submit, notebooks=notebooks, chosen=chosen, declared=declared,
                   fields=fields, errors=errors or {}, error=error or problem,
-                  live=any(r.status not in FINAL for r in runs), done=done_message(request))
+                  live=any(r.status not in FINAL for r in runs), done=_done(request))
 
 
 @router.get("/projects/{slug}/jobs")
@@ -108,7 +116,7 @@ def run_page(request: Request, run_id: int = RUN_ID, ident: Identity = Depends(s
                        and Role.RESEARCHER in actor.roles and run.project.status in WORKING else [])
     return render(request, "jobs/run.html", run=prov, reruns=reruns, log=log, may_cancel=may_cancel,
                   may_rerun=may_rerun, requestable=requestable, live=prov.status not in FINAL,
-                  done=done_message(request))
+                  done=_done(request))
 
 
 @router.post("/jobs/{run_id}/cancel")
