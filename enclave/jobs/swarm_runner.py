@@ -47,13 +47,37 @@ class ServiceRun:
     def __init__(self, service: Any) -> None:
         self.service = service
         self.killed = False
+        self.lost = False  # its node went away: the engine cannot give its logs
         self.task: dict[str, Any] = {}
         self.attrs: dict[str, Any] = {"State": {}}
 
     def _final_task(self) -> dict[str, Any] | None:
         tasks = self.service.tasks()
         final = [t for t in tasks if t["Status"]["State"] in _FINAL_TASK_STATES]
-        return final[0] if final and len(final) == len(tasks) else None
+        if final and len(final) == len(tasks):
+            return final[0]
+        for task in tasks:
+            lost = self._lost_node(task)
+            if lost:
+                # The engine keeps reporting a task of a lost node as running: it has ended.
+                self.lost = True
+                return {**task, "Status": {"State": "orphaned", "Err": lost}}
+        return None
+
+    def _lost_node(self, task: dict[str, Any]) -> str:
+        import docker.errors
+
+        node_id = task.get("NodeID")
+        if not node_id or task["Status"]["State"] in _FINAL_TASK_STATES:
+            return ""
+        try:
+            node = self.service.client.nodes.get(node_id)
+        except docker.errors.NotFound:
+            return "the node of the run left the swarm while it was executing"
+        state = node.attrs["Status"]["State"]
+        if state == "ready":
+            return ""
+        return f"the node {node.attrs['Description']['Hostname']} went {state} while the run was executing"
 
     def wait(self, timeout: float) -> None:
         import requests.exceptions
@@ -82,10 +106,15 @@ class ServiceRun:
 
     def node(self) -> str:
         """The host name of the node the task ran on ('' if it was never placed)."""
+        import docker.errors
+
         node_id = self.task.get("NodeID")
         if not node_id:
             return ""
-        return self.service.client.nodes.get(node_id).attrs["Description"]["Hostname"]
+        try:
+            return self.service.client.nodes.get(node_id).attrs["Description"]["Hostname"]
+        except docker.errors.NotFound:
+            return node_id
 
     def error(self) -> str:
         return str(self.task.get("Status", {}).get("Err") or "")
@@ -113,8 +142,22 @@ class SwarmRunner(Runner):
         return cls(settings, policy, client)
 
     def _alive(self, name: str) -> bool:
-        tasks = self.client.services.get(name).tasks()
-        return any(t["Status"]["State"] not in _FINAL_TASK_STATES for t in tasks)
+        """A run's service still runs: a task not yet final, on a node that is up (the
+        engine keeps reporting a task of a lost node as running)."""
+        import docker.errors
+
+        for task in self.client.services.get(name).tasks():
+            if task["Status"]["State"] in _FINAL_TASK_STATES:
+                continue
+            if not task.get("NodeID"):
+                return True  # not placed yet
+            try:
+                node = self.client.nodes.get(task["NodeID"])
+            except docker.errors.NotFound:
+                continue  # the node left the swarm
+            if node.attrs["Status"]["State"] == "ready":
+                return True
+        return False
 
     def _create_kwargs(self, run: JobRun, mounts: list[Mount], image: str, name: str,
                        views: list[Any]) -> dict[str, Any]:
@@ -157,8 +200,9 @@ class SwarmRunner(Runner):
             handle.reload()
             with open(log, "a") as fh:
                 fh.write(f"[enclave] run {run_id} ran on node {handle.node() or '(none)'}\n")
-            handle.write_logs(log)
-            if handle.error() and handle.attrs["State"]["ExitCode"] == -1:
+            if not handle.lost:
+                handle.write_logs(log)
+            if handle.error() and handle.attrs["State"]["ExitCode"] in (-1, None):
                 with open(log, "a") as fh:
                     fh.write(f"the engine could not run the job: {handle.error()}\n")
             self._record(run_id, handle, outcome)
