@@ -216,3 +216,12 @@ def test_forms_no_page_or_error_gives_a_command_line_instruction(client: TestCli
             assert not has_cli_text(text), (caller, path, response.status_code, text[-400:])
             seen += 1
     assert seen > 10
+
+
+def test_forms_error_page_links_back_only_to_the_apps_own_pages(client: TestClient):
+    signed_in(client, "t-rob")
+    own = client.get(PREFIX + "/projects/diabetes", headers={"Referer": "http://testserver" + PREFIX + "/projects"})
+    assert own.status_code == 403 and f'href="{PREFIX}/projects">Back to the page you came from' in own.text
+    for elsewhere in ("http://evil.example/services/enclave/projects", "http://testserver/hub/admin", "javascript:x"):
+        page = client.get(PREFIX + "/projects/diabetes", headers={"Referer": elsewhere}).text
+        assert "Back to the page you came from" not in page and "Go to the start page" in page
