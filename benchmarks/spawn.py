@@ -8,6 +8,7 @@ starts N project servers on the enclave hub at once and times until all are read
 
     .venv/bin/python benchmarks/spawn.py                    # 7 rounds; 10 and 25 at once
     .venv/bin/python benchmarks/spawn.py --repeat 3 --concurrency 4
+    .venv/bin/python benchmarks/spawn.py --engine swarm     # on a two-node swarm (spawn_swarm.py)
 
 Goals: median ratio enclave/plain <= 1.15; 25 concurrent servers ready within 60 s on
 2 cores. Only loopback and the benchmark's own containers are contacted.
@@ -171,7 +172,16 @@ def main() -> None:
                         help="server counts started at once (default 10 25)")
     parser.add_argument("--keep-logs", action="store_true", help="keep the temporary directory with the hub logs")
     parser.add_argument("--image", default=os.environ.get("ENCLAVE_NOTEBOOK_IMAGE", "enclave-notebook:latest"))
+    parser.add_argument("--engine", choices=["docker", "swarm"], default="docker",
+                        help="swarm: sandboxed Swarm services against plain ones (benchmarks/spawn_swarm.py)")
+    parser.add_argument("--node", default=None,
+                        help="with --engine swarm: an existing worker node of scripts/swarm.sh to reuse")
     args = parser.parse_args()
+    if args.engine == "swarm":
+        from benchmarks.spawn_swarm import run
+
+        run(args.repeat, args.concurrency, args.image, args.node)
+        return
 
     client = docker.from_env()
     client.images.get(args.image)  # fails clearly if the image was not built
