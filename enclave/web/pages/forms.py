@@ -118,10 +118,10 @@ def _pydantic_words(err: dict[str, Any]) -> str:
     return str(err["msg"]).rstrip(".").lower()
 
 
-    try:
-        return model.model_validate(data)
 def parse(model: type[BaseModel], data: dict[str, Any]) -> Any:
     """``model`` from form data; the first problem becomes one InvalidInput naming its field."""
+    try:
+        return model.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         name = str(err["loc"][0]) if err["loc"] else ""
