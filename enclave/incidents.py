@@ -140,9 +140,9 @@ def clear_incident(session: Session, actor: User, incident_id: int, note: str) -
     check_admin(actor, "clear incidents")
     note = (note or "").strip()
     if not note:
-        raise InvalidInput("say what the review found: give a note when clearing an incident")
+        raise InvalidInput("say what the review found: give a note when clearing an incident", field="note")
     if len(note) > MAX_NOTE_CHARS:
-        raise InvalidInput(f"the note is too long: use at most {MAX_NOTE_CHARS} characters")
+        raise InvalidInput(f"the note is too long: use at most {MAX_NOTE_CHARS} characters", field="note")
     incident = get_incident(session, incident_id)
     if incident.user_id == actor.id:
         raise PermissionDenied(f"{actor.name} may not clear an incident about themselves: ask another admin")
@@ -162,7 +162,7 @@ def enable_user(session: Session, actor: User, name: str, note: str) -> User:
     check_admin(actor, "enable accounts")
     note = (note or "").strip()
     if not note:
-        raise InvalidInput("say why the account may be used again: give a note")
+        raise InvalidInput("say why the account may be used again: give a note", field="note")
     person = get_user(session, name)
     if person.id == actor.id:
         raise PermissionDenied(f"{actor.name} may not enable their own account: ask another admin")

@@ -62,29 +62,46 @@ async def dashboard(request: Request, ident: Identity = Depends(admin)):
                   egress=egress_view(web(request).settings), incidents=open_incidents)
 
 
-@router.get("/incidents")
-def incidents(request: Request, ident: Identity = Depends(admin)):
+def _incidents_page(request: Request, ident: Identity, form: FormState | None = None,
+                    status: int = 200):  # type: ignore[no-untyped-def]
     with acting_admin(request, ident) as (session, actor):
         rows = [IncidentOut.of(i) for i in list_incidents(session, actor, limit=200)]
         disabled = [u for u in list_users(session) if u.disabled_at is not None]
         disabled_rows = [(u.name, u.disabled_reason or "") for u in disabled]
-    return render(request, "admin/incidents.html", incidents=rows, disabled=disabled_rows,
-                  egress=egress_view(web(request).settings), done=done_message(request))
+    return render(request, "admin/incidents.html", status_code=status, incidents=rows, disabled=disabled_rows,
+                  egress=egress_view(web(request).settings), form=form, done=done_message(request))
+
+
+@router.get("/incidents")
+def incidents(request: Request, ident: Identity = Depends(admin)):
+    return _incidents_page(request, ident)
 
 
 @router.post("/incidents/{incident_id}/clear")
 async def clear(request: Request, incident_id: int, ident: Identity = Depends(admin)):
     data = await form_fields(request)
-    with acting_admin(request, ident) as (session, actor):
-        clear_incident(session, actor, incident_id, data.get("note", ""))
+    typed = {"form": f"incident-{incident_id}", "note": data.get("note", "")}
+    try:
+        with acting_admin(request, ident) as (session, actor):
+            clear_incident(session, actor, incident_id, typed["note"])
+    except EnclaveError as exc:
+        if not correctable(exc):
+            raise
+        return _incidents_page(request, ident, failed(typed, exc, {"note"}), status=400)
     return RedirectResponse(f"{web(request).prefix}/admin/incidents?done=incident_cleared", status_code=303)
 
 
 @router.post("/users/{name}/enable")
 async def enable(request: Request, name: str, ident: Identity = Depends(admin)):
     data = await form_fields(request)
-    with acting_admin(request, ident) as (session, actor):
-        enable_user(session, actor, name, data.get("note", ""))
+    typed = {"form": f"enable-{name}", "note": data.get("note", "")}
+    try:
+        with acting_admin(request, ident) as (session, actor):
+            enable_user(session, actor, name, typed["note"])
+    except EnclaveError as exc:
+        if not correctable(exc):
+            raise
+        return _incidents_page(request, ident, failed(typed, exc, {"note"}), status=400)
     return RedirectResponse(f"{web(request).prefix}/admin/incidents?done=user_enabled", status_code=303)
 
 

@@ -61,6 +61,7 @@ def test_incidents_clear_needs_xsrf_and_note_and_is_audited(world, client: TestC
     xsrf = re.search(r'name="_xsrf" value="([0-9a-f]+)"', client.get(PREFIX + "/admin/incidents").text).group(1)
     empty = client.post(url, data={"note": "", "_xsrf": xsrf}, follow_redirects=False)
     assert empty.status_code == 400 and "give a note" in empty.text
+    assert '<p class="field-error" id="note-error">' in empty.text and "Open and recent incidents" in empty.text
     done = client.post(url, data={"note": "a plot, not data", "_xsrf": xsrf}, follow_redirects=False)
     assert done.status_code == 303
     with unit_of_work(world) as session:
