@@ -76,11 +76,14 @@ def test_console_researcher_runs_a_job_with_parameters_to_an_egress_request(brow
     ada.get_by_role("button", name="Queue the run").click()
     ada.wait_for_url(re.compile(rf".*{CONSOLE}/jobs/\d+\?done=job_queued"), timeout=30_000)
     run_id = int(re.search(r"/jobs/(\d+)", ada.url).group(1))
-    run_url = ada.url
+    run_page = ada.url.split("?")[0]
 
-    # The page follows the run by itself: nobody reloads it here.
-    ada.locator("#run-status .badge-succeeded").wait_for(timeout=JOB_WAIT_MS)
-    assert ada.url == run_url
+    # The page follows the run by itself (nobody reloads it here) and, once the run has
+    # ended, shows what the server draws for a finished run.
+    ada.get_by_role("button", name="Start an egress request citing this run").wait_for(timeout=JOB_WAIT_MS)
+    assert ada.locator("#run-status .badge").inner_text().lower() == "succeeded"
+    assert ada.url.split("?")[0] == run_page
+    assert ada.get_by_text("The run is queued").count() == 0  # the queued message went with the run's end
     assert "Executing" in ada.locator("#job-log").inner_text()
     assert ada.get_by_text("min_age=50").first.is_visible() and ada.get_by_text("max_age=90").first.is_visible()
     outputs = ada.locator("#outputs")

@@ -3,6 +3,7 @@
 (function () {
   "use strict";
   if (document.querySelector("[data-refresh-while-pending]")) {
-    window.setTimeout(function () { window.location.reload(); }, 2500);
+    // Without the query: the message about asking the hub no longer applies.
+    window.setTimeout(function () { window.location.replace(window.location.pathname + window.location.hash); }, 2500);
   }
 })();

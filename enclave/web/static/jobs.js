@@ -48,8 +48,9 @@
         status.dataset.status = data.status;
       }
       if (data.final) {
-        // The finished run's outputs, comparison and actions are drawn by the server.
-        window.location.reload();
+        // The finished run's outputs, comparison and actions are drawn by the server; the
+        // message about queueing it no longer applies.
+        window.location.replace(window.location.pathname);
         return false;
       }
       return true;
