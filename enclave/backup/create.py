@@ -309,15 +309,18 @@ def _merge_ledger(store: Store, destroyed: dict[str, dict[str, Any]]) -> dict[st
     """Add this snapshot's destructions to the destination's ledger (never remove one)."""
     path = store.root / LEDGER
     ledger: dict[str, Any] = {"format": "enclave-destroyed/1", "projects": {}}
+    written = None
     if path.exists():
         try:
             ledger = json.loads(path.read_text(encoding="utf-8"))
+            written = json.dumps(ledger, sort_keys=True)
         except ValueError:
             pass  # a damaged ledger is rebuilt from the destructions the database records
         ledger.setdefault("projects", {})
     for slug, item in destroyed.items():
         ledger["projects"].setdefault(slug, item)
-    store.stage_json(path, ledger)
+    if json.dumps(ledger, sort_keys=True) != written:  # rewritten only when it grows
+        store.stage_json(path, ledger)
     return ledger
 
 
