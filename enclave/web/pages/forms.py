@@ -38,6 +38,8 @@ DONE = {
     "granted": "The grant was added and its view materialised.",
     "revoked": "The grant was revoked and its view deleted.",
     "job_queued": "The run is queued: it starts when the job worker picks it up. Reload this page to follow it.",
+    "created_from_run": "The request was created with the run's output files and cites the run. "
+                        "Describe the files (context and controls), then submit it.",
     "job_cancelled": "The run was cancelled.",
     "rerun_queued": "The rerun is queued: when the worker has run it, this page shows whether the outputs match.",
     "replied": "Your reply was recorded: reviewers see it next to the file. Resubmit when you are ready.",
