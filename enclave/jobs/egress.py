@@ -34,9 +34,11 @@ def run_output_files(session: Session, actor: User, run_id: int) -> list[str]:
             if path != notebook and digest != SYMLINK and not is_sidecar(PurePosixPath(path))]
 
 
-def request_egress_for_run(session: Session, actor: User, env: EgressEnv, run_id: int) -> EgressRequest:
+def request_egress_for_run(session: Session, actor: User, env: EgressEnv, run_id: int,
+                           context: str | None = None, controls: str | None = None) -> EgressRequest:
     """A draft egress request citing run ``run_id``, with the run's output files in one group
-    (``run-<id>``); the author then describes the group and submits it."""
+    (``run-<id>``) described by ``context`` (what the files show, for which population) and
+    ``controls`` (the disclosure controls applied); the author then submits it."""
     run = get_job(session, actor, run_id)
     if run.rerun_of_id is not None:
         raise InvalidInput(f"run {run.id} is a rerun, a check whose outputs stay with the reviewers: "
@@ -49,5 +51,5 @@ def request_egress_for_run(session: Session, actor: User, env: EgressEnv, run_id
                            "save outputs to $ENCLAVE_JOB_OUTPUT in the notebook and run it again")
     title = f"Outputs of run {run.id} ({PurePosixPath(run.notebook).name})"
     request = egress.create_request(session, actor, env, run.project.slug, title, cited_runs=[run.id])
-    egress.add_files(session, actor, env, request.id, files, f"run-{run.id}")
+    egress.add_files(session, actor, env, request.id, files, f"run-{run.id}", context, controls)
     return request

@@ -90,6 +90,9 @@ def test_console_researcher_runs_a_job_with_parameters_to_an_egress_request(brow
     assert outputs.get_by_text("cohort_by_age_band_sex.csv", exact=True).is_visible()
     shot(ada, "console-job-succeeded")
 
+    ada.get_by_label("Context: what the files show, and for which population").fill(
+        "Cardio patients aged 50-90 by age band and sex; mean length of stay by admission method")
+    ada.get_by_label("Disclosure controls applied").fill("enclave.safe: cells under the threshold suppressed")
     ada.get_by_role("button", name="Start an egress request citing this run").click()
     ada.wait_for_url(re.compile(rf".*{CONSOLE}/egress/\d+\?done=created_from_run"), timeout=30_000)
     request_id = int(re.search(r"/egress/(\d+)", ada.url).group(1))
@@ -101,6 +104,8 @@ def test_console_researcher_runs_a_job_with_parameters_to_an_egress_request(brow
         assert request.details_json["cited_runs"] == [run_id] and request.author.name == "ada"
         assert sorted(f.relpath for f in request.files) == [
             f"jobs/{run_id}/cohort_by_age_band_sex.csv", f"jobs/{run_id}/length_of_stay_by_method.csv"]
+        assert [(g.name, g.controls) for g in request.groups] == [
+            (f"run-{run_id}", "enclave.safe: cells under the threshold suppressed")]
         run = session.get(JobRun, run_id)
         assert run.parameters_json == {"min_age": 50, "max_age": 90} and run.submitted_by.name == "ada"
     ada.context.close()

@@ -173,13 +173,20 @@ class EgressStartedOut(BaseModel):
     files: list[str] = Field(description="The outbox paths added (jobs/<run>/...)")
 
 
+class EgressFromRunIn(BaseModel):
+    context: str | None = Field(None, max_length=5000, description="What the files show, and for which population")
+    controls: str | None = Field(None, max_length=5000, description="The disclosure controls applied")
+
+
 @router.post("/{run_id}/egress", response_model=EgressStartedOut, status_code=201, responses=CHANGE_ERRORS)
-def start_egress(request: Request, run_id: int = ID, ident: Identity = Depends(signed_in)):
+def start_egress(request: Request, run_id: int = ID, body: EgressFromRunIn | None = None,
+                 ident: Identity = Depends(signed_in)):
     """A draft egress request citing the run, holding its output files (not the executed
-    notebook; evidence sidecars go with their tables at submission)."""
+    notebook; evidence sidecars go with their tables at submission) in the group ``run-<id>``."""
     env = EgressEnv.load(web(request).settings)
+    given = body or EgressFromRunIn()
     with acting(request, ident) as (session, actor):
-        created = request_egress_for_run(session, actor, env, run_id)
+        created = request_egress_for_run(session, actor, env, run_id, given.context, given.controls)
         return EgressStartedOut(request=created.id, files=[f.relpath for f in created.files])
 
 

@@ -37,6 +37,13 @@ JOB_DONE = {
 }
 
 
+# What reviewers need to know about a run's files, asked before the request is made.
+EGRESS_FIELDS = {
+    "context": "say what the files show and for which population",
+    "controls": "say which disclosure controls were applied (suppression, rounding, thresholds)",
+}
+
+
 def _done(request: Request) -> str | None:
     return JOB_DONE.get(request.query_params.get("done", "")) or done_message(request)
 
@@ -98,9 +105,8 @@ async def submit(request: Request, slug: str, ident: Identity = Depends(signed_i
     return _to_run(request, run_id, "job_queued")
 
 
-@router.get("/jobs/{run_id}")
-def run_page(request: Request, run_id: int = RUN_ID, ident: Identity = Depends(signed_in)):
-    """One run: its provenance, log and reruns (members of its project, reviewers, admins)."""
+def _run_page(request: Request, ident: Identity, run_id: int, *, values: dict[str, str] | None = None,
+              errors: dict[str, str] | None = None, status_code: int = 200) -> Any:
     settings = web(request).settings
     with acting(request, ident) as (session, actor):
         run = service.get_job(session, actor, run_id)
@@ -114,9 +120,15 @@ def run_page(request: Request, run_id: int = RUN_ID, ident: Identity = Depends(s
         requestable = (run_output_files(session, actor, run_id)
                        if run.status is JobStatus.SUCCEEDED and run.rerun_of_id is None and is_member(actor, run.project)
                        and Role.RESEARCHER in actor.roles and run.project.status in WORKING else [])
-    return render(request, "jobs/run.html", run=prov, reruns=reruns, log=log, may_cancel=may_cancel,
-                  may_rerun=may_rerun, requestable=requestable, live=prov.status not in FINAL,
-                  done=_done(request))
+    return render(request, "jobs/run.html", status_code=status_code, run=prov, reruns=reruns, log=log,
+                  may_cancel=may_cancel, may_rerun=may_rerun, requestable=requestable,
+                  live=prov.status not in FINAL, values=values or {}, errors=errors or {}, done=_done(request))
+
+
+@router.get("/jobs/{run_id}")
+def run_page(request: Request, run_id: int = RUN_ID, ident: Identity = Depends(signed_in)):
+    """One run: its provenance, log and reruns (members of its project, reviewers, admins)."""
+    return _run_page(request, ident, run_id)
 
 
 @router.post("/jobs/{run_id}/cancel")
@@ -134,9 +146,15 @@ def rerun(request: Request, run_id: int = RUN_ID, ident: Identity = Depends(sign
 
 
 @router.post("/jobs/{run_id}/egress")
-def start_egress(request: Request, run_id: int = RUN_ID, ident: Identity = Depends(signed_in)):
-    """A draft egress request citing the run, with its output files; then on to that request."""
+async def start_egress(request: Request, run_id: int = RUN_ID, ident: Identity = Depends(signed_in)):
+    """A draft egress request citing the run, with its output files described by the form's
+    context and controls; then on to that request, ready to submit."""
+    data = await form_fields(request)
+    typed = {k: data.get(k, "").strip() for k in ("context", "controls")}
+    errors = {k: EGRESS_FIELDS[k] for k, v in typed.items() if not v}
+    if errors:
+        return _run_page(request, ident, run_id, values=typed, errors=errors, status_code=400)
     env = EgressEnv.load(web(request).settings)
     with acting(request, ident) as (session, actor):
-        number = request_egress_for_run(session, actor, env, run_id).id
+        number = request_egress_for_run(session, actor, env, run_id, typed["context"], typed["controls"]).id
     return RedirectResponse(f"{web(request).prefix}/egress/{number}?done=created_from_run", status_code=303)

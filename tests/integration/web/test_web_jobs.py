@@ -196,14 +196,21 @@ def test_jobs_egress_request_citing_a_run_holds_its_outputs(client: TestClient, 
     signed_in(client, "t-rob")
     page = client.get(PREFIX + f"/jobs/{run_id}").text
     assert "Start an egress request citing this run" in page and f"jobs/{run_id}/table.csv" in page
-    done = client.post(PREFIX + f"/jobs/{run_id}/egress", data={"_xsrf": xsrf_of(client, f"/jobs/{run_id}")},
-                       follow_redirects=False)
+    token = xsrf_of(client, f"/jobs/{run_id}")
+    missing = client.post(PREFIX + f"/jobs/{run_id}/egress", data={"_xsrf": token, "context": "Adults by band"})
+    assert missing.status_code == 400 and 'id="e_controls">say which disclosure controls were applied' in missing.text
+    assert ">Adults by band</textarea>" in missing.text  # kept
+    done = client.post(PREFIX + f"/jobs/{run_id}/egress", data={
+        "_xsrf": token, "context": "Adults by age band", "controls": "cells under 10 suppressed"},
+        follow_redirects=False)
     assert done.status_code == 303, done.text
     number = int(re.search(r"/egress/(\d+)\?done=created_from_run", done.headers["location"]).group(1))
     shown = client.get(PREFIX + f"/api/egress/requests/{number}", headers=h("t-rob")).json()
     assert shown["status"] == "draft" and shown["cited_runs"] == [run_id]
     # The table only: the executed notebook stays out, the sidecar travels with its table.
     assert [f["path"] for f in shown["file_list"]] == [f"jobs/{run_id}/table.csv"]
+    assert [(g["name"], g["context"], g["controls"]) for g in shown["groups"]] == [
+        (f"run-{run_id}", "Adults by age band", "cells under 10 suppressed")]  # ready to submit
     # Reviewers and other projects' members cannot start one; nor from a rerun.
     assert client.post(API + f"/{run_id}/egress", headers=h("t-rita")).status_code == 403
     assert client.post(API + f"/{run_id}/egress", headers=h("t-eve")).status_code == 403
