@@ -9,7 +9,7 @@ from pathlib import Path
 from enclave.applications import ProjectApplication, apply_for_project
 from enclave.clock import today
 from enclave.config import Settings
-from enclave.db.models import User
+from enclave.db.models import Grant, User
 from sqlalchemy import select
 from enclave.db.session import unit_of_work, upgrade
 from enclave.enums import Role
@@ -114,7 +114,14 @@ def copy_world(template: Settings, home: Path) -> Settings:
     for folder in ("workspaces", "catalog", "views", "keys"):
         if (template.home / folder).exists():
             shutil.copytree(template.home / folder, home / folder, symlinks=True)
-    return Settings(home=home, db_url=f"sqlite:///{home / 'enclave.db'}", policies_dir=template.policies_dir)
+    settings = Settings(home=home, db_url=f"sqlite:///{home / 'enclave.db'}", policies_dir=template.policies_dir)
+    # Grants record their view's absolute path: point the copy's at its own views, so a test
+    # that revokes a grant (and deletes its view) never touches the template others copy.
+    with unit_of_work(settings) as s:
+        for grant in s.scalars(select(Grant).where(Grant.view_path.is_not(None))):
+            if grant.view_path.startswith(str(template.home)):
+                grant.view_path = str(home) + grant.view_path[len(str(template.home)):]
+    return settings
 
 
 def authenticator() -> StaticTokenAuthenticator:
