@@ -115,7 +115,10 @@ def test_egress_show_prints_the_cited_runs(world: World):
 
     notebook = world.settings.workspaces_dir / world.slug / "notebooks" / "counts.ipynb"
     notebook.parent.mkdir(parents=True)
-    notebook.write_bytes(b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
+    # A notebook takes only the parameters its cell tagged 'parameters' declares.
+    notebook.write_bytes(b'{"cells": [{"cell_type": "code", "execution_count": null, "id": "p", '
+                         b'"metadata": {"tags": ["parameters"]}, "outputs": [], "source": ["min_age = 18"]}], '
+                         b'"metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
     with world.uow() as s:
         run_id = jobs.submit_job(s, get_user(s, "rita"), world.settings, world.slug, "notebooks/counts.ipynb",
                                  {"min_age": 50}).id
