@@ -172,6 +172,8 @@ async def withdraw(request: Request, request_id: int, ident: Identity = Depends(
 @router.post("/egress/{request_id}/release")
 async def release_request(request: Request, request_id: int, ident: Identity = Depends(signed_in)):
     """Release an approved request (an independent reviewer or admin), once confirmed."""
+    if not (ident.is_reviewer or ident.is_admin):  # the hub's console scopes too, as the API asks
+        check_console(ident, "review")
     data = await form_fields(request)
     check_confirmed(data, "release the request")
     env = _env(request)

@@ -58,6 +58,11 @@ def test_web_approved_request_waits_in_the_release_queue_and_release_is_confirme
     refused = client.post(PREFIX + f"/egress/{in_review}/release", data={"_xsrf": token}, follow_redirects=False)
     assert refused.status_code == 400 and "confirm" in refused.text
     assert client.get(API + f"/requests/{in_review}", headers=h("t-rob")).json()["status"] == "approved"
+    # An enclave admin whose hub token lacks the admin and reviewer roles is refused (fail closed).
+    signed_in(client, "t-ann")
+    ann = client.post(PREFIX + f"/egress/{in_review}/release", data={"_xsrf": xsrf_of(client, "/apply"), "confirm": "yes"})
+    assert ann.status_code == 403
+    signed_in(client, "t-rudy")
     confirm = client.get(PREFIX + f"/egress/{in_review}/release").text
     assert "A release cannot be undone" in confirm and 'name="confirm" value="yes"' in confirm
     done = client.post(PREFIX + f"/egress/{in_review}/release", data={"_xsrf": token, "confirm": "yes"},
