@@ -5,8 +5,11 @@ The hub owns servers; the console only asks it. Before asking, the enclave check
 spawner will check again (membership, an active project, current training, live grants:
 ``enclave.hub.access.check_can_spawn``) so a refusal is one line in the page, and records
 the request in the audit log. The user is always the signed-in person: nobody can start or
-stop another person's server from here. The service's token needs the hub scopes
-``read:servers`` and ``servers`` (``enclave.web.service.hub_service_role``).
+stop another person's server from here. States are read with the service's own token
+(``read:servers``); start and stop are sent with the signed-in person's own sign-in token,
+whose hub scope ``servers!user`` reaches that person's servers and nobody else's
+(``enclave.web.service.hub_service``), so the service itself holds no scope that could start or
+stop anybody's server.
 """
 
 from __future__ import annotations
@@ -70,7 +73,7 @@ def _state_of(model: Mapping[str, Any]) -> Server:
 
 
 class HubServers:
-    """The hub's REST API with the service's own token."""
+    """The hub's REST API: reads with the service's own token, changes with the person's."""
 
     def __init__(self, api_url: str, token: str, timeout: float = 15.0) -> None:
         self.api_url = api_url.rstrip("/")
@@ -87,11 +90,11 @@ class HubServers:
         path = f"{self.api_url}/users/{quote(user, safe='')}"
         return path if server is None else f"{path}/servers/{quote(server, safe='')}"
 
-    async def _call(self, method: str, url: str) -> Any:
+    async def _call(self, method: str, url: str, token: str | None = None) -> Any:
         import httpx
 
         async with httpx.AsyncClient(timeout=self.timeout, trust_env=False) as client:
-            return await client.request(method, url, headers={"Authorization": f"token {self.token}"})
+            return await client.request(method, url, headers={"Authorization": f"token {token or self.token}"})
 
     async def servers(self, user: str) -> dict[str, Server] | None:
         """The person's named servers by project (absent: stopped); None when the hub cannot be asked."""
@@ -107,27 +110,29 @@ class HubServers:
         except (httpx.HTTPError, ValueError, AttributeError, TypeError):
             return None
 
-    async def start(self, user: str, server: str) -> ServerState:
-        """Ask the hub to start the server; the state it is in afterwards."""
-        reply = await self._change("POST", user, server)
+    async def start(self, user: str, server: str, token: str) -> ServerState:
+        """Ask the hub, with ``user``'s own token, to start the server; the state it is in afterwards."""
+        reply = await self._change("POST", user, server, token)
         if reply.status_code == 400 and "already" in _message(reply):
             return ServerState.RUNNING
         self._raise_unless_ok(reply, "start")
         return ServerState.RUNNING if reply.status_code == 201 else ServerState.STARTING
 
-    async def stop(self, user: str, server: str) -> ServerState:
-        """Ask the hub to stop the server; the state it is in afterwards."""
-        reply = await self._change("DELETE", user, server)
+    async def stop(self, user: str, server: str, token: str) -> ServerState:
+        """Ask the hub, with ``user``'s own token, to stop the server; the state it is in afterwards."""
+        reply = await self._change("DELETE", user, server, token)
         if reply.status_code in (400, 404) and "not running" in _message(reply):
             return ServerState.STOPPED
         self._raise_unless_ok(reply, "stop")
         return ServerState.STOPPED if reply.status_code == 204 else ServerState.STOPPING
 
-    async def _change(self, method: str, user: str, server: str) -> Any:
+    async def _change(self, method: str, user: str, server: str, token: str) -> Any:
         import httpx
 
+        if not token:
+            raise HubRefused("this sign-in cannot start or stop servers: sign out and in again")
         try:
-            return await self._call(method, self._url(user, server))
+            return await self._call(method, self._url(user, server), token)
         except httpx.HTTPError:
             raise HubRefused("the hub cannot be reached: try again in a minute") from None
 
@@ -136,8 +141,8 @@ class HubServers:
         if reply.status_code in (201, 202, 204):
             return
         if reply.status_code == 403 and not _message(reply):
-            raise HubRefused(f"the hub did not let the console {doing} servers: an admin must give the enclave "
-                             "service the hub scope 'servers'")
+            raise HubRefused(f"the hub did not let this sign-in {doing} your server: sign out and in again "
+                             "(the sign-in must carry the hub scope 'servers!user')")
         reason = _message(reply).splitlines()[0] if _message(reply) else f"the hub answered {reply.status_code}"
         raise HubRefused(f"the server could not {doing}: {reason}")
 

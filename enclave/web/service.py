@@ -16,6 +16,8 @@ SERVICE_NAME = "enclave"
 DEFAULT_PORT = 10101
 # What every signed-in person needs in the hub's ``user`` role to sign in to the service.
 USER_SCOPES = (f"access:services!service={SERVICE_NAME}",)
+# What a person's sign-in token to the service carries beyond identity and access.
+SIGN_IN_SCOPES = ("read:servers!user", "servers!user")
 
 
 def hub_service(settings: Settings, environment: dict[str, str], port: int | None = None) -> dict[str, Any]:
@@ -29,6 +31,9 @@ def hub_service(settings: Settings, environment: dict[str, str], port: int | Non
         "environment": dict(environment),
         # One sign-in: the hub does not ask people to confirm access to its own service.
         "oauth_no_confirm": True,
+        # A person's sign-in token may start and stop that person's own servers (the console's
+        # buttons) and nothing of anybody else's: ``!user`` is the token's owner.
+        "oauth_client_allowed_scopes": list(SIGN_IN_SCOPES),
         "display": True,
         "info": {"description": "Projects, applications, egress review, the audit log and the public register"},
     }
@@ -42,12 +47,11 @@ def hub_template_paths() -> list[str]:
 
 def hub_service_role() -> dict[str, Any]:
     """What the service's own token may do: read people's hub roles (which console they
-    may open), read servers (the dashboard's count, the console's states) and start and
-    stop them (the researcher console acts only on the signed-in person's own servers,
-    after the enclave's checks: ``enclave.web.servers``)."""
+    may open) and read servers (the dashboard's count, the console's states). Starting and
+    stopping goes with the person's own sign-in token (:data:`SIGN_IN_SCOPES`), never this one."""
     return {
         "name": "enclave-web",
-        "description": "The enclave web service: reads hub roles and servers; starts and stops a person's own servers",
-        "scopes": ["list:users", "read:users:name", "read:roles:users", "read:servers", "servers"],
+        "description": "The enclave web service: reads hub roles and server states",
+        "scopes": ["list:users", "read:users:name", "read:roles:users", "read:servers"],
         "services": [SERVICE_NAME],
     }

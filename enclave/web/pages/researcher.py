@@ -93,7 +93,7 @@ async def start_server(request: Request, slug: str, ident: Identity = Depends(si
         raise HubRefused("the console cannot reach the hub here: open the server with 'Start or open notebook server'")
     with acting(request, ident) as (session, actor):
         request_server_start(session, actor, slug)
-    state = await control.start(ident.name, slug)
+    state = await control.start(ident.name, slug, ident.token)
     return _back(request, slug, data.get("back", ""), f"server_{state.value}")
 
 
@@ -106,7 +106,7 @@ async def stop_server(request: Request, slug: str, ident: Identity = Depends(sig
         raise HubRefused("the console cannot reach the hub here: stop the server from the hub's home page")
     with acting(request, ident) as (session, actor):
         request_server_stop(session, actor, slug)
-    state = await control.stop(ident.name, slug)
+    state = await control.stop(ident.name, slug, ident.token)
     return _back(request, slug, data.get("back", ""), f"server_{state.value}")
 
 

@@ -64,3 +64,16 @@ def test_auth_model_never_makes_anyone_a_hub_admin(factory, settings):
 
     model = auth_model(factory.session, factory.admin)
     assert model["admin"] is False and "admin" not in {r["name"] for r in model["roles"]}
+
+
+def test_web_service_cannot_start_or_stop_servers_and_sign_ins_reach_only_their_owners():
+    """The console's start and stop go with the person's own sign-in token: the service's own
+    token holds no scope that changes servers, and every server scope a sign-in token may
+    carry is filtered to its owner (``!user``)."""
+    from enclave.web.service import hub_service, hub_service_role
+
+    role = hub_service_role()
+    assert not [s for s in role["scopes"] if s.split("!")[0] in ("servers", "admin:servers", "delete:servers")]
+    allowed = hub_service(None, {}, port=1)["oauth_client_allowed_scopes"]  # type: ignore[arg-type]
+    assert "servers!user" in allowed
+    assert all(s.endswith("!user") for s in allowed if "servers" in s), allowed
