@@ -43,6 +43,7 @@ from enclave.backup.crypto import seal
 from enclave.backup.snapshot import References, snapshot_database
 from enclave.backup.store import MANIFEST_FORMAT, Store
 from enclave.config import Settings
+from enclave.disclosure.differencing.store import STORE_DIR as DIFFERENCING_STORE_DIR
 from enclave.db.models import User
 from enclave.db.session import unit_of_work
 from enclave.egress.signing import load_or_create_key, signed_json
@@ -158,6 +159,9 @@ def plan_files(settings: Settings, refs: References) -> _Plan:
     targets += [(jobs_dir(settings) / "notebooks" / f"{sha}.ipynb", True) for sha in refs.job_notebooks]
     targets += [(log_path(settings, run).parent, False) for run in refs.job_runs]
     targets.append((settings.workspaces_dir, False))
+    # The differencing store: who was in each cell of earlier outputs (without it, a restored
+    # enclave could not tell a new table from the difference of two released ones).
+    targets.append((settings.home / DIFFERENCING_STORE_DIR, False))
     targets += [(p, False) for p in sorted(settings.home.glob("*.log")) if p.is_file()]
     for target, required in targets:
         rel = _rel(settings, target)

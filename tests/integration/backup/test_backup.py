@@ -371,3 +371,16 @@ def test_backup_refuses_a_destination_inside_the_home_and_keys_it_cannot_seal(bu
     assert result.stderr.strip().splitlines() == [
         "error: set ENCLAVE_BACKUP_PASSPHRASE (or run in a terminal to be asked) for the passphrase that seals the keys"]
     assert not (tmp_path / "dest").exists()
+
+
+def test_backup_keeps_the_differencing_store_so_a_restored_enclave_still_compares(busy: World, tmp_path: Path) -> None:
+    """Who was in each cell of earlier outputs lives outside the database: without it a
+    restored enclave would pass the difference of two tables it released before."""
+    from enclave.disclosure.differencing.store import STORE_DIR
+
+    store = busy.settings.home / STORE_DIR / "cardio"
+    store.mkdir(parents=True)
+    (store / "cells-r1.parquet").write_bytes(b"fingerprints of request 1")
+    create_backup(busy.settings, _admin(busy), tmp_path / "dest", passphrase=PASSPHRASE)
+    restored = restore_backup(tmp_path / "dest", tmp_path / "restored", passphrase=PASSPHRASE)
+    assert (restored.home / STORE_DIR / "cardio" / "cells-r1.parquet").read_bytes() == b"fingerprints of request 1"
