@@ -157,6 +157,12 @@ def test_request_page_gives_each_file_its_check_summary(client: TestClient, requ
     assert re.match(r"\d+ cells? failed in the raw table \(", summary) and "all suppressed" in summary, summary
 
 
+def test_reviewer_request_page_gives_each_file_its_check_summary(client: TestClient, requests: dict[str, int]):
+    html = page(client, "t-rita", f"/review/{requests['current']}")
+    summary = re.search(r'<div class="small" data-check-summary>([^<]*)</div>', html).group(1)
+    assert re.match(r"\d+ cells? failed in the raw table \(", summary) and "all suppressed" in summary, summary
+
+
 def test_review_earlier_file_refuses_another_projects_release(world, client: TestClient, requests: dict[str, int]):
     from enclave.egress.quarantine import outbox_dir
 
