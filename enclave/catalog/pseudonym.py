@@ -12,12 +12,12 @@ from __future__ import annotations
 import hmac
 import os
 import re
-import secrets
 from pathlib import Path
 
 import polars as pl
 
 from enclave.errors import EnclaveError, InvalidInput
+from enclave.keyfile import secret_key
 
 KEY_BYTES = 32
 # 80 bits: collisions stay negligible for billions of values, and pseudonyms stay short.
@@ -41,23 +41,7 @@ def project_key(keys_dir: Path, project_slug: str) -> bytes:
     path.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(keys_dir, 0o700)
     os.chmod(path.parent, 0o700)
-    try:
-        # O_EXCL: if two processes race, one creates the key and the other reads it.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    else:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(secrets.token_bytes(KEY_BYTES))
-            fh.flush()
-            os.fsync(fh.fileno())
-    mode = path.stat().st_mode & 0o777
-    if mode & 0o077:
-        raise PseudonymKeyError(f"pseudonym key {path} is readable by others (mode {mode:o}): chmod 600 it and check who read it")
-    key = path.read_bytes()
-    if len(key) != KEY_BYTES:
-        raise PseudonymKeyError(f"pseudonym key {path} is {len(key)} bytes, not {KEY_BYTES}: restore it from backup")
-    return key
+    return secret_key(path, KEY_BYTES, "pseudonym key", PseudonymKeyError)
 
 
 def pseudonym(key: bytes, domain: str, value: str) -> str:

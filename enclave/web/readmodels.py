@@ -24,6 +24,7 @@ from enclave.disclosure.outcome import TableOutcome, table_outcome
 from enclave.disclosure.policy import DisclosurePolicy
 from enclave.disclosure.rules import RULES
 from enclave.disclosure.verdict import Verdict
+from enclave.egress import access
 from enclave.egress.policy import EgressEnv
 from enclave.egress.quarantine import read_object
 from enclave.egress.replay import ABSENT, EVIDENCE_RULE, EvidenceStatus
@@ -362,6 +363,7 @@ class SimilarTable:
 def earlier_outputs(session: Session, actor: User, request_id: int) -> list[EarlierFile]:
     """Every file released by the request's project before (newest first), for its reviewers."""
     request = view_request(session, actor, request_id)
+    access.check_see_history(actor, request.project)
     others = session.scalars(select(EgressRequest.id).where(
         EgressRequest.project_id == request.project_id, EgressRequest.id != request.id,
         EgressRequest.status == EgressStatus.RELEASED)).all()

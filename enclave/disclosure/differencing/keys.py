@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import hmac
 import os
-import secrets
 from pathlib import Path
 
 import numpy as np
 
 from enclave.errors import EnclaveError
+from enclave.keyfile import secret_key
 
 KEY_BYTES = 32
 KEY_FILE = "differencing.key"
@@ -34,23 +34,7 @@ def enclave_key(keys_dir: Path) -> bytes:
     keys_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(keys_dir, 0o700)
     path = keys_dir / KEY_FILE
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    else:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(secrets.token_bytes(KEY_BYTES))
-            fh.flush()
-            os.fsync(fh.fileno())
-    mode = path.stat().st_mode & 0o777
-    if mode & 0o077:
-        raise DifferencingKeyError(f"differencing key {path} is readable by others (mode {mode:o}): "
-                                   "chmod 600 it and check who read it")
-    key = path.read_bytes()
-    if len(key) != KEY_BYTES:
-        raise DifferencingKeyError(f"differencing key {path} is {len(key)} bytes, not {KEY_BYTES}: restore it from backup")
-    return key
+    return secret_key(path, KEY_BYTES, "differencing key", DifferencingKeyError)
 
 
 def fingerprints(key: bytes, source_keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
