@@ -220,6 +220,7 @@ def destroy_project_data(session: Session, settings: Settings, row: DataRetentio
                          by: str = RETENTION_ACTOR, now: dt.datetime | None = None) -> dict[str, Any]:
     """Destroy what a closed project's retention row keeps; returns the signed record."""
     from enclave.catalog.pseudonym import key_path
+    from enclave.disclosure.differencing.store import DifferencingStore
     from enclave.egress.quarantine import object_path
 
     now = now or utcnow()
@@ -231,6 +232,7 @@ def destroy_project_data(session: Session, settings: Settings, row: DataRetentio
     archive.unlink(missing_ok=True)
     archive_key_path(settings, project.slug).unlink(missing_ok=True)
     key_path(settings.keys_dir, project.slug).unlink(missing_ok=True)
+    maps = DifferencingStore.of_home(settings.home).forget_project(project.slug)
     for leftover in (settings.workspaces_dir / project.slug, settings.views_dir / project.slug):
         if leftover.is_dir() and not leftover.is_symlink():
             remove_tree(leftover)
@@ -244,7 +246,7 @@ def destroy_project_data(session: Session, settings: Settings, row: DataRetentio
                    "sha256": policy_digest(policy_file) if policy_file.exists() else None},
         "destroyed": {"workspace_archive": {"sha256": row.archive_sha256, "size": row.archive_size}
                       if row.archive_sha256 else None,
-                      "keys": ["archive key", "pseudonym key"]},
+                      "keys": ["archive key", "pseudonym key"], "pseudonym_maps": maps},
         "quarantine_objects": objects,
         "kept": "released outputs and their signed release records; the audit log",
         "destroyed_at": now.isoformat(), "destroyed_by": by, "signed_at": now.isoformat(),

@@ -123,6 +123,20 @@ class DifferencingStore:
     def save_map(self, dataset: str, project: str, version: int, frame: pl.DataFrame) -> None:
         _atomic_parquet(frame.select("pseudonym", "idx", "rkey"), self.map_path(dataset, project, version))
 
+    def forget_project(self, project: str) -> int:
+        """Remove the project's pseudonym maps of every dataset (its data are destroyed: its
+        pseudonyms must not be mappable back any more); how many were removed. The fingerprints
+        of its released outputs stay, so later tables are still compared with them."""
+        if not _NAME.match(project) or not self.root.is_dir():
+            return 0
+        removed = 0
+        own = re.compile(rf"{re.escape(project)}-v[0-9]+\.parquet")  # not "a-v2x-v1" for "a"
+        for path in self.root.glob("*/maps/*.parquet"):
+            if own.fullmatch(path.name) and path.is_file() and not path.is_symlink():
+                path.unlink()
+                removed += 1
+        return removed
+
     def load_map(self, dataset: str, project: str, version: int) -> pl.DataFrame | None:
         path = self.map_path(dataset, project, version)
         return pl.read_parquet(path) if path.exists() else None

@@ -85,6 +85,13 @@ def test_retention_close_removes_views_at_once_and_archives_the_workspace_encryp
 def test_retention_destroys_on_time_with_a_signed_record_on_the_register(busy: World) -> None:
     unreleased = _unreleased_objects(busy)
     assert unreleased and all(object_path(busy.settings, sha).exists() for sha in unreleased)
+    # The differencing store's map of this project's pseudonyms goes with its data; another
+    # project's map stays.
+    from enclave.disclosure.differencing.store import DifferencingStore
+    store = DifferencingStore.of_home(busy.settings.home)
+    own, other = store.map_path("cardio", busy.slug, 1), store.map_path("cardio", f"{busy.slug}-v2x", 1)
+    for path in (own, other):
+        path.write_bytes(b"pseudonym -> patient index")
     _close(busy)
     with unit_of_work(busy.settings) as s:
         row = s.scalars(select(DataRetention)).one()
@@ -95,6 +102,7 @@ def test_retention_destroys_on_time_with_a_signed_record_on_the_register(busy: W
     for gone in (archive_path(busy.settings, busy.slug), archive_key_path(busy.settings, busy.slug),
                  key_path(busy.settings.keys_dir, busy.slug), *(object_path(busy.settings, sha) for sha in unreleased)):
         assert not gone.exists(), gone
+    assert not own.exists() and other.exists()
     assert len(list((busy.settings.export_dir / busy.slug).glob("request-*"))) == 2  # releases are kept
     envelope = json.loads((busy.settings.export_dir / busy.slug / "destruction.json").read_text())
     record = verify_envelope(envelope, load_public_key(busy.settings.keys_dir / KEYRING_NAME))
