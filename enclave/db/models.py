@@ -378,7 +378,8 @@ class JobRun(Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # Recorded when the run starts: the image, the views it saw, the limits applied.
     image: Mapped[str | None] = mapped_column(Text)
-    image_digest: Mapped[str | None] = mapped_column(String(80))
+    # The image id, or on Swarm with a registry the pinned reference <registry>/<name>@sha256:<digest>.
+    image_digest: Mapped[str | None] = mapped_column(String(300))
     views_json: Mapped[list[Any]] = mapped_column(default=list)
     limits_json: Mapped[dict[str, Any]] = mapped_column(default=dict)
     container_name: Mapped[str | None] = mapped_column(String(100))
