@@ -44,6 +44,13 @@ class ServerState(StrEnum):
 PENDING = frozenset({ServerState.STARTING, ServerState.STOPPING})
 
 
+class ServerChange(StrEnum):
+    """What the console may ask the hub to do with one of the person's servers."""
+
+    START = "start"
+    STOP = "stop"
+
+
 class ServerEvent(StrEnum):
     START_REQUESTED = "web.server_start_requested"
     STOP_REQUESTED = "web.server_stop_requested"

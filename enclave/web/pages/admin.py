@@ -3,7 +3,7 @@ incidents (the catalogue and grants: ``pages/admin_data.py``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from urllib.parse import urlencode
 
@@ -77,32 +77,32 @@ def incidents(request: Request, ident: Identity = Depends(admin)):
     return _incidents_page(request, ident)
 
 
-@router.post("/incidents/{incident_id}/clear")
-async def clear(request: Request, incident_id: int, ident: Identity = Depends(admin)):
-    data = await form_fields(request)
-    typed = {"form": f"incident-{incident_id}", "note": data.get("note", "")}
+async def _incidents_form(request: Request, ident: Identity, form: str,
+                          change: Callable[[Session, User, str], object], done: str) -> Response:
+    """A change on the incidents page made with a note: done, back to the page with
+    ``done``; refused, the page again with the message beside the note."""
+    typed = {"form": form, "note": (await form_fields(request)).get("note", "")}
     try:
         with acting_admin(request, ident) as (session, actor):
-            clear_incident(session, actor, incident_id, typed["note"])
+            change(session, actor, typed["note"])
     except EnclaveError as exc:
         if not correctable(exc):
             raise
         return _incidents_page(request, ident, failed(typed, exc, {"note"}), status=400)
-    return RedirectResponse(f"{web(request).prefix}/admin/incidents?done=incident_cleared", status_code=303)
+    return RedirectResponse(f"{web(request).prefix}/admin/incidents?done={done}", status_code=303)
+
+
+@router.post("/incidents/{incident_id}/clear")
+async def clear(request: Request, incident_id: int, ident: Identity = Depends(admin)):
+    return await _incidents_form(request, ident, f"incident-{incident_id}",
+                                 lambda session, actor, note: clear_incident(session, actor, incident_id, note),
+                                 "incident_cleared")
 
 
 @router.post("/users/{name}/enable")
 async def enable(request: Request, name: str, ident: Identity = Depends(admin)):
-    data = await form_fields(request)
-    typed = {"form": f"enable-{name}", "note": data.get("note", "")}
-    try:
-        with acting_admin(request, ident) as (session, actor):
-            enable_user(session, actor, name, typed["note"])
-    except EnclaveError as exc:
-        if not correctable(exc):
-            raise
-        return _incidents_page(request, ident, failed(typed, exc, {"note"}), status=400)
-    return RedirectResponse(f"{web(request).prefix}/admin/incidents?done=user_enabled", status_code=303)
+    return await _incidents_form(request, ident, f"enable-{name}",
+                                 lambda session, actor, note: enable_user(session, actor, name, note), "user_enabled")
 
 
 def _applications_page(request: Request, ident: Identity, form: FormState | None = None,

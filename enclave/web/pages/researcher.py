@@ -19,6 +19,7 @@ from enclave.web.servers import (
     PENDING,
     HubRefused,
     Server,
+    ServerChange,
     ServerState,
     request_server_start,
     request_server_stop,
@@ -84,29 +85,26 @@ def _back(request: Request, slug: str, where: str, done: str) -> RedirectRespons
     return RedirectResponse(f"{web(request).prefix}/{page}?done={done}#p-{slug}", status_code=303)
 
 
-@router.post("/projects/{slug}/server/start")
-async def start_server(request: Request, slug: str, ident: Identity = Depends(signed_in)):
-    """Start my server of the project (the hub starts it; the spawner checks again)."""
-    data = await form_fields(request)
-    control = server_control(request)
-    if control is None:
-        raise HubRefused("the console cannot reach the hub here: open the server with 'Start or open notebook server'")
-    with acting(request, ident) as (session, actor):
-        request_server_start(session, actor, slug)
-    state = await control.start(ident.name, slug, ident.token)
-    return _back(request, slug, data.get("back", ""), f"server_{state.value}")
+# Per change: the check and record made first, and where to go instead when there is no hub.
+CHANGES = {
+    ServerChange.START: (request_server_start, "open the server with 'Start or open notebook server'"),
+    ServerChange.STOP: (request_server_stop, "stop the server from the hub's home page"),
+}
 
 
-@router.post("/projects/{slug}/server/stop")
-async def stop_server(request: Request, slug: str, ident: Identity = Depends(signed_in)):
-    """Stop my server of the project; the workspace stays."""
+@router.post("/projects/{slug}/server/{change}")
+async def change_server(request: Request, slug: str, change: ServerChange, ident: Identity = Depends(signed_in)):
+    """Start or stop my server of the project: checked and recorded here, done by the hub
+    with my own sign-in token (its spawner checks a start again); a stop keeps the workspace."""
     data = await form_fields(request)
     control = server_control(request)
+    record, instead = CHANGES[change]
     if control is None:
-        raise HubRefused("the console cannot reach the hub here: stop the server from the hub's home page")
+        raise HubRefused(f"the console cannot reach the hub here: {instead}")
     with acting(request, ident) as (session, actor):
-        request_server_stop(session, actor, slug)
-    state = await control.stop(ident.name, slug, ident.token)
+        record(session, actor, slug)
+    ask = control.start if change is ServerChange.START else control.stop
+    state = await ask(ident.name, slug, ident.token)
     return _back(request, slug, data.get("back", ""), f"server_{state.value}")
 
 

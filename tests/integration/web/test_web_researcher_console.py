@@ -94,3 +94,8 @@ def test_console_server_controls_refused_without_a_hub_and_for_outsiders(client:
     refused = client.post(PREFIX + "/projects/asthma/server/start", data={"_xsrf": token})
     assert refused.status_code == 409 and "cannot reach the hub" in refused.text
     assert client.post(PREFIX + "/projects/asthma/server/start").status_code == 403  # no XSRF token
+    stopped = client.post(PREFIX + "/projects/asthma/server/stop", data={"_xsrf": token})
+    assert stopped.status_code == 409 and "stop the server from the hub" in stopped.text
+    # One handler takes the change: anything but start or stop is refused in one line.
+    other = client.post(PREFIX + "/projects/asthma/server/restart", data={"_xsrf": token})
+    assert other.status_code == 422 and "start" in other.text and "stop" in other.text and "Traceback" not in other.text
