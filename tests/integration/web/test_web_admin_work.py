@@ -144,6 +144,31 @@ def test_catalogue_researchers_browse_descriptions_and_dictionaries_never_data(c
     assert ">hospital-episodes</textarea>" in form
 
 
+def _dictionary_section(page: str) -> str:
+    found = re.findall(r'<section class="panel">\s*<h2>Data dictionary.*?</section>', page, re.S)
+    assert len(found) == 1, page[-2000:]
+    return found[0]
+
+
+def test_catalogue_and_admin_pages_render_one_data_dictionary(client: TestClient, world: Settings):
+    """The researchers' catalogue page and the admins' dataset page draw the dictionary with
+    one macro: the same section, every table and column of the ingested version in it."""
+    signed_in(client, "t-eve")
+    researchers = _dictionary_section(client.get(PREFIX + "/catalogue/hospital-episodes").text)
+    signed_in(client, "t-ada")
+    admins = _dictionary_section(client.get(PREFIX + "/admin/datasets/hospital-episodes").text)
+    assert researchers == admins
+    with unit_of_work(world) as s:
+        from enclave.catalog import service as catalog
+
+        dictionary = catalog.version_dictionary(catalog.get_version(s, "hospital-episodes", None))
+    columns = [(t, c) for t, spec in dictionary.tables.items() for c in spec.columns]
+    assert re.findall(r"<h3>([^<]+)</h3>", admins) == list(dictionary.tables)
+    assert len(re.findall(r"<tr><td><code>", admins)) == len(columns) > 0
+    for _, column in columns:
+        assert f"<code>{column}</code>" in admins
+
+
 def test_admin_api_grant_takes_columns_and_row_filters_like_the_cli(client: TestClient, world: Settings):
     until = (dt.date.today() + dt.timedelta(days=60)).isoformat()
     body = {"project": "diabetes", "dataset": "hospital-episodes", "expires": until,
