@@ -4,10 +4,13 @@ hub-managed services with their roles.
 Capabilities that run as hub-managed services (the web app ...) add their entry to
 :func:`extra_services` (and the scopes it needs to :func:`extra_service_roles`); the
 config file passes them to JupyterHub with the built-in idle culler and enforcer.
+With ``engine: swarm`` the hub runs in a container on a Swarm manager: :class:`SwarmHub`
+says which, and :func:`swarm_startup` makes the checks that replace the one-host firewall.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import socket
@@ -17,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from enclave.config import Settings
+from enclave.enums import ContainerEngine
+from enclave.errors import EnclaveError, PolicyError
 from enclave.sandbox import ContainerPolicy
 
 CULLER = "idle-culler"
@@ -70,6 +75,79 @@ class MeterEndpoint:
                 probe.bind(("127.0.0.1", 0))
                 port = probe.getsockname()[1]
         return cls(port=port, token=secrets.token_hex(32))
+
+
+@dataclass(frozen=True)
+class SwarmHub:
+    """The hub's own container on a Swarm manager (scripts/up-swarm.sh starts it).
+
+    ``container`` is its name: the spawner connects it to each project's overlay network,
+    and servers reach the hub's API by that name there. ``network`` is the bridge network its
+    public port is published from; the proxy listens on the container's address on that
+    network only, so no project network reaches the proxy (through which one project's
+    server could be asked for another's). ``resolv_conf`` is the host's resolver file,
+    mounted read-only, for the container DNS check."""
+
+    container: str
+    network: str
+    resolv_conf: Path
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> SwarmHub:
+        env = os.environ if environ is None else environ
+        container = env.get("ENCLAVE_HUB_CONTAINER", "").strip()
+        network = env.get("ENCLAVE_HUB_NETWORK", "").strip()
+        if not container or not network:
+            raise PolicyError("with engine: swarm the hub runs in a container on the swarm's manager: start it with"
+                              " make up-swarm (which sets ENCLAVE_HUB_CONTAINER and ENCLAVE_HUB_NETWORK)")
+        return cls(container, network, Path(env.get("ENCLAVE_HOST_RESOLV_CONF") or "/etc/resolv.conf"))
+
+    def address(self, client: Any) -> str:
+        """The container's address on :attr:`network` (where the proxy listens)."""
+        import docker.errors
+
+        try:
+            attrs = client.containers.get(self.container).attrs
+        except docker.errors.NotFound:
+            raise PolicyError(f"ENCLAVE_HUB_CONTAINER={self.container} names no container on this engine:"
+                              " start the hub with make up-swarm") from None
+        found = (attrs["NetworkSettings"]["Networks"].get(self.network) or {}).get("IPAddress")
+        if not found:
+            raise PolicyError(f"the hub's container {self.container} is not on its network {self.network}:"
+                              " start the hub with make up-swarm")
+        return found
+
+
+def swarm_startup(settings: Settings, policy: ContainerPolicy, client: Any, log: logging.Logger) -> tuple[SwarmHub, str]:
+    """The hub's start-up checks on Swarm, in place of the one-host firewall: the policy
+    names swarm and the database is PostgreSQL, the hub is in its container, the container
+    DNS mitigation is in the services' spec, and at least one worker node sees the shared
+    store (``verify_nodes`` labels the nodes that do; nothing is placed on the others).
+    Returns the hub's container and the address its proxy listens on; any failure stops the
+    hub with one line."""
+    import docker.errors
+
+    from enclave.hub import dns_guard, swarm
+
+    try:
+        swarm.check_engine(settings, policy, ContainerEngine.SWARM)
+        hub = SwarmHub.from_env()
+        address = hub.address(client)
+        dns_guard.startup_check(client, policy, log, hub.resolv_conf)
+        verdicts = swarm.verify_nodes(client, settings.home, policy.image)
+    except EnclaveError as exc:
+        raise SystemExit(f"the hub cannot start: {exc}") from None
+    except docker.errors.DockerException as exc:
+        reason = str(getattr(exc, "explanation", None) or exc).splitlines()[0]
+        raise SystemExit(f"the hub cannot start: the Docker engine refused ({reason}): the hub needs the socket"
+                         " of a swarm manager (make up-swarm)") from None
+    for node, verdict in sorted(verdicts.items()):
+        log.info("swarm node %s: %s", node, verdict)
+    if "ok" not in verdicts.values():
+        seen = "; ".join(f"{node}: {verdict}" for node, verdict in sorted(verdicts.items()))
+        raise SystemExit(f"the hub cannot start: no worker node of the swarm sees the shared store {settings.home}"
+                         f" without swap ({seen}): join one that mounts it at the same path")
+    return hub, address
 
 
 def hub_dir(settings: Settings) -> Path:
