@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export ENCLAVE_HOME ?= $(CURDIR)/var
 
-.PHONY: up test deps system venv acro services images demo down clean-state swarm-nodes swarm-nodes-down
+.PHONY: up test deps system venv acro services images demo down clean-state swarm-nodes swarm-nodes-down up-swarm down-swarm
 
 up: deps services images
 	bash scripts/up.sh
@@ -52,6 +52,15 @@ swarm-nodes: deps services images
 
 swarm-nodes-down:
 	bash scripts/swarm.sh down
+
+# The whole enclave on that two-node swarm: PostgreSQL, the hub in a container on this host
+# (the manager), servers and jobs on the worker node; prints the sign-in text like `make up`.
+# State in $(ENCLAVE_HOME)/swarm; see docs/deploy.md.
+up-swarm: deps services images
+	bash scripts/up-swarm.sh
+
+down-swarm:
+	bash scripts/down-swarm.sh
 
 # Remove the demo enclave's state (database, workspaces, keys) after stopping it.
 clean-state: down
