@@ -10,13 +10,23 @@ Order matters for consistency while people work:
 3. the keys are sealed (never stored in the clear), the manifest is signed and written last.
 
 Symbolic links, devices and other special files are never followed or copied; they are
-listed in the manifest as skipped. A file whose size, modification time, change time and
-inode match the previous backup's entry is not read again. That holds for workspaces too:
-every write, truncation, rename over it or ``utime`` sets the change time to the kernel's
-clock, and nothing in user space can set it back, so an unchanged key means unchanged
-bytes. The one gap is a write within the same clock tick as the backup's own look at the
-file: a file changed less than :data:`RACY_NS` before it was read gets no key, so the
-next run reads it again.
+listed in the manifest as skipped.
+
+How a run decides what changed: a file whose size, modification time, change time and
+inode (its stat key) match the previous backup's entry, and whose object is stored, is
+not read again. That holds for workspaces too: every write, truncation, rename over it or
+``utime`` sets the change time to the kernel's clock, and nothing short of root (setting
+the system clock back, or editing the disk underneath the filesystem) can set it back, so
+an unchanged key means unchanged bytes. The gap is a write within the same clock tick as
+the backup's own look at the file: a file changed less than :func:`racy_ns` before it was
+read, or that changed while it was read, gets no key, so the next run reads it again.
+``rehash=True`` (a verify-grade backup) trusts no key: it reads and hashes every file and
+names each one whose bytes changed behind an unchanged key (what the fast mode would have
+missed: root-level tampering or the disk's own damage).
+
+The database snapshot is stored in fixed chunks (:data:`DB_CHUNK` bytes or more, a
+multiple of SQLite's page size): a write changes a few pages in place, so a run stores
+only the chunks that hold them.
 """
 
 from __future__ import annotations
@@ -54,7 +64,13 @@ from enclave.workspace_fs import WorkspaceDir, open_workspace
 WORKERS = 2
 # A file whose modification or change time is this close to when it was read may still be
 # written within the same timestamp tick: its stat key is not recorded (read it next time).
+# Whole-second timestamps (an old or network filesystem) need two seconds; a filesystem
+# with sub-second timestamps takes them from the kernel's coarse clock, whose tick is at
+# most 10 ms, so a quarter of a second leaves a wide margin.
 RACY_NS = 2_000_000_000
+RACY_FINE_NS = 250_000_000
+DB_CHUNK = 16 << 10  # smallest database chunk; at most DB_CHUNKS of them (the size doubles)
+DB_CHUNKS = 4096
 # Files in keys/ that anyone may see (what custodians verify with) are also stored in the clear.
 PUBLIC_KEY_FILES = frozenset({"keyring.json", "egress-signing.pub"})
 LEDGER = "destroyed.json"
@@ -77,6 +93,9 @@ class BackupResult:
     database_bytes_written: int = 0
     sync_seconds: float = 0.0  # of the run, waiting for the destination's disk
     skipped: list[dict[str, str]] = field(default_factory=list)
+    # rehash=True: files whose bytes changed although their stat key did not
+    changed_behind_stat: list[str] = field(default_factory=list)
+    indexes_merged: int = 0
 
 
 @dataclass
@@ -219,16 +238,28 @@ class Workspaces:
 Outcome = tuple[dict[str, Any] | None, dict[str, str] | None, int, int]
 
 
-def _unchanged(store: Store, name: str, st: os.stat_result, previous: dict[str, dict[str, Any]],
-               advance: Any) -> Outcome | None:
-    """The outcome for a file unchanged since the previous backup (its stat key, from the
-    walk's own lstat, matches and its object is stored); None if it must be read."""
-    old = previous.get(name)
-    if old is not None and old.get("stat") == [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino] \
-            and store.has(old["sha256"]):
-        advance(st.st_size)
-        return dict(old), None, 0, 0
-    return None
+def racy_ns(st: os.stat_result) -> int:
+    """How long after its last change a file's stat key can be trusted: its change time,
+    which the kernel alone sets, shows the filesystem's timestamp granularity."""
+    return RACY_FINE_NS if st.st_ctime_ns % 1_000_000_000 else RACY_NS
+
+
+def _unchanged(store: Store, plan: _Plan, previous: dict[str, dict[str, Any]], advance: Any) -> list[Outcome | None]:
+    """The outcome of every planned file unchanged since the previous backup (its stat
+    key, from the walk's own lstat, matches and its object is stored); None where the file
+    must be read."""
+    outcomes: list[Outcome | None] = [None] * len(plan.files)
+    same: list[tuple[int, dict[str, Any]]] = []
+    for i, (name, _path, st) in enumerate(plan.files):
+        old = previous.get(name)
+        if old is not None and old.get("stat") == [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]:
+            same.append((i, old))
+    stored = store.stored({old["sha256"] for _i, old in same})
+    for i, old in same:
+        if old["sha256"] in stored:
+            advance(old["size"])
+            outcomes[i] = old, None, 0, 0
+    return outcomes
 
 
 def _store_file(store: Store, workspaces: Workspaces, name: str, path: str, st: os.stat_result,
@@ -241,11 +272,13 @@ def _store_file(store: Store, workspaces: Workspaces, name: str, path: str, st: 
             if not stat.S_ISREG(fst.st_mode) or fst.st_ino != st.st_ino:
                 return None, {"path": name, "reason": "replaced while the backup read it: not copied"}, 0, 0
             stored = store.put_fd(fd, advance)
+            after = os.fstat(fd)
     except (OSError, EnclaveError):
         return None, {"path": name, "reason": "gone or replaced by a link when the backup reached it"}, 0, 0
+    settled = max(fst.st_mtime_ns, fst.st_ctime_ns) <= read_at - racy_ns(fst) \
+        and _stat_key(after) == _stat_key(fst) and stored.size == fst.st_size
     entry = {"path": name, "sha256": stored.sha256, "size": stored.size, "mode": stat.S_IMODE(fst.st_mode),
-             "mtime_ns": fst.st_mtime_ns,
-             "stat": None if max(fst.st_mtime_ns, fst.st_ctime_ns) > read_at - RACY_NS else _stat_key(fst)}
+             "mtime_ns": fst.st_mtime_ns, "stat": _stat_key(fst) if settled else None}
     return entry, None, stored.size, stored.written
 
 
@@ -330,14 +363,14 @@ def _merge_ledger(store: Store, destroyed: dict[str, dict[str, Any]]) -> dict[st
 
 
 def _store_files(store: Store, settings: Settings, plan: _Plan, previous: dict[str, dict[str, Any]],
-                 advance: Any) -> list[Outcome]:
+                 advance: Any, rehash: bool = False) -> list[Outcome]:
     """Every planned file's outcome, in the plan's order. Unchanged files are settled here
-    (their stat key against the previous manifest); the others are read by WORKERS threads
-    that take the next file from one shared list (hashing releases the GIL, so both cores
-    copy and hash)."""
-    outcomes: list[Outcome | None] = [_unchanged(store, name, st, previous, advance)
-                                      for name, _path, st in plan.files]
-    todo = iter([i for i, outcome in enumerate(outcomes) if outcome is None])
+    (their stat key against the previous manifest), unless ``rehash``; the others are read
+    by WORKERS threads that take the next file from one shared list (hashing releases the
+    GIL, so both cores copy and hash), or by this thread when there is one file or none."""
+    outcomes: list[Outcome | None] = [None] * len(plan.files) if rehash else _unchanged(store, plan, previous, advance)
+    pending = [i for i, outcome in enumerate(outcomes) if outcome is None]
+    todo = iter(pending)
     take = threading.Lock()
     workspaces = Workspaces(settings.home)
 
@@ -351,12 +384,36 @@ def _store_files(store: Store, settings: Settings, plan: _Plan, previous: dict[s
             outcomes[i] = _store_file(store, workspaces, name, path, st, advance)
 
     try:
-        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-            for done in [pool.submit(work) for _ in range(WORKERS)]:
-                done.result()
+        if len(pending) <= 1:
+            work()
+        else:
+            with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+                for done in [pool.submit(work) for _ in range(WORKERS)]:
+                    done.result()
     finally:
         workspaces.close()
     return [outcome for outcome in outcomes if outcome is not None]
+
+
+def _changed_behind_stat(plan: _Plan, previous: dict[str, dict[str, Any]], entries: list[dict[str, Any]]) -> list[str]:
+    """Files read by a rehash run whose bytes differ from the previous backup's although
+    their stat key (as the walk saw it) is the one recorded then."""
+    seen = {name: st for name, _path, st in plan.files}
+    found = []
+    for entry in entries:
+        old, st = previous.get(entry["path"]), seen.get(entry["path"])
+        if old is not None and st is not None and old.get("stat") == _stat_key(st) and old["sha256"] != entry["sha256"]:
+            found.append(entry["path"])
+    return found
+
+
+def db_chunk_size(size: int) -> int:
+    """The database's chunk size: DB_CHUNK, doubled until it takes at most DB_CHUNKS
+    chunks (a power of two, so a multiple of any SQLite page size up to it)."""
+    chunk = DB_CHUNK
+    while size > chunk * DB_CHUNKS:
+        chunk *= 2
+    return chunk
 
 
 @contextmanager
@@ -374,8 +431,9 @@ def _collector_paused() -> Iterator[None]:
 
 
 def create_backup(settings: Settings, actor: User, dest: Path, *, passphrase: str | None = None,
-                  recipient: Any = None, progress: Progress | None = None) -> BackupResult:
-    """Back the enclave up into ``dest`` (see the module's docstring); audited."""
+                  recipient: Any = None, progress: Progress | None = None, rehash: bool = False) -> BackupResult:
+    """Back the enclave up into ``dest`` (see the module's docstring); audited. ``rehash``
+    reads every file instead of trusting unchanged stat keys (a verify-grade backup)."""
     check_admin(actor, "back up the enclave")
     if passphrase is None and recipient is None:
         raise InvalidInput("the keys must be sealed: set ENCLAVE_BACKUP_PASSPHRASE or give --recipient KEY.pub")
@@ -393,7 +451,10 @@ def create_backup(settings: Settings, actor: User, dest: Path, *, passphrase: st
         snapshot = store.temp_path(".db")
         task = progress.add_task("database", total=None) if progress else None
         db_format, refs = snapshot_database(settings, snapshot)
-        db = store.put_temp(snapshot)  # already in tmp/: named at the commit, not copied
+        try:
+            db = store.put_chunked(snapshot, db_chunk_size(snapshot.stat().st_size))
+        finally:
+            snapshot.unlink()
         result.database_bytes_written = db.written
         if progress is not None and task is not None:
             progress.update(task, total=1, completed=1)
@@ -405,7 +466,7 @@ def create_backup(settings: Settings, actor: User, dest: Path, *, passphrase: st
         # The keys are sealed (scrypt) while the files are copied.
         with ThreadPoolExecutor(max_workers=1) as sealer:
             sealing = sealer.submit(_seal_keys, store, settings, previous, passphrase, recipient)
-            outcomes = _store_files(store, settings, plan, prev_files, advance)
+            outcomes = _store_files(store, settings, plan, prev_files, advance, rehash)
             keys = sealing.result()
         entries: list[dict[str, Any]] = []
         for entry, skip, read, written in outcomes:
@@ -422,12 +483,15 @@ def create_backup(settings: Settings, actor: User, dest: Path, *, passphrase: st
                 result.objects_written += 1
                 result.bytes_written += written
 
+        if rehash:
+            result.changed_behind_stat = _changed_behind_stat(plan, prev_files, entries)
         ledger = _merge_ledger(store, refs.destroyed)
         manifest = {
             "format": MANIFEST_FORMAT, "id": result.id, "signed_at": now.isoformat(), "created_by": actor.name,
             "source": {"home": str(settings.home), "database": "sqlite" if settings.is_sqlite else "postgresql",
                        "schema": refs.revision, "policies": str(settings.policies_dir)},
-            "database": {"sha256": db.sha256, "size": db.size, "format": db_format},
+            "database": {"sha256": db.sha256, "size": db.size, "format": db_format, "chunks": db.chunks},
+            "rehash": rehash, "changed_behind_stat": result.changed_behind_stat,
             "audit_head": {"seq": refs.audit_seq, "hash": refs.audit_hash},
             "files": entries, "dirs": plan.dirs, "keys": keys, "skipped": result.skipped,
             "destroyed": sorted(ledger["projects"]),
@@ -435,9 +499,11 @@ def create_backup(settings: Settings, actor: User, dest: Path, *, passphrase: st
         # Objects, ledger and manifest reach the disk in one batch; the manifest is named last.
         store.commit(manifest=(store.backups / f"{result.id}.json", signed_json(manifest, signing_key)))
         result.sync_seconds = store.sync_seconds
+        result.indexes_merged = store.merge_indexes()
     with unit_of_work(settings) as session:
         append_event(session, actor.name, BackupAction.CREATE, target=f"backup:{result.id}", details={
             "destination": str(store.root), "files": result.files, "bytes": result.bytes_total,
             "bytes_written": result.bytes_written, "audit_head": refs.audit_seq, "keys": keys["scheme"],
+            "rehash": rehash, "changed_behind_stat": result.changed_behind_stat,
         })
     return result

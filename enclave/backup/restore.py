@@ -36,7 +36,7 @@ from enclave.backup.snapshot import copy_rows
 from enclave.backup.store import Store
 from enclave.backup.pgdump import path_updates, restore_to_postgresql
 from enclave.backup.snapshot import DbFormat
-from enclave.backup.verify import BackupDamaged, db_format, sqlite_copy, verify_backup
+from enclave.backup.verify import BackupDamaged, database_bytes, db_format, sqlite_copy, verify_backup
 from enclave.catalog.storage import ChecksumMismatch, verify_dir
 from enclave.config import Settings
 from enclave.db.models import AuditEvent, Base, DataRetention, DatasetVersion, EgressRequest
@@ -225,7 +225,7 @@ def _restore_database(store: Store, record: dict[str, Any], home: Path, db_url: 
         # killed between the two finds the data loaded (DbState.LOADED) and only adds the event.
         if state is DbState.EMPTY:
             dumped = home / ".restore-snapshot.dump"
-            dumped.write_bytes(store.read_bytes(record["database"]["sha256"]))
+            dumped.write_bytes(database_bytes(store, record))
             dumped.chmod(0o600)
             try:
                 restore_to_postgresql(dumped, db_url, path_updates(

@@ -1,11 +1,14 @@
 """The backup destination: content-addressed objects and signed manifests.
 
 An object is known by the sha256 of its bytes, so a file already stored (by this backup
-or any earlier one) is never stored again. Files' bytes go into pack files, back to back
-(``packs/<id>.pack``, one per worker and run), each with an index of where every object
-in it starts (``packs/<id>.idx``): one file created per worker instead of one per backed
-up file, since creating a file costs far more than copying a small one. The database
-snapshot and the sealed keys are single objects (``objects/<2 hex>/<sha256>``).
+or any earlier one) is never stored again. Files' bytes, and the database snapshot in
+fixed, page-aligned chunks, go into pack files, back to back (``packs/<id>.pack``, at
+most one per worker and run), each with an index of where every object in it starts
+(``packs/<id>.idx``): one file created per worker instead of one per backed up file,
+since creating a file costs far more than copying a small one. The sealed keys are a
+single object (``objects/<2 hex>/<sha256>``). Once :data:`MERGE_AT` per-pack indexes have
+piled up (one per incremental run), they are merged into one (``packs/<id>.midx``), so
+verify and restore read a few index files, not one per backup ever made.
 Everything is written under a temporary name in ``tmp/`` and named only once it is on
 disk, the manifest last; ``tmp/`` leftovers of a killed run are swept by the next one.
 
@@ -18,7 +21,10 @@ would make the disk's journal, not the copy, set the pace), and an fsync waits o
 the backup's own bytes, not for whatever else is dirty on the same filesystem. A crash
 (``kill -9`` or a power cut) before that leaves only unnamed files in ``tmp/``; an object
 under its final name, and a pack named by an index, always holds its bytes, which is what
-lets a later run trust an object it finds (:meth:`Store.has`).
+lets a later run trust an object it finds (:meth:`Store.has`). Merging indexes keeps that:
+the merged index is durable under its name before any index it replaces is removed, so
+every pack is named by some index at every moment (a killed merge leaves both, which
+read the same).
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ COPY_BUF = 256 << 10
 PACK_LIMIT = 1 << 30  # a worker starts a new pack once its pack is this large
 MANIFEST_FORMAT = "enclave-backup/1"
 PACK_FORMAT = "enclave-pack/1"
+MERGED_FORMAT = "enclave-pack-index/1"
+MERGE_AT = 16  # per-pack indexes that are merged into one
 HEX = frozenset("0123456789abcdef")
 
 
@@ -55,6 +63,14 @@ class Stored:
     sha256: str
     size: int
     written: int  # bytes written to the store (0 when the object was already there)
+
+
+@dataclass
+class Chunked:
+    sha256: str  # of the whole file
+    size: int
+    chunks: list[list[Any]]  # [sha256, size] of each chunk, in order
+    written: int  # bytes written to the store
 
 
 @dataclass(frozen=True)
@@ -128,8 +144,10 @@ class Store:
         self._pending_packed: dict[str, tuple[str, int, int]] = {}
         self._pending_files: list[tuple[Path, Path]] = []
         self._writers: list[_PackWriter] = []
-        self._local = threading.local()
+        self._free: list[_PackWriter] = []  # this run's packs no thread is writing to
         self._index: dict[str, tuple[str, int, int]] | None = None  # named packs' objects
+        self._covered: set[str] = set()  # packs some index names
+        self._index_damaged = False
         self._lock = threading.Lock()
         self._objects_str = os.fspath(self.root / "objects")
         self.sync_seconds = 0.0  # time spent waiting for the disk (the benchmark reports it)
@@ -174,16 +192,19 @@ class Store:
 
     def sweep(self) -> None:
         """Remove what a killed run left in ``tmp/``, and a pack it named without getting
-        to name its index (only the lock holder calls this)."""
+        to name its index (only the lock holder calls this). While any index is damaged,
+        no pack is removed: its packs might be the ones that look unnamed."""
         for leftover in self.tmp.iterdir():
             if leftover.is_dir():
                 shutil.rmtree(leftover, ignore_errors=True)
             else:
                 leftover.unlink(missing_ok=True)
         if self.packs.is_dir():
-            for pack in self.packs.glob("*.pack"):
-                if not pack.with_suffix(".idx").exists():
-                    pack.unlink()
+            self._load_index()
+            if not self._index_damaged:
+                for pack in self.packs.glob("*.pack"):
+                    if pack.stem not in self._covered:
+                        pack.unlink()
 
     def path_of(self, sha256: str) -> Path:
         """Where a single object (not one in a pack) is or would be."""
@@ -191,24 +212,80 @@ class Store:
             raise InvalidInput(f"{sha256!r} is not a sha256 digest: the manifest is damaged")
         return self.objects / sha256[:2] / sha256
 
+    def _read_indexes(self) -> tuple[dict[str, dict[str, list[int]]], list[Path], bool]:
+        """Every pack some index names, with its objects ({pack id: {sha256: [offset,
+        size]}}), the index files read, and whether one of them was damaged."""
+        packs: dict[str, dict[str, list[int]]] = {}
+        read: list[Path] = []
+        damaged = False
+        found = (sorted(self.packs.glob("*.midx")) + sorted(self.packs.glob("*.idx"))) if self.packs.is_dir() else []
+        for idx in found:
+            try:
+                listed = json.loads(idx.read_text(encoding="utf-8"))
+                if idx.suffix == ".midx" and listed.get("format") == MERGED_FORMAT:
+                    named = listed["packs"]
+                elif idx.suffix == ".idx" and listed.get("format") == PACK_FORMAT:
+                    named = {idx.stem: listed["objects"]}
+                else:
+                    raise ValueError(idx.name)
+                for pack_id, objects in named.items():
+                    packs.setdefault(pack_id, {}).update(objects)
+                read.append(idx)
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                damaged = True  # its objects count as missing (verify says which)
+        return packs, read, damaged
+
     def _load_index(self) -> dict[str, tuple[str, int, int]]:
         """Every named pack's objects (read once per run; the lock is held)."""
         if self._index is None:
             index: dict[str, tuple[str, int, int]] = {}
-            for idx in sorted(self.packs.glob("*.idx")) if self.packs.is_dir() else []:
-                try:
-                    listed = json.loads(idx.read_text(encoding="utf-8"))
-                    objects = listed["objects"] if listed.get("format") == PACK_FORMAT else {}
+            packs, _read, self._index_damaged = self._read_indexes()
+            try:
+                for pack_id, objects in packs.items():
                     for sha, (offset, size) in objects.items():
-                        index.setdefault(sha, (idx.stem, int(offset), int(size)))
-                except (OSError, ValueError, KeyError, TypeError):
-                    continue  # a damaged index: its objects count as missing (verify says which)
+                        index.setdefault(sha, (pack_id, int(offset), int(size)))
+            except (ValueError, TypeError):
+                self._index_damaged = True
+            self._covered = set(packs)
             self._index = index
         return self._index
+
+    def merge_indexes(self, at: int | None = None) -> int:
+        """Merge the packs' indexes into one once ``at`` (default :data:`MERGE_AT`)
+        per-pack ones have piled up (the lock is held); returns the index files merged
+        (0: none). The merged index is durable under its name before the ones it replaces
+        are removed."""
+        at = MERGE_AT if at is None else at
+        if not self.packs.is_dir() or sum(1 for _ in self.packs.glob("*.idx")) < at:
+            return 0
+        packs, read, damaged = self._read_indexes()
+        if damaged or len(read) < 2:
+            return 0  # never merge over a damaged index: verify names it, and nothing is lost
+        tmp = self._temp_json({"format": MERGED_FORMAT, "packs": packs})
+        _fsync_file(tmp)
+        os.chmod(tmp, 0o400)
+        os.rename(tmp, self.packs / f"{uuid.uuid4().hex}.midx")
+        fsync_dir(self.packs)
+        for idx in read:
+            idx.unlink()
+        fsync_dir(self.packs)
+        return len(read)
 
     def _known(self, sha256: str) -> bool:
         """Stored, or written by this run (the lock is held)."""
         return sha256 in self._pending or sha256 in self._pending_packed or sha256 in self._load_index()
+
+    def stored(self, shas: set[str]) -> set[str]:
+        """Those of ``shas`` that :meth:`has` (one look at the index for them all: an
+        incremental run asks this for every unchanged file)."""
+        with self._lock:
+            index = self._load_index()
+            found = {sha for sha in shas if sha in index or sha in self._pending or sha in self._pending_packed}
+        for sha in shas - found:
+            self.path_of(sha)  # a valid name
+            if os.path.isfile(f"{self._objects_str}/{sha[:2]}/{sha}"):
+                found.add(sha)
+        return found
 
     def has(self, sha256: str) -> bool:
         """Stored under its name or in a named pack, or written by this run and named at
@@ -267,22 +344,48 @@ class Store:
             return False
         return True
 
-    def _writer(self) -> _PackWriter:
-        """This thread's pack (a new one at first, and once it is full)."""
-        writer = getattr(self._local, "writer", None)
-        if writer is None or writer.size >= PACK_LIMIT:
+    @contextmanager
+    def _writer(self) -> Iterator[_PackWriter]:
+        """A pack of this run no other thread is writing to (a new one if none is free,
+        or the free ones are full): at most one pack per thread that writes at once."""
+        with self._lock:
+            free = [w for w in self._free if w.size < PACK_LIMIT]
+            writer = free[0] if free else None
+            if writer is not None:
+                self._free.remove(writer)
+        if writer is None:
             writer = _PackWriter(self.temp_path(".pack"))
             with self._lock:
                 self._writers.append(writer)
-            self._local.writer = writer
-        return writer
+        try:
+            yield writer
+        finally:
+            with self._lock:
+                self._free.append(writer)
+
+    def _claim(self, writer: _PackWriter, sha: str, start: int, size: int) -> bool:
+        """Record the object just written at ``start`` in ``writer``'s pack; False if it is
+        stored already (the caller cuts it off again)."""
+        with self._lock:
+            fresh = not self._known(sha)
+            if fresh:
+                self._pending_packed[sha] = (writer.id, start, size)
+                writer.objects[sha] = [start, size]
+        if fresh and os.path.isfile(self.path_of(sha)):  # stored singly by an older run
+            with self._lock:
+                del self._pending_packed[sha], writer.objects[sha]
+            fresh = False
+        return fresh
 
     def put_fd(self, fd: int, progress: Any = None) -> Stored:
-        """Copy an open file into this thread's pack, hashing the very bytes written as
-        they pass through one buffer, so an object's name always matches its bytes even
-        if the source changes meanwhile. A duplicate is cut off the pack again. Durable
-        and named at :meth:`commit`."""
-        writer = self._writer()
+        """Copy an open file into a pack, hashing the very bytes written as they pass
+        through one buffer, so an object's name always matches its bytes even if the
+        source changes meanwhile. A duplicate is cut off the pack again. Durable and
+        named at :meth:`commit`."""
+        with self._writer() as writer:
+            return self._put_fd(writer, fd, progress)
+
+    def _put_fd(self, writer: _PackWriter, fd: int, progress: Any) -> Stored:
         start = writer.size
         digest = hashlib.sha256()
         view = memoryview(writer.buf)
@@ -298,18 +401,35 @@ class Store:
             writer.cut(start)
             raise
         sha, size = digest.hexdigest(), writer.size - start
-        with self._lock:
-            fresh = not self._known(sha)
-            if fresh:
-                self._pending_packed[sha] = (writer.id, start, size)
-                writer.objects[sha] = [start, size]
-        if fresh and os.path.isfile(self.path_of(sha)):  # stored singly by an older run
-            with self._lock:
-                del self._pending_packed[sha], writer.objects[sha]
-            fresh = False
+        fresh = self._claim(writer, sha, start, size)
         if not fresh:
             writer.cut(start)
         return Stored(sha, size, size if fresh else 0)
+
+    def put_chunked(self, path: Path, chunk: int) -> Chunked:
+        """Store a file this run wrote in ``tmp/`` (the database snapshot) as objects of
+        ``chunk`` bytes each, at fixed offsets, so a page changed in place changes one
+        chunk: only chunks not stored yet are written (to a pack)."""
+        whole, chunks, written = hashlib.sha256(), [], 0
+        with self._writer() as writer, open(path, "rb", buffering=0) as fh:
+            while piece := fh.read(chunk):
+                while len(piece) < chunk and (more := fh.read(chunk - len(piece))):
+                    piece += more
+                whole.update(piece)
+                sha = hashlib.sha256(piece).hexdigest()
+                chunks.append([sha, len(piece)])
+                with self._lock:
+                    known = self._known(sha)
+                if known or os.path.isfile(self.path_of(sha)):
+                    continue
+                start = writer.size
+                _write_all(writer.fd, memoryview(piece))
+                writer.size += len(piece)
+                if self._claim(writer, sha, start, len(piece)):
+                    written += len(piece)
+                else:
+                    writer.cut(start)
+        return Chunked(whole.hexdigest(), sum(size for _sha, size in chunks), chunks, written)
 
     def put_temp(self, tmp: Path) -> Stored:
         """Store a file this run wrote in ``tmp/`` by naming it (no copy)."""
@@ -366,7 +486,7 @@ class Store:
             objects, files, writers = sorted(self._pending.items()), list(self._pending_files), self._writers
             packed = self._pending_packed
             self._pending, self._pending_files, self._writers, self._pending_packed = {}, [], [], {}
-            self._local = threading.local()
+            self._free = []
         packs: list[tuple[Path, Path, str]] = []  # (pack in tmp/, its index in tmp/, id)
         start = time.perf_counter()
         _in_parallel(os.fsync, [w.fd for w in writers if w.objects])  # 1. the bytes, under temporary names
@@ -407,6 +527,7 @@ class Store:
             with self._lock:
                 for sha, where in packed.items():
                     self._index.setdefault(sha, where)
+                self._covered.update(pack_id for _p, _i, pack_id in packs)
         return len(objects) + len(packed)
 
     def read_bytes(self, sha256: str) -> bytes:

@@ -82,10 +82,28 @@ def db_format(record: dict[str, Any]) -> DbFormat:
                             f"{record['database'].get('format')!r}: use a newer enclave") from None
 
 
+def database_objects(record: dict[str, Any]) -> list[tuple[str, int]]:
+    """The objects (sha256, size) that hold the backup's database, in order: its chunks,
+    or (backups from before chunking) one object of the whole file."""
+    database = record["database"]
+    if "chunks" in database:
+        return [(str(sha), int(size)) for sha, size in database["chunks"]]
+    return [(database["sha256"], database["size"])]
+
+
+def database_bytes(store: Store, record: dict[str, Any]) -> bytes:
+    """The backup's database file as taken, every chunk and the whole checked."""
+    data = b"".join(store.read_bytes(sha) for sha, _size in database_objects(record))
+    if hashlib.sha256(data).hexdigest() != record["database"]["sha256"] or len(data) != record["database"]["size"]:
+        raise BackupDamaged(f"backup {record.get('id')}: the database is damaged (its chunks do not add up "
+                            "to its sha256): use another backup")
+    return data
+
+
 def sqlite_copy(store: Store, record: dict[str, Any], target: Path) -> None:
     """The backup's database as a SQLite file ``target`` of this code's schema: the file
     itself, or the rows of its pg_dump (read without a server)."""
-    data = store.read_bytes(record["database"]["sha256"])
+    data = database_bytes(store, record)
     if db_format(record) is DbFormat.PG_DUMP:
         dumped = target.with_name(target.name + ".dump")
         dumped.write_bytes(data)
@@ -136,7 +154,7 @@ def verify_backup(dest: Path, backup_id: str | None = None, *, keyring: Path | N
     except InvalidInput as exc:
         raise BackupDamaged(f"backup {bid}: the manifest does not verify ({exc})") from None
     objects = [(f["path"], f["sha256"], f["size"]) for f in record["files"]]
-    objects.append(("the database", record["database"]["sha256"], record["database"]["size"]))
+    objects += [("the database", sha, size) for sha, size in database_objects(record)]
     objects.append(("the sealed keys", record["keys"]["sha256"], record["keys"]["size"]))
     total = 0
     if check_objects:

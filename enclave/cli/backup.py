@@ -39,6 +39,8 @@ def create(
     dest: Path = typer.Argument(..., help="The backup folder (created if missing; outside ENCLAVE_HOME)."),
     recipient: Optional[Path] = typer.Option(None, "--recipient", help="Seal the keys to this X25519 public key "
                                              "(from 'enclave backup keygen') instead of a passphrase."),
+    rehash: bool = typer.Option(False, "--rehash", help="Read and hash every file instead of trusting unchanged "
+                                "stat keys (a verify-grade backup; names any file changed behind its stat key)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
 ) -> None:
     """Back up the enclave while it runs: database, data, workspaces, releases, jobs, sealed keys, policies."""
@@ -49,10 +51,14 @@ def create(
     with acting(ctx) as (_session, actor):
         pass  # who acts is checked here; the backup takes its own consistent snapshot
     with _progress(quiet) as progress:
-        result = create_backup(settings(), actor, dest, passphrase=secret, recipient=key, progress=progress)
+        result = create_backup(settings(), actor, dest, passphrase=secret, recipient=key, progress=progress,
+                               rehash=rehash)
     ok(f"backup {result.id}: {result.files} file(s), {result.bytes_total} bytes; read {result.files_read} changed "
        f"file(s), stored {result.objects_written} new object(s) ({result.bytes_written} bytes)"
        + (f"; {len(result.skipped)} skipped (see the manifest)" if result.skipped else ""))
+    if result.changed_behind_stat:
+        ok(f"warning: {len(result.changed_behind_stat)} file(s) changed although size, times and inode did not "
+           f"(first: {result.changed_behind_stat[0]}): stored now; look for tampering or disk damage")
 
 
 @app.command("verify")

@@ -19,7 +19,7 @@ from enclave.backup import create as backup_create
 from enclave.backup.create import create_backup
 from enclave.backup.restore import restore_backup
 from enclave.backup.store import Store
-from enclave.backup.verify import BackupDamaged, verify_backup
+from enclave.backup.verify import BackupDamaged, database_bytes, verify_backup
 from enclave.config import Settings
 from enclave.db.models import EgressRequest
 from enclave.db.session import unit_of_work
@@ -51,7 +51,7 @@ def _snapshot_state(dest: Path, backup_id: str, tmp: Path) -> dict:
     record = store.read_manifest(backup_id)["record"]
     home = tmp / f"snap-{backup_id}"
     home.mkdir()
-    (home / "enclave.db").write_bytes(store.read_bytes(record["database"]["sha256"]))
+    (home / "enclave.db").write_bytes(database_bytes(store, record))
     return state_of(_settings(home))
 
 
@@ -140,7 +140,7 @@ def test_backup_during_egress_load_and_a_running_job_restores_on_sqlite_and_post
 
 def test_backup_second_run_of_an_unchanged_enclave_copies_no_file_data(busy: World, tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(backup_create, "RACY_NS", 200_000_000)  # the files are older than that
+    monkeypatch.setattr(backup_create, "RACY_FINE_NS", 200_000_000)  # the files are older than that
     time.sleep(0.3)
     dest = tmp_path / "dest"
     first = create_backup(busy.settings, _admin(busy), dest, passphrase=PASSPHRASE)
@@ -159,7 +159,7 @@ def test_backup_a_rewrite_that_keeps_size_and_mtime_is_still_stored(busy: World,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """A workspace file rewritten in place with its size and modification time put back (as
     anyone in the container can do) changes its change time: the next run reads it again."""
-    monkeypatch.setattr(backup_create, "RACY_NS", 200_000_000)
+    monkeypatch.setattr(backup_create, "RACY_FINE_NS", 200_000_000)
     path = busy.write("notes/same-size.txt", b"A" * 4096)
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns - 10**10))
     time.sleep(0.3)
@@ -176,9 +176,11 @@ def test_backup_a_rewrite_that_keeps_size_and_mtime_is_still_stored(busy: World,
     assert Store(dest).read_bytes(entry["sha256"]) == b"B" * 4096
 
 
-def test_backup_a_file_written_just_before_the_run_is_read_again_next_time(busy: World, tmp_path: Path) -> None:
-    """A file changed within RACY_NS of being read could change again within the same clock
+def test_backup_a_file_written_just_before_the_run_is_read_again_next_time(busy: World, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file changed within racy_ns of being read could change again within the same clock
     tick unseen: it gets no stat key, so the next run reads it rather than trusting it."""
+    monkeypatch.setattr(backup_create, "RACY_FINE_NS", 60_000_000_000)  # "just" on a slow machine too
     busy.write("notes/fresh.txt", b"just written\n")
     dest = tmp_path / "dest"
     create_backup(busy.settings, _admin(busy), dest, passphrase=PASSPHRASE)
@@ -222,12 +224,14 @@ def test_backup_an_altered_manifest_or_database_is_caught(busy: World, tmp_path:
         verify_backup(dest)
     path.write_text(original)
     verify_backup(dest)
-    # The database changed in place (its object keeps its name): caught by its checksum.
-    obj = Store(dest).path_of(envelope["record"]["database"]["sha256"])
-    obj.chmod(0o600)
-    data = bytearray(obj.read_bytes())
-    data[-100] ^= 0xFF
-    obj.write_bytes(bytes(data))
+    # A chunk of the database changed in place (its object keeps its name): caught by its checksum.
+    sha, _size = envelope["record"]["database"]["chunks"][-1]
+    where = Store(dest).locate(sha)
+    assert where is not None
+    where.path.chmod(0o600)
+    data = bytearray(where.path.read_bytes())
+    data[where.offset + 100] ^= 0xFF
+    where.path.write_bytes(bytes(data))
     with pytest.raises(BackupDamaged, match="the database is damaged"):
         verify_backup(dest)
 
@@ -301,7 +305,7 @@ def test_backup_of_a_postgresql_enclave_is_a_pg_dump_restored_with_pg_restore(
     store = Store(dest)
     record = store.read_manifest()["record"]
     assert record["database"]["format"] == "pg_dump"
-    dumped = store.read_bytes(record["database"]["sha256"])
+    dumped = database_bytes(store, record)
     assert dumped.startswith(b"PGDMP")  # pg_dump's custom format
     result = verify_backup(dest)
     assert result.releases == 2 and result.dataset_versions == 1 and result.audit_events == record["audit_head"]["seq"]
