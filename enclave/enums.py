@@ -92,3 +92,11 @@ class ContainerEngine(StrEnum):
 
     DOCKER = "docker"  # one host's engine: containers on an --internal bridge network
     SWARM = "swarm"    # Docker Swarm: services on per-project --internal overlay networks
+
+
+class LostNodeAction(StrEnum):
+    """What becomes of a batch job whose node is lost while it runs
+    (policies/containers.yaml ``job_lost_node``)."""
+
+    FAIL = "fail"    # the run fails with the reason; its members submit it again
+    RETRY = "retry"  # the run goes back to the queue, its partial outputs discarded

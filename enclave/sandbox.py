@@ -26,7 +26,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-from enclave.enums import ContainerEngine
+from enclave.enums import ContainerEngine, LostNodeAction
 from enclave.errors import Conflict, InvalidInput
 from enclave.policy import StrictModel, load_policy_file
 
@@ -78,6 +78,8 @@ class ContainerPolicy(StrictModel):
     job_timeout_seconds: int = Field(default=4 * 3600, ge=60)
     job_mem_limit: Size = "8g"
     job_max_concurrent: int = Field(default=2, ge=1)
+    job_lost_node: LostNodeAction = LostNodeAction.FAIL
+    job_lost_node_retries: int = Field(default=2, ge=1, le=10)
 
 
 def load_container_policy(path: Path) -> ContainerPolicy:

@@ -19,9 +19,9 @@ app = typer.Typer(help="Run notebooks as batch jobs in the project's sandbox; lo
 
 
 def _runner():  # imported late: the Docker SDK is needed only by commands that run jobs
-    from enclave.jobs.runner import Runner
+    from enclave.jobs.runner import runner_for
 
-    return Runner.from_settings(settings())
+    return runner_for(settings())
 
 
 def _wait_for(run_id: int) -> service.RunProvenance:

@@ -20,15 +20,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import secrets
+import shutil
 import socket
+import stat
 import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -37,7 +40,9 @@ from enclave.clock import utcnow
 from enclave.config import Settings
 from enclave.db.models import Grant, JobRun, Project
 from enclave.db.session import unit_of_work
-from enclave.errors import EnclaveError
+from enclave.enums import ContainerEngine, LostNodeAction
+from enclave.errors import EnclaveError, NotFound
+from enclave.hub.swarm import check_engine
 from enclave.hub.access import NOTEBOOK_GID, NOTEBOOK_UID, default_views, prepare_workspace, project_mounts
 from enclave.jobs import service
 from enclave.jobs.provenance import comparison, records_json, view_record
@@ -101,11 +106,17 @@ class Runner:
     recover_grace_seconds: float = 120.0
     threads: list[threading.Thread] = field(default_factory=list)
 
+    # The engine this runner's containers run on; policies/containers.yaml must name it.
+    engine: ClassVar[ContainerEngine] = ContainerEngine.DOCKER
+
     @classmethod
     def from_settings(cls, settings: Settings) -> Runner:
+        """A runner under the policy of ``settings``, connected to the engine; refuses a
+        policy naming another engine (and Swarm on SQLite) with one line saying why."""
         import docker
 
         policy = load_container_policy(settings.policies_dir / "containers.yaml")
+        check_engine(settings, policy, cls.engine)
         try:
             client = docker.from_env()
             client.ping()
@@ -391,6 +402,37 @@ class Runner:
             service.finish_run(session, run, succeeded=succeeded, exit_code=exit_code, outputs=outputs,
                                error=error, comparison=compared)
 
+    def _lost(self, run_id: int, reason: str) -> None:
+        """The run's node was lost while it executed (``reason`` says how): per the policy's
+        ``job_lost_node``, fail it with the reason, or delete its partial outputs and put it
+        back in the queue, at most ``job_lost_node_retries`` times (then it fails). Outputs
+        that cannot be deleted fail the run (fail closed: nothing half-written stays)."""
+        log = service.log_path(self.settings, run_id)
+        with unit_of_work(self.settings) as session:
+            run = session.get(JobRun, run_id)
+            if run is None or run.status is not JobStatus.RUNNING:
+                return  # cancelled meanwhile
+            retries = service.requeue_count(session, run)
+            if self.policy.job_lost_node is LostNodeAction.FAIL:
+                error = f"{reason}: submit it again"
+            elif retries >= self.policy.job_lost_node_retries:
+                error = f"{reason}, after {retries} retries (job_lost_node_retries): submit it again"
+            else:
+                try:
+                    discarded = _discard_outputs(self.settings, run)
+                except (EnclaveError, OSError) as exc:
+                    error = f"{reason}, and its partial outputs could not be deleted ({exc}): ask an admin"
+                else:
+                    error = ""
+                    service.requeue_run(session, run, reason, attempt=retries + 1, discarded=discarded)
+            if error:
+                service.fail_run(session, run, error)
+        if not error:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with open(log, "a") as fh:
+                fh.write(f"[enclave] attempt {retries + 1} lost: {reason}; {discarded} partial output"
+                         f" file(s) deleted, queued again\n")
+
     def _fail(self, run_id: int | None, error: str) -> None:
         if run_id is None:
             return
@@ -398,6 +440,17 @@ class Runner:
             run = session.get(JobRun, run_id)
             if run is not None and run.status not in FINAL:
                 service.fail_run(session, run, error)
+
+
+def runner_for(settings: Settings) -> Runner:
+    """The job runner the policy's engine calls for: :class:`Runner` on one host's engine,
+    ``SwarmRunner`` (enclave.jobs.swarm_runner) on Docker Swarm."""
+    policy = load_container_policy(settings.policies_dir / "containers.yaml")
+    if policy.engine is ContainerEngine.SWARM:
+        from enclave.jobs.swarm_runner import SwarmRunner
+
+        return SwarmRunner.from_settings(settings)
+    return Runner.from_settings(settings)
 
 
 def _open_outputs(settings: Settings, run: JobRun, stack: ExitStack) -> WorkspaceDir | None:
@@ -410,6 +463,33 @@ def _open_outputs(settings: Settings, run: JobRun, stack: ExitStack) -> Workspac
         return stack.enter_context(workspace.opendir(service.OUTPUTS_RELDIR / str(run.id)))
     except EnclaveError:
         return None
+
+
+def _discard_outputs(settings: Settings, run: JobRun) -> int:
+    """Delete the run's output folder (what a lost attempt wrote), never through a link;
+    returns how many files it held. A link in its place is removed, not followed."""
+    with ExitStack() as stack:
+        if run.rerun_of_id is not None:
+            parent = stack.enter_context(open_tree(service.rerun_output_dir(settings, run.id).parent))
+        else:
+            workspace = stack.enter_context(open_workspace(settings.workspaces_dir, run.project.slug))
+            try:
+                parent = stack.enter_context(workspace.opendir(service.OUTPUTS_RELDIR))
+            except NotFound:
+                return 0
+        name = str(run.id)
+        try:
+            info = os.stat(name, dir_fd=parent.fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return 0
+        if not stat.S_ISDIR(info.st_mode):
+            os.unlink(name, dir_fd=parent.fd)
+            return 1
+        with parent.opendir(name) as folder:
+            count = sum(1 for _ in folder.walk())
+        # rmtree by descriptor: it never follows a link planted below (avoids_symlink_attacks).
+        shutil.rmtree(name, dir_fd=parent.fd)
+        return count
 
 
 def _copy_logs(container: Any, log: Path) -> None:

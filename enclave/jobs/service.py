@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from enclave.audit import append_event
 from enclave.clock import utcnow
 from enclave.config import Settings
-from enclave.db.models import JobRun, Membership, Project, User
+from enclave.db.models import AuditEvent, JobRun, Membership, Project, User
 from enclave.enums import Role
 from enclave.errors import InvalidInput, InvalidTransition, NotFound, PermissionDenied
 from enclave.jobs.parameters import NotebookParameter, check_parameters, read_parameters
@@ -54,10 +54,11 @@ class JobEvent(StrEnum):
     SUCCEED = "job.succeed"
     FAIL = "job.fail"
     CANCEL = "job.cancel"
+    REQUEUE = "job.requeue"
 
 
 _EVENT = {JobAction.START: JobEvent.START, JobAction.SUCCEED: JobEvent.SUCCEED,
-          JobAction.FAIL: JobEvent.FAIL, JobAction.CANCEL: JobEvent.CANCEL}
+          JobAction.FAIL: JobEvent.FAIL, JobAction.CANCEL: JobEvent.CANCEL, JobAction.REQUEUE: JobEvent.REQUEUE}
 
 
 # --- where a run's files live --------------------------------------------------------
@@ -365,6 +366,26 @@ def finish_run(session: Session, run: JobRun, *, succeeded: bool, exit_code: int
     if comparison is not None:
         details["reproduced"] = comparison.get("matches")
     _move(session, WORKER, run, action, JobActor.WORKER, details=details, error=None if succeeded else error)
+    return True
+
+
+def requeue_count(session: Session, run: JobRun) -> int:
+    """How many times the run was put back in the queue: its job.requeue events (the
+    audit log is the record; it cannot be rewritten)."""
+    return session.scalar(select(func.count(AuditEvent.id)).where(
+        AuditEvent.action == JobEvent.REQUEUE, AuditEvent.target == f"job:{run.id}")) or 0
+
+
+def requeue_run(session: Session, run: JobRun, reason: str, *, attempt: int, discarded: int) -> bool:
+    """Put a running run whose node was lost back in the queue, audited with the reason,
+    the ``attempt`` that was lost (1 = the first) and how many partial output files were
+    deleted. False, and nothing changed, if it is no longer running (cancelled meanwhile)."""
+    session.refresh(run)
+    if run.status is not JobStatus.RUNNING:
+        return False
+    run.started_at, run.container_name = None, None
+    _move(session, WORKER, run, JobAction.REQUEUE, JobActor.WORKER,
+          details={"reason": reason, "attempt": attempt, "discarded_outputs": discarded})
     return True
 
 

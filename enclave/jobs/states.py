@@ -3,7 +3,9 @@
     queued -> running -> succeeded
        |         |-----> failed      (the notebook raised, the time or memory limit hit,
        |         |                    the container could not start)
-       |         '-----> cancelled   (a member or an admin stopped it)
+       |         |-----> cancelled   (a member or an admin stopped it)
+       |         '-----> queued      (requeued: its node was lost and the policy retries,
+       |                              policies/containers.yaml job_lost_node)
        '-----------------> cancelled
 
 The worker (the system, not a person) starts and finishes runs; people only cancel.
@@ -36,6 +38,7 @@ class JobAction(StrEnum):
     SUCCEED = "succeed"
     FAIL = "fail"
     CANCEL = "cancel"
+    REQUEUE = "requeue"
 
 
 JobTransition = Transition[JobStatus, JobAction, JobActor]
@@ -48,6 +51,8 @@ TRANSITIONS: tuple[JobTransition, ...] = (
     JobTransition(JobStatus.RUNNING, JobStatus.SUCCEEDED, JobAction.SUCCEED, JobActor.WORKER),
     JobTransition(JobStatus.RUNNING, JobStatus.FAILED, JobAction.FAIL, JobActor.WORKER),
     JobTransition(JobStatus.RUNNING, JobStatus.CANCELLED, JobAction.CANCEL, JobActor.PERSON),
+    # Its node was lost while it ran, and the policy says retry: back in the queue.
+    JobTransition(JobStatus.RUNNING, JobStatus.QUEUED, JobAction.REQUEUE, JobActor.WORKER),
 )
 
 # Which party owns (is expected to move) a run in each status; final statuses have none.

@@ -13,7 +13,9 @@ shared store. What differs from the plain engine, and why:
 - the log is fetched from the engine when the run ends.
 
 Claims, the concurrency limit, time-outs, cancellation, outputs and provenance are the
-Runner's own code; with PostgreSQL several workers on several nodes share the queue.
+Runner's own code; with PostgreSQL several workers on several nodes share the queue. A run
+whose node is lost while it executes is failed with the reason or, with
+``job_lost_node: retry``, queued again with its partial outputs deleted (``Runner._lost``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from enclave.config import Settings
 from enclave.db.models import JobRun
 from enclave.db.session import unit_of_work
 from enclave.enums import ContainerEngine
@@ -31,7 +32,7 @@ from enclave.hub import swarm
 from enclave.jobs import service
 from enclave.jobs.runner import Runner
 from enclave.jobs.states import JobStatus
-from enclave.sandbox import Mount, load_container_policy
+from enclave.sandbox import Mount
 
 # Where the run's notebook appears inside its container (a Swarm config, read-only).
 NOTEBOOK_TARGET = "/run/enclave/notebook.ipynb"
@@ -128,18 +129,13 @@ class ServiceRun:
 class SwarmRunner(Runner):
     """The job runner for policies/containers.yaml engine: swarm."""
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> SwarmRunner:
-        import docker
+    engine = ContainerEngine.SWARM
 
-        policy = load_container_policy(settings.policies_dir / "containers.yaml")
-        swarm.check_engine(settings, policy, ContainerEngine.SWARM)
-        try:
-            client = docker.from_env()
-            client.ping()
-        except docker.errors.DockerException:
-            raise EnclaveError("cannot reach the Docker engine of a Swarm manager: start it and retry") from None
-        return cls(settings, policy, client)
+    def _image(self, session: Any, run: JobRun) -> tuple[str, str]:
+        """The Runner's image as every node gets it (``swarm.check_image``): with a registry
+        its pinned reference <registry>/<name>@sha256:<digest>, which the run records."""
+        name, image_id = super()._image(session, run)
+        return name, swarm.check_image(self.client, image_id, self.settings.swarm_registry)
 
     def _alive(self, name: str) -> bool:
         """A run's service still runs: a task not yet final, on a node that is up (the
@@ -200,6 +196,10 @@ class SwarmRunner(Runner):
             handle.reload()
             with open(log, "a") as fh:
                 fh.write(f"[enclave] run {run_id} ran on node {handle.node() or '(none)'}\n")
+            if handle.lost and outcome is None:
+                # Failed or queued again per policy (job_lost_node); the engine has no log of it.
+                self._lost(run_id, handle.error())
+                return
             if not handle.lost:
                 handle.write_logs(log)
             if handle.error() and handle.attrs["State"]["ExitCode"] in (-1, None):

@@ -34,6 +34,7 @@ def test_states_transition_table_is_the_only_source_of_moves(source, action, by)
         (JobStatus.RUNNING, JobAction.SUCCEED, JobActor.WORKER): JobStatus.SUCCEEDED,
         (JobStatus.RUNNING, JobAction.FAIL, JobActor.WORKER): JobStatus.FAILED,
         (JobStatus.RUNNING, JobAction.CANCEL, JobActor.PERSON): JobStatus.CANCELLED,
+        (JobStatus.RUNNING, JobAction.REQUEUE, JobActor.WORKER): JobStatus.QUEUED,
     }
     move = transition_for(source, action, by)
     assert (move.target if move else None) == expected.get((source, action, by))
