@@ -6,7 +6,10 @@ production site can each point the same code at their own state:
 - ``ENCLAVE_HOME``: the state directory (default ``./var``);
 - ``ENCLAVE_DB_URL``: any SQLAlchemy URL (default: SQLite file ``$ENCLAVE_HOME/enclave.db``);
 - ``ENCLAVE_POLICIES``: the directory of policy YAML files (default: the repository's
-  ``policies/`` when run from a checkout, else ``./policies``).
+  ``policies/`` when run from a checkout, else ``./policies``);
+- ``ENCLAVE_SWARM_REGISTRY``: on Docker Swarm, the registry (``host:port``) every node pulls
+  workspace images from, by digest (``scripts/registry.sh``); unset, services name the
+  image by its id, which only a node already holding that image can run.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ class Settings:
     home: Path
     db_url: str
     policies_dir: Path
+    swarm_registry: str = ""
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -37,7 +41,8 @@ class Settings:
             policies = _REPO_POLICIES
         else:
             policies = Path("policies").absolute()
-        return cls(home=home, db_url=db_url, policies_dir=policies)
+        return cls(home=home, db_url=db_url, policies_dir=policies,
+                   swarm_registry=(env.get("ENCLAVE_SWARM_REGISTRY") or "").strip())
 
     # Every directory below is outside every container unless a spawner mounts
     # (a read-only view of) it explicitly.

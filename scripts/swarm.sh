@@ -3,17 +3,20 @@
 # container running its own engine (a simulated second machine) is the worker.
 #
 #   scripts/swarm.sh up      init the swarm (unless this host is already in one), start and
-#                            join the worker, give it the notebook image
-#   scripts/swarm.sh down    remove the worker; leave the swarm if `up` created it
+#                            join the worker, start the internal registry (scripts/registry.sh)
+#                            unless it runs, push the images there and pull them on the worker
+#   scripts/swarm.sh down    remove the worker; stop the registry and leave the swarm if `up`
+#                            started them
 #   scripts/swarm.sh image   only build the worker node's image
 #
 #   ENCLAVE_SWARM_NODE     the worker's container and host name (default enclave-swarm-node2)
 #   ENCLAVE_SWARM_SHARED   colon-separated host folders the worker mounts at the same path:
 #                          on one machine they stand for the NFS share every node mounts
 #                          (default $ENCLAVE_HOME)
-#   ENCLAVE_SWARM_IMAGES   space-separated images the worker must have (default
-#                          enclave-notebook:latest); copied by `docker save | docker load`
-#                          unless the worker already holds the same image id
+#   ENCLAVE_SWARM_IMAGES   space-separated images the nodes run (default
+#                          enclave-notebook:latest): pushed to the registry, which the worker
+#                          trusts by its CA and pulls from by digest; the enclave then needs
+#                          ENCLAVE_SWARM_REGISTRY (printed at the end) to name them so
 #
 # The worker node runs with every capability but SYS_RESOURCE (this host's bounding set
 # lacks it, so --privileged fails), no seccomp or AppArmor confinement, a read-write
@@ -106,15 +109,25 @@ up() {
         sleep 0.5
     done
 
+    # Images reach the nodes only through the internal registry, by digest: the worker
+    # trusts its CA (certs.d, read without a restart) and pulls what was pushed.
+    if ! "$ROOT/scripts/registry.sh" status; then
+        "$ROOT/scripts/registry.sh" up >/dev/null
+        touch "$STATE/registry-by-$NODE"
+    fi
+    "$ROOT/scripts/registry.sh" trust "$NODE"
+    local registry
+    registry="$("$ROOT/scripts/registry.sh" address)"
     for image in $IMAGES; do
-        local id
-        id="$(docker image inspect -f '{{.Id}}' "$image")"
-        if [[ "$(node_docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)" != "$id" ]]; then
-            step "copying $image to $NODE"
-            docker save "$image" | docker exec -i "$NODE" docker load -q >/dev/null
-        fi
+        local ref
+        step "pushing $image to the registry $registry"
+        ref="$("$ROOT/scripts/registry.sh" push "$image")"
+        # Pulled now so that the first server does not wait for it (and TLS is proven).
+        node_docker pull -q "$ref" >/dev/null
+        step "$NODE holds $ref"
     done
     step "two nodes ready: $(docker node ls --format '{{.Hostname}}:{{.ManagerStatus}}:{{.Status}}' | tr '\n' ' ')"
+    step "the hub and job workers pull from the registry with ENCLAVE_SWARM_REGISTRY=$registry"
 }
 
 down() {
@@ -127,6 +140,18 @@ down() {
     docker volume rm -f "$NODE-var" >/dev/null 2>&1 || true
     if [[ -n "$node_id" ]]; then
         docker node rm --force "$node_id" >/dev/null 2>&1 || true
+    fi
+    # The local names `up` gave the images in the registry (what was pushed stays there).
+    local registry
+    registry="$("$ROOT/scripts/registry.sh" address 2>/dev/null || true)"
+    if [[ -n "$registry" ]]; then
+        for image in $IMAGES; do
+            docker rmi "$registry/$image" >/dev/null 2>&1 || true
+        done
+    fi
+    if [[ -e "$STATE/registry-by-$NODE" ]]; then
+        "$ROOT/scripts/registry.sh" down
+        rm -f "$STATE/registry-by-$NODE"
     fi
     if [[ -e "$STATE/initialised-by-$NODE" ]]; then
         step "leaving the swarm this script created"

@@ -17,7 +17,10 @@ switch that stops containers on one network reaching each other, so one network 
 project keeps projects apart); a batch job gets an internal overlay of its own with nothing
 else on it, standing for the plain engine's ``network_mode=none``. Services are placed only
 on nodes that see the shared store (the marker file below ENCLAVE_HOME) and have no swap.
-Images are referred to by their id, so every node runs exactly the image recorded, or none.
+With a registry (``ENCLAVE_SWARM_REGISTRY``, ``scripts/registry.sh``) services name their
+image as ``<registry>/<name>@sha256:<digest>``, which every node pulls and verifies by that
+digest; without one, by its id, which only a node already holding it can run. Either way
+every node runs exactly the image checked and recorded, or none.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ NETWORK_LABEL = "org.enclave.project-network"
 NO_NEW_PRIVS_ENTRYPOINT = ["/usr/bin/setpriv", "--no-new-privs"]
 _SIZE = re.compile(r"^([1-9][0-9]*)([kmg])$")
 _UNITS = {"k": 1024, "m": 1024**2, "g": 1024**3}
+_REGISTRY = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:]+\](:[0-9]{1,5})?$")
+_IMAGE_ID = re.compile(r"^[0-9a-f]{12,64}$")
 
 
 def check_engine(settings: Settings, policy: sandbox.ContainerPolicy, engine: ContainerEngine) -> None:
@@ -145,8 +150,16 @@ def service_spec(
     }
 
 
-def check_image(client: Any, image: str) -> str:
-    """The id of ``image`` if its entrypoint sets no-new-privileges first; Conflict otherwise."""
+def check_image(client: Any, image: str, registry: str | None = None) -> str:
+    """The reference Swarm services run ``image`` by, once its entrypoint is checked to set
+    no-new-privileges first (Conflict otherwise).
+
+    ``registry`` (``host:port``; None: the setting ``ENCLAVE_SWARM_REGISTRY``) empty: the
+    image's id. Otherwise the pinned reference ``<registry>/<name>@sha256:<digest>`` under
+    which this very image was pushed (the local image's RepoDigests), after the engine has
+    found that digest in the registry and, when ``image`` is a tag, found the registry's tag
+    at that same digest. An image not pushed, a registry that does not hold it or whose tag
+    now names another image is refused with one line (Conflict): fail closed."""
     import docker.errors
 
     try:
@@ -159,7 +172,79 @@ def check_image(client: Any, image: str) -> str:
             f"image {image} does not set no-new-privileges in its entrypoint (Swarm services cannot):"
             " rebuild it with scripts/build-images.sh"
         )
-    return found.id
+    if registry is None:
+        registry = Settings.from_env().swarm_registry
+    if not registry:
+        return found.id
+    return pinned_reference(client, found, image, registry)
+
+
+def _check_registry(registry: str) -> str:
+    if not _REGISTRY.match(registry):
+        raise PolicyError(f"ENCLAVE_SWARM_REGISTRY {registry!r} is not host:port (e.g. 172.17.0.1:5000,"
+                          " no scheme or path): set it to the address scripts/registry.sh up prints")
+    return registry
+
+
+def _repository_and_tag(image: str, registry: str) -> tuple[str | None, str | None]:
+    """The repository (without the registry) and tag ``image`` names; (None, None) for an id."""
+    if image.startswith("sha256:") or _IMAGE_ID.match(image):
+        return None, None
+    name = image.removeprefix(f"{registry}/")
+    if "@" in name:
+        return name.split("@", 1)[0], None
+    last = name.rsplit("/", 1)[-1]
+    if ":" in last:
+        repository, tag = name.rsplit(":", 1)
+        return repository, tag
+    return name, "latest"
+
+
+def _registry_digest(client: Any, reference: str, registry: str) -> str | None:
+    """The manifest digest the registry gives for ``reference``, asked through the engine
+    (which trusts the registry's CA in /etc/docker/certs.d); None if it holds no such
+    manifest; Conflict if it cannot be asked."""
+    import docker.errors
+
+    try:
+        return client.api.inspect_distribution(reference)["Descriptor"]["digest"]
+    except docker.errors.NotFound:
+        return None
+    except docker.errors.APIError as exc:
+        reason = str(exc.explanation or exc).splitlines()[0]
+        raise Conflict(f"the registry {registry} did not answer the Docker engine for {reference} ({reason}):"
+                       " start it with scripts/registry.sh up") from None
+
+
+def pinned_reference(client: Any, found: Any, image: str, registry: str) -> str:
+    """``<registry>/<name>@sha256:<digest>`` for the local image ``found`` (named ``image``
+    by the caller): see :func:`check_image`."""
+    prefix = f"{_check_registry(registry)}/"
+    repository, tag = _repository_and_tag(image, registry)
+    pushed = sorted(d for d in found.attrs.get("RepoDigests") or [] if d.startswith(prefix))
+    if repository is not None:
+        pushed = [d for d in pushed if d.split("@", 1)[0] == f"{prefix}{repository}"]
+    if repository is None:
+        name = found.tags[0] if found.tags else "NAME:TAG"
+    else:
+        name = f"{repository}:{tag}" if tag else repository
+    push = f"push it with scripts/registry.sh push {name}"
+    if not pushed:
+        raise Conflict(f"image {image} ({found.id[7:19]}) is not in the registry {registry}: {push}")
+    if tag is not None:
+        current = _registry_digest(client, f"{prefix}{repository}:{tag}", registry)
+        if current is None:
+            raise Conflict(f"the registry {registry} has no {repository}:{tag}: {push}")
+        reference = f"{prefix}{repository}@{current}"
+        if reference not in pushed:
+            raise Conflict(f"the registry's {repository}:{tag} ({current[7:19]}) is not the image {image} here"
+                           f" ({found.id[7:19]}): {push} again")
+        return reference
+    wanted = [image] if image in pushed else pushed
+    for reference in wanted:
+        if _registry_digest(client, reference, registry) == reference.split("@", 1)[1]:
+            return reference
+    raise Conflict(f"the registry {registry} no longer holds image {image} ({found.id[7:19]}): {push}")
 
 
 def project_network_name(policy: sandbox.ContainerPolicy, slug: str) -> str:

@@ -1,7 +1,9 @@
 """Provenance of a run, and whether a rerun reproduced it.
 
-A run records what went in (the notebook's sha256, the parameters, the image digest, the
-dataset views with their versions and file checksums) and what came out (the sha256 of
+A run records what went in (the notebook's sha256, the parameters, the image digest (the
+image's id, or on Docker Swarm with a registry the pinned reference
+``<registry>/<name>@sha256:<digest>`` every node pulled), the dataset views with their
+versions and file checksums) and what came out (the sha256 of
 every output file). Comparing a rerun with its original says, file by file, whether the
 outputs match (byte-identical, equal as tables for CSV, equal cell by cell for the
 executed notebook) and which inputs changed, which is usually why they do not.
@@ -161,8 +163,12 @@ def input_changes(original: Mapping[str, Any], rerun: Mapping[str, Any]) -> list
 
 
 def _short(digest: Any) -> str:
+    """An image id (``sha256:...``) or pinned reference (``host:port/name@sha256:...``) in
+    short: 12 hex digits, after the reference's repository name."""
     text = str(digest or "unknown")
-    return text.split(":", 1)[-1][:12]
+    name, at, ref_digest = text.rpartition("@")
+    short = ref_digest.split(":", 1)[-1][:12]
+    return f"{name.rsplit('/', 1)[-1]}@{short}" if at else short
 
 
 def compare_outputs(

@@ -87,12 +87,19 @@ def swarm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Swarm]:
     client.images.get(IMAGE).tag(image)
     env = {"ENCLAVE_SWARM_NODE": node, "ENCLAVE_SWARM_SHARED": str(shared), "ENCLAVE_SWARM_IMAGES": image}
     manager_id = ""
+    registry = pytest.MonkeyPatch()
     try:
         _script("up", env)
+        # The worker gets images only from the internal registry (scripts/registry.sh):
+        # every service of the session names its image by digest there.
+        registry.setenv("ENCLAVE_SWARM_REGISTRY", subprocess.run(
+            ["bash", str(REPO / "scripts" / "registry.sh"), "address"], capture_output=True, text=True,
+            check=True).stdout.strip())
         manager_id = client.info()["Swarm"]["NodeID"]
         node_id = next(n.id for n in client.nodes.list() if n.attrs["Description"]["Hostname"] == node)
         yield Swarm(client, node, node_id, shared, image, manager_id)
     finally:
+        registry.undo()
         for service in client.services.list(filters={"label": SANDBOX_LABEL}):
             if service.name.startswith(PREFIX):
                 service.remove()

@@ -131,8 +131,9 @@ def test_swarm_spawner_is_enclave_spawner_with_a_service_underneath():
         assert getattr(EnclaveSwarmSpawner, method) is getattr(EnclaveSpawner, method), method
     assert EnclaveSwarmSpawner.create_object is not EnclaveSpawner.create_object
     assert EnclaveSwarmSpawner.object_type == "service"
-    # The job runner likewise: claims, limits, watching and recording are Runner's.
-    for method in ("run_next", "work", "recover", "_claim_and_start", "_watch", "_record", "_fail", "_image"):
+    # The job runner likewise: claims, limits, watching and recording are Runner's (its
+    # _image takes Runner's choice of image and only names it as the nodes pull it).
+    for method in ("run_next", "work", "recover", "_claim_and_start", "_watch", "_record", "_fail"):
         assert getattr(SwarmRunner, method) is getattr(Runner, method), method
 
 
@@ -154,3 +155,33 @@ def test_swarm_image_entrypoint_in_the_dockerfile_sets_no_new_privileges():
     dockerfile = Path(__file__).resolve().parents[3] / "images" / "notebook" / "Dockerfile"
     entry = next(line for line in dockerfile.read_text().splitlines() if line.startswith("ENTRYPOINT"))
     assert entry.startswith('ENTRYPOINT ["/usr/bin/setpriv", "--no-new-privs", "--"')
+
+
+# --- image references with a registry (the pinning itself is proven in tests/swarm/test_swarm_registry.py)
+
+@pytest.mark.parametrize(("image", "expected"), [
+    ("enclave-notebook:latest", ("enclave-notebook", "latest")),
+    ("enclave-notebook", ("enclave-notebook", "latest")),
+    ("team/notebook:2026-12", ("team/notebook", "2026-12")),
+    ("172.17.0.1:5000/enclave-notebook:v2", ("enclave-notebook", "v2")),
+    ("172.17.0.1:5000/enclave-notebook", ("enclave-notebook", "latest")),
+    (f"172.17.0.1:5000/enclave-notebook@sha256:{'a' * 64}", ("enclave-notebook", None)),
+    (f"sha256:{'a' * 64}", (None, None)),
+    ("0123456789ab", (None, None)),
+])
+def test_swarm_image_repository_and_tag(image: str, expected: tuple[str | None, str | None]):
+    assert swarm._repository_and_tag(image, "172.17.0.1:5000") == expected
+
+
+@pytest.mark.parametrize("registry", ["https://172.17.0.1:5000", "172.17.0.1:5000/", "reg.example/v2", "a b:1",
+                                      "host:port"])
+def test_swarm_registry_setting_must_be_host_and_port(registry: str):
+    with pytest.raises(PolicyError, match="ENCLAVE_SWARM_REGISTRY") as err:
+        swarm._check_registry(registry)
+    assert "\n" not in str(err.value)
+
+
+def test_swarm_registry_setting_from_the_environment(tmp_path: Path):
+    env = {"ENCLAVE_HOME": str(tmp_path)}
+    assert Settings.from_env(env).swarm_registry == ""
+    assert Settings.from_env(env | {"ENCLAVE_SWARM_REGISTRY": " 172.17.0.1:5000 "}).swarm_registry == "172.17.0.1:5000"

@@ -101,6 +101,18 @@ def test_provenance_input_changes_name_the_dataset_version():
     assert any("view of dataset labs changed" in c for c in changes)
 
 
+def test_provenance_input_changes_name_a_pinned_registry_image():
+    one, two = "a" * 64, "b" * 64
+    base = {"notebook_sha256": "n", "parameters": {}, "views": [],
+            "image_digest": f"172.17.0.1:5000/enclave-notebook@sha256:{one}"}
+    assert input_changes(base, dict(base)) == []
+    changes = input_changes(base, {**base, "image_digest": f"172.17.0.1:5000/enclave-notebook@sha256:{two}"})
+    assert changes == [f"the image changed from enclave-notebook@{one[:12]} to enclave-notebook@{two[:12]}"]
+    # An image id before (one host's engine), a pinned reference after.
+    changes = input_changes({**base, "image_digest": f"sha256:{one}"}, base)
+    assert changes == [f"the image changed from {one[:12]} to enclave-notebook@{one[:12]}"]
+
+
 def test_provenance_summary_says_what_differs_and_why():
     from enclave.jobs.provenance import FileComparison
 
