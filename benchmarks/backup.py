@@ -104,15 +104,15 @@ def time_tar(home: Path, out: Path, sync: bool = False) -> float:
     return time.perf_counter() - start
 
 
-def time_backup(settings: Settings, admin, dest: Path) -> tuple[float, float, int]:  # type: ignore[no-untyped-def]
-    """(seconds, of which waiting for the disk, bytes read)."""
+def time_backup(settings: Settings, admin, dest: Path) -> tuple[float, float, int, int]:  # type: ignore[no-untyped-def]
+    """(seconds, of which waiting for the disk, bytes read, database bytes written)."""
     settle()
     cpu = cpu_seconds(resource.RUSAGE_SELF)
     start = time.perf_counter()
     result = create_backup(settings, admin, dest, passphrase=PASSPHRASE)
     seconds = time.perf_counter() - start
     CPU["backup"].append(cpu_seconds(resource.RUSAGE_SELF) - cpu)
-    return seconds, result.sync_seconds, result.bytes_read
+    return seconds, result.sync_seconds, result.bytes_read, result.database_bytes_written
 
 
 def fmt(values: list[float]) -> str:
@@ -140,7 +140,7 @@ def main() -> None:
         time.sleep(RACY_NS / 1e9)  # the tree is older than a backup's "just written" window
         CPU["tar"].clear()
         CPU["backup"].clear()
-        tars, synced, fulls, fulls_unsynced, incs, inc_read = [], [], [], [], [], []
+        tars, synced, fulls, fulls_unsynced, incs, inc_read, inc_db = [], [], [], [], [], [], []
         full_cpu: list[float] = []
         for run in range(args.runs):
             out, dest = scratch / f"run-{run}.tar", scratch / f"dest-{run}"
@@ -152,7 +152,7 @@ def main() -> None:
                 out.unlink()
 
             def full() -> None:
-                seconds, waiting, _ = time_backup(settings, admin, dest)
+                seconds, waiting, _, _ = time_backup(settings, admin, dest)
                 full_cpu.append(CPU["backup"][-1])
                 fulls.append(seconds)
                 fulls_unsynced.append(seconds - waiting)
@@ -167,9 +167,10 @@ def main() -> None:
                 data = os.urandom(path.stat().st_size)
                 path.write_bytes(data)
                 changed += len(data)
-            seconds, _, read = time_backup(settings, admin, dest)
+            seconds, _, read, db_written = time_backup(settings, admin, dest)
             incs.append(seconds)
             inc_read.append(read)
+            inc_db.append(db_written)
             shutil.rmtree(dest)
         med = statistics.median
         tar_s, sync_s, full_s, bare_s, inc_s = med(tars), med(synced), med(fulls), med(fulls_unsynced), med(incs)
@@ -183,7 +184,8 @@ def main() -> None:
                       f"{tar_s / bare_s:.2f} of tar's speed", "at least 0.8")
         table.add_row("full backup (on disk)", f"{full_s:.2f}", f"{mib / full_s:.0f}",
                       f"{sync_s / full_s:.2f} of tar+sync's speed", "at least 0.8")
-        table.add_row(f"incremental after a 1% change (read {med(inc_read) / 2**20:.0f} MiB, on disk)",
+        table.add_row(f"incremental after a 1% change (read {med(inc_read) / 2**20:.0f} MiB, wrote "
+                      f"{med(inc_db) / 2**10:.0f} KiB of database chunks, on disk)",
                       f"{inc_s:.2f}", "", f"{100 * inc_s / full_s:.1f}% of the full backup", "under 5%")
         console.print(table)
         load = os.getloadavg()[0]

@@ -113,6 +113,14 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
+def _fsync(target: int | Path) -> None:
+    """fsync an open file descriptor, or the file at a path."""
+    if isinstance(target, int):
+        os.fsync(target)
+    else:
+        _fsync_file(target)
+
+
 def _in_parallel(fsync: Any, targets: list[Any]) -> None:
     """fsync every target at once: the filesystem commits concurrent fsyncs to its journal
     together, where one after another would each wait for a commit of their own."""
@@ -488,20 +496,23 @@ class Store:
             self._pending, self._pending_files, self._writers, self._pending_packed = {}, [], [], {}
             self._free = []
         packs: list[tuple[Path, Path, str]] = []  # (pack in tmp/, its index in tmp/, id)
-        start = time.perf_counter()
-        _in_parallel(os.fsync, [w.fd for w in writers if w.objects])  # 1. the bytes, under temporary names
         for writer in writers:
             os.fchmod(writer.fd, 0o400)
-            os.close(writer.fd)
             if not writer.objects:
+                os.close(writer.fd)
                 writer.tmp.unlink()
                 continue
             idx = self._temp_json({"format": PACK_FORMAT, "objects": writer.objects})
             os.chmod(idx, 0o400)
             packs.append((writer.tmp, idx, writer.id))
-        _in_parallel(_fsync_file, [t for _sha, t in objects] + [t for t, _path in files]
-                     + [idx for _p, idx, _i in packs] + ([last[0]] if last else []))
+        start = time.perf_counter()
+        # 1. the bytes, under temporary names: every file at once, one journal commit for all
+        _in_parallel(_fsync, [w.fd for w in writers if w.objects] + [t for _sha, t in objects]
+                     + [t for t, _path in files] + [idx for _p, idx, _i in packs] + ([last[0]] if last else []))
         self.sync_seconds += time.perf_counter() - start
+        for writer in writers:
+            if writer.objects:
+                os.close(writer.fd)
         folders: set[Path] = set()
         for sha, tmp in objects:  # 2. the names (a pack before its index)
             final = self.path_of(sha)
