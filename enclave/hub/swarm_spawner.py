@@ -6,7 +6,8 @@ checks, mounts, workspace preparation, audit of every start, stop and refusal, t
 meter and the browser channel are EnclaveSpawner's own methods, not copies. Only the
 object created differs: a service built by ``enclave.hub.swarm.service_spec`` from the
 same sandbox settings, on the project's own internal overlay network, placed on a node
-that sees the shared store, from the image's id, never restarted.
+that sees the shared store, from the image as ``swarm.check_image`` names it (by digest in the
+internal registry, or by id), never restarted.
 
 The hub runs in a container on the manager (``hub_container``); it joins each project's
 network as the project's first server starts, which is how it reaches the servers and
@@ -46,7 +47,7 @@ class EnclaveSwarmSpawner(EnclaveSpawner, SwarmSpawner):
 
     @default("pull_policy")
     def _default_pull_policy(self) -> str:
-        return "skip"  # each node has the image by id (docs/deploy.md), or the task fails
+        return "skip"  # each node pulls it by digest from the registry (docs/deploy.md), or the task fails
 
     @default("network_name")
     def _default_network_name(self) -> str:
@@ -54,7 +55,7 @@ class EnclaveSwarmSpawner(EnclaveSpawner, SwarmSpawner):
 
     def _swarm_prepare(self) -> tuple[str, str, list[str]]:
         """Check the engine setting and the image, make the project's network; return the
-        image id, the network and the placement constraints."""
+        image reference, the network and the placement constraints."""
         settings = self.enclave_settings()
         swarm.check_engine(settings, self._enclave_policy, ContainerEngine.SWARM)
         client = _high_level(self.client)
