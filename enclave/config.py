@@ -77,6 +77,12 @@ class Settings:
         return self.home / "keys"
 
     @property
+    def container_policies_dir(self) -> Path:
+        """The copy of the site's policies that enclave.safe applies in workspace containers
+        (``sandbox.POLICY_FILES``); its ``current/`` folder is mounted read-only into each."""
+        return self.home / "container-policies"
+
+    @property
     def is_sqlite(self) -> bool:
         return self.db_url.startswith("sqlite")
 

@@ -4,9 +4,10 @@ servers and batch jobs.
 A workspace container runs as uid 1000 with no capabilities and no way to gain any, on a
 read-only root filesystem (scratch space on tmpfs), within memory, CPU and process limits,
 attached only to an ``--internal`` Docker network whose gateway is the host (where the hub
-listens). It sees exactly the mounts it is given, and :class:`Mount` accepts only two kinds:
-an approved dataset read-only under ``/data/``, and the project's workspace at
-``/home/jovyan/project``. The Docker socket is never mounted.
+listens). It sees exactly the mounts it is given, and :class:`Mount` accepts only these kinds:
+an approved dataset read-only under ``/data/``, the project's workspace at
+``/home/jovyan/project``, a rerun's output folder, and the site's disclosure policy
+read-only at ``/etc/enclave/policies``. The Docker socket is never mounted.
 
 The functions here build docker-py arguments and are unit-testable without Docker, except
 :func:`ensure_internal_network` and :func:`restrict_host_access`, which act on the engine
@@ -36,6 +37,10 @@ DATA_ROOT = "/data"
 # rerun sees the workspace read-only, so a check never changes the researcher's files).
 RERUN_OUTPUT_PATH = "/home/jovyan/rerun-output"
 HOME_PATH = "/home/jovyan"
+# Where a workspace container finds the site's policies that enclave.safe applies: a folder
+# holding a copy of exactly POLICY_FILES (no other policy, no key), mounted read-only.
+POLICIES_PATH = "/etc/enclave/policies"
+POLICY_FILES = ("disclosure.yaml",)
 # jovyan:users, as created in images/notebook/Dockerfile.
 CONTAINER_USER = "1000:100"
 SANDBOX_LABEL = "org.enclave.sandbox"
@@ -107,11 +112,13 @@ def _is_engine_socket(path: str) -> bool:
 
 
 class Mount(BaseModel):
-    """One bind mount into a workspace container; only three kinds are accepted.
+    """One bind mount into a workspace container; only four kinds are accepted.
 
     - a dataset: ``target`` under ``/data/`` (``/data/<dataset>[/...]``), ``read_only`` True;
     - the project's workspace: ``target`` exactly ``/home/jovyan/project``;
-    - a rerun's own output folder: ``target`` exactly ``/home/jovyan/rerun-output``.
+    - a rerun's own output folder: ``target`` exactly ``/home/jovyan/rerun-output``;
+    - the site's policies for enclave.safe: ``target`` exactly ``/etc/enclave/policies``,
+      ``read_only`` True.
 
     Anything else, a relative or un-normalised path, or a source that is or contains the
     Docker socket raises :class:`enclave.errors.InvalidInput` at construction.
@@ -135,7 +142,7 @@ class Mount(BaseModel):
     @field_validator("target")
     @classmethod
     def _target_is_allowed(cls, target: str) -> str:
-        if target in (WORKSPACE_PATH, RERUN_OUTPUT_PATH):
+        if target in (WORKSPACE_PATH, RERUN_OUTPUT_PATH, POLICIES_PATH):
             return target
         parts = target.split("/")
         if (
@@ -145,24 +152,31 @@ class Mount(BaseModel):
         ):
             return target
         raise InvalidInput(
-            f"mount target {target!r} is not allowed; use {DATA_ROOT}/<dataset> (read-only), {WORKSPACE_PATH} "
-            f"or {RERUN_OUTPUT_PATH}"
+            f"mount target {target!r} is not allowed; use {DATA_ROOT}/<dataset> (read-only), {WORKSPACE_PATH}, "
+            f"{RERUN_OUTPUT_PATH} or {POLICIES_PATH} (read-only)"
         )
 
     @model_validator(mode="after")
     def _data_is_read_only(self) -> Mount:
         if self.is_data and not self.read_only:
             raise InvalidInput(f"dataset mount {self.target!r} must be read-only")
+        if self.target == POLICIES_PATH and not self.read_only:
+            raise InvalidInput(f"policy mount {self.target!r} must be read-only")
         return self
 
     @property
     def is_data(self) -> bool:
-        return self.target not in (WORKSPACE_PATH, RERUN_OUTPUT_PATH)
+        return self.target not in (WORKSPACE_PATH, RERUN_OUTPUT_PATH, POLICIES_PATH)
 
     @classmethod
     def dataset(cls, source: str | Path, name: str) -> Mount:
         """An approved dataset (or project view) at /data/<name>, read-only."""
         return cls(source=str(source), target=f"{DATA_ROOT}/{name}", read_only=True)
+
+    @classmethod
+    def policies(cls, source: str | Path) -> Mount:
+        """The folder holding the site's POLICY_FILES, at /etc/enclave/policies, read-only."""
+        return cls(source=str(source), target=POLICIES_PATH, read_only=True)
 
     @classmethod
     def workspace(cls, source: str | Path, read_only: bool = False) -> Mount:

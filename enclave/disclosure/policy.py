@@ -14,8 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from enclave.disclosure.verdict import Verdict
 from enclave.policy import load_policy_file
+from enclave.sandbox import POLICIES_PATH
 
 POLICY_ENV = "ENCLAVE_DISCLOSURE_POLICY"
+# Where the spawner and the job runner mount the site's copy in every workspace container.
+SITE_POLICY_FILE = f"{POLICIES_PATH}/disclosure.yaml"
 
 
 class _Strict(BaseModel):
@@ -180,11 +183,20 @@ class DisclosurePolicy(BaseModel):
     notebooks: Notebooks = Notebooks()
 
 
-def load_disclosure_policy(path: Path | str | None = None) -> DisclosurePolicy:
-    """The policy at ``path``, else at ``$ENCLAVE_DISCLOSURE_POLICY``, else the defaults.
+def load_disclosure_policy(path: Path | str | None = None, *, site: Path | str = SITE_POLICY_FILE) -> DisclosurePolicy:
+    """The policy at ``path``; else the site's, where a workspace container mounts it
+    (``site``: /etc/enclave/policies/disclosure.yaml); else ``$ENCLAVE_DISCLOSURE_POLICY``;
+    else the defaults (a laptop, outside any enclave).
+
+    In a container the site's file wins over the environment variable: a table made under
+    other rules would not be reproduced when it is submitted (the enclave re-runs it under
+    the site's policy), so the library never picks such rules up by accident. A mounted
+    folder without the file is an error, never the defaults.
 
     Raises ``enclave.errors.PolicyError`` (one line) when the file is missing or invalid.
     """
+    if path is None and Path(site).parent.is_dir():
+        path = site
     if path is None:
         path = os.environ.get(POLICY_ENV) or None
     if path is None:

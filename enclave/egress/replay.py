@@ -15,6 +15,12 @@ nothing by itself. On submit (and in ``enclave egress check --project``) the enc
    as a table, and byte for byte) and the recomputed cells equal the sidecar's
    (:func:`compare`). The checker then gets the *recomputed* cells.
 
+The replay computes under the site's disclosure policy (``policies/disclosure.yaml``, passed
+in on standard input), never under the policy the sidecar names; a sidecar naming other
+rules is refused before anything runs (:func:`policy_mismatch`). Workspace containers read
+the same file, mounted read-only (``enclave.hub.access.publish_container_policies``), so a
+table made in the enclave is made under the rules it is replayed under.
+
 Anything else (including any failure of the engine or the container) means
 "not reproducible": the file is checked as a plain file, with no trust at all.
 """
@@ -163,6 +169,25 @@ def precheck(evidence: Evidence, submitted: bytes, name: str, views: Mapping[str
                            f"the project now reads version {view.version} (view {(view.sha256 or '?')[:12]}): "
                            "run it again and save it")
     return query
+
+
+def policy_mismatch(evidence: Evidence, site: DisclosurePolicy) -> str | None:
+    """Why the evidence was not made under the site's disclosure policy; None if it was.
+
+    The replay applies the site's policy whatever the sidecar says, so a table made under
+    other rules (a policy passed to enclave.safe, a changed library, an older site policy)
+    would come out different anyway; this says so plainly, before any container runs."""
+    try:
+        claimed = DisclosurePolicy.model_validate(evidence.policy)
+    except ValidationError:
+        return "the evidence records no valid disclosure policy: save the table again with enclave.safe"
+    if claimed == site:
+        return None
+    if claimed.version != site.version:
+        return (f"made under disclosure policy version {claimed.version!r}, not the site's {site.version!r}: "
+                "run it again in the enclave (enclave.safe applies the site's policy) and save it")
+    return (f"made under other rules than the site's disclosure policy (both say version {site.version!r}): "
+            "run it again in the enclave without a policy of your own and save it")
 
 
 def _grid(data: bytes, separator: str) -> pl.DataFrame:
@@ -350,6 +375,9 @@ def verify(submitted: bytes, sidecar: bytes, name: str, views: Mapping[str, View
     query = precheck(evidence, submitted, name, views, project)
     if isinstance(query, EvidenceOutcome):
         return query
+    mismatch = policy_mismatch(evidence, disclosure)
+    if mismatch is not None:
+        return refused(mismatch)
     payload = ReplayInput(evidence=evidence.model_dump(mode="json"), policy=disclosure.model_dump(mode="json"),
                           patient_columns=dict(patient_columns or {})).model_dump_json().encode("utf-8")
     try:

@@ -4,14 +4,19 @@ EnclaveSpawner (no JupyterHub or Docker imports here, so it is tested without ei
 A project server is one named JupyterHub server per (user, project); its name is the
 project's slug. It may start only while the project is active, the user is a member
 and the user's training is current; it mounts the project's live views read-only at
-``/data/<dataset>`` and the project's shared workspace read-write at
-``/home/jovyan/project``, and nothing else of the enclave's state.
+``/data/<dataset>``, the project's shared workspace read-write at
+``/home/jovyan/project`` and a copy of the site's disclosure policy read-only at
+``/etc/enclave/policies``, and nothing else of the enclave's state.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import importlib
+import os
 import re
+import secrets
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -26,7 +31,10 @@ from enclave.enums import ProjectStatus
 from enclave.errors import PermissionDenied, PolicyError
 from enclave.incidents import check_not_suspended
 from enclave.permissions import is_member
+from enclave.policy import POLICY_FILES as POLICY_MODELS
+from enclave.policy import load_policy_file
 from enclave.projects.service import projects_of
+from enclave.sandbox import POLICIES_PATH, POLICY_FILES
 from enclave.users import find_user
 from enclave.workspace_fs import LinkRefused, open_workspace
 
@@ -112,13 +120,57 @@ def workspace_dir(settings: Settings, slug: str) -> Path:
     return settings.workspaces_dir / slug
 
 
+def publish_container_policies(settings: Settings) -> Path:
+    """Copy the site's policy files that enclave.safe applies (``sandbox.POLICY_FILES``, each
+    validated first) into ``settings.container_policies_dir/current``; return that folder.
+
+    Containers mount the folder, never the policy directory: it holds those files and
+    nothing else (no other policy, no key), and it lies in ENCLAVE_HOME, which every Swarm
+    node sees. Each file is replaced atomically, so a running server reads the old or the
+    new rules, never half of either. An invalid or missing policy raises PolicyError (no
+    server or job starts under rules the site did not write)."""
+    root = settings.container_policies_dir
+    current = root / "current"
+    current.mkdir(parents=True, exist_ok=True)
+    for folder in (root, current):
+        folder.chmod(0o755)
+    for name in POLICY_FILES:
+        source = settings.policies_dir / name
+        module, model = POLICY_MODELS[name].split(":")
+        load_policy_file(source, getattr(importlib.import_module(module), model))
+        data = source.read_bytes()
+        target = current / name
+        try:
+            if target.read_bytes() == data:
+                continue
+        except OSError:
+            pass
+        temp = root / f".{name}.{secrets.token_hex(4)}"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp, 0o644)
+        os.replace(temp, target)
+    for stray in current.iterdir():
+        if stray.name not in POLICY_FILES:
+            shutil.rmtree(stray) if stray.is_dir() and not stray.is_symlink() else stray.unlink()
+    return current
+
+
 def project_mounts(
     settings: Settings, session: Session, project: Project, views: ViewsProvider = default_views
 ) -> list[ProjectMount]:
-    """The bind mounts of a ``project`` server: its workspace (read-write) and each live
-    view (read-only). Refuses (PolicyError) a view outside ``settings.views_dir`` or with
-    a dataset name that is not a plain directory name: fail closed, mount nothing."""
-    mounts = [ProjectMount(workspace_dir(settings, project.slug), WORKSPACE_TARGET, read_only=False)]
+    """The bind mounts of a ``project`` server or job: its workspace (read-write), each live
+    view (read-only) and the site's policies for enclave.safe (read-only,
+    :func:`publish_container_policies`). Refuses (PolicyError) a view outside
+    ``settings.views_dir`` or with a dataset name that is not a plain directory name, and
+    an invalid policy: fail closed, mount nothing."""
+    mounts = [
+        ProjectMount(workspace_dir(settings, project.slug), WORKSPACE_TARGET, read_only=False),
+        ProjectMount(publish_container_policies(settings), POLICIES_PATH, read_only=True),
+    ]
     views_root = settings.views_dir.resolve()
     seen: set[str] = set()
     for name, path in sorted(views(session, project)):

@@ -13,8 +13,11 @@ A table built from a query is reproducible: the enclave re-runs the query on sub
 trusts its evidence only if the table comes out the same. A table built from any other
 frame still works, but its evidence is not trusted and the file is checked as it stands.
 
-The disclosure policy comes from ``$ENCLAVE_DISCLOSURE_POLICY`` when set, else the
-guidance defaults; every function also takes ``policy=``.
+The disclosure policy is the site's: in a workspace container the enclave mounts its
+``disclosure.yaml`` read-only at /etc/enclave/policies, and that file is used. Outside the
+enclave (a laptop) it comes from ``$ENCLAVE_DISCLOSURE_POLICY`` when set, else the guidance
+defaults. Every function also takes ``policy=``; but the enclave re-runs a table under the
+site's policy on submit, so a table made under other rules is not reproduced.
 """
 
 from enclave.disclosure.policy import DisclosurePolicy, load_disclosure_policy

@@ -44,7 +44,7 @@ def crosstab(
     max) the statistic of ``values`` per cell. Every cell is checked (threshold, zeros, and
     for statistics of values nk_dominance and p_percent); ``.table`` shows failing cells
     suppressed, plus enough further cells when ``margins`` are shown that none can be
-    worked out from the rest. ``policy`` defaults to ``$ENCLAVE_DISCLOSURE_POLICY``.
+    worked out from the rest. ``policy`` defaults to the site's (``load_disclosure_policy``).
     """
     if (values is None) != (aggfunc is None):
         raise InvalidInput("give values and aggfunc together (e.g. values='income', aggfunc='mean'), or neither for counts")

@@ -105,6 +105,7 @@ def test_sandbox_mount_dataset_targets_accepted(name: str):
 @pytest.mark.parametrize(
     "target",
     ["/", "/data", "/data/", "/home/jovyan", "/home/jovyan/project/sub", "/etc/passwd", "/opt/env",
+     "/etc/enclave", "/etc/enclave/policies/disclosure.yaml", "/etc/enclave/policies/",
      "/data/../etc", "/data/x/../../etc", "data/x", "/data//x", "/data/.hidden", "/data/x/", "/tmp/x",
      "/var/run/docker.sock"],
 )
@@ -117,6 +118,13 @@ def test_sandbox_mount_data_must_be_read_only():
     with pytest.raises(InvalidInput, match="read-only"):
         Mount(source="/srv/x", target="/data/hes", read_only=False)
     assert Mount(source="/srv/x", target="/data/hes").read_only is True  # the default
+
+
+def test_sandbox_mount_policies_must_be_read_only():
+    with pytest.raises(InvalidInput, match="policy mount .* read-only"):
+        Mount(source="/srv/p", target="/etc/enclave/policies", read_only=False)
+    mount = Mount.policies("/srv/p")
+    assert (mount.target, mount.read_only, mount.is_data) == ("/etc/enclave/policies", True, False)
 
 
 @pytest.mark.parametrize(

@@ -72,7 +72,23 @@ def test_hub_server_tells_the_safe_library_which_dataset_versions_it_reads(clien
 
 def test_hub_server_start_is_audited_with_its_mounts(hub, alpha):
     starts = [e for e in audit(hub, "hub.server_start") if e.target == "server:alice/alpha"]
-    assert starts and starts[-1].details["mounts"] == ["/home/jovyan/project", "/data/tiny"]
+    assert starts and starts[-1].details["mounts"] == ["/home/jovyan/project", "/etc/enclave/policies", "/data/tiny"]
+
+
+def test_hub_server_applies_the_sites_disclosure_policy_mounted_read_only(hub, client, alpha):
+    code, out = exec_in(client, alpha, "python", "-c",
+                        "import os; from enclave.safe import load_disclosure_policy;"
+                        "os.environ['ENCLAVE_DISCLOSURE_POLICY'] = '/home/jovyan/project/mine.yaml';"
+                        "print(sorted(os.listdir('/etc/enclave/policies')), load_disclosure_policy().version)")
+    site = (hub.settings.policies_dir / "disclosure.yaml").read_text()
+    version = next(line.split(":", 1)[1].strip().strip('"') for line in site.splitlines() if line.startswith("version:"))
+    assert code == 0 and out.split() == ["['disclosure.yaml']", version], out
+    code, out = exec_in(client, alpha, "cat", "/etc/enclave/policies/disclosure.yaml")
+    assert code == 0 and out == site
+    code, out = exec_in(client, alpha, "sh", "-c", "echo 'threshold: 1' > /etc/enclave/policies/disclosure.yaml")
+    assert code != 0 and "Read-only file system" in out
+    [mount] = [m for m in client.containers.get(alpha).attrs["Mounts"] if m["Destination"] == "/etc/enclave/policies"]
+    assert mount["Source"] == str(hub.settings.container_policies_dir / "current") and mount["RW"] is False
 
 
 def test_hub_runs_the_idle_culler_with_the_policy_timeout(hub):
@@ -93,11 +109,11 @@ def test_hub_server_sees_neither_other_projects_data_nor_workspace(hub, client, 
     assert out.split() == ["tiny"]  # 'secretq' is granted to beta only
     code, out = exec_in(client, alpha, "ls", "/home/jovyan/project")
     assert "marker-alpha.txt" in out and "marker-beta.txt" not in out and "outbox" in out
-    mounts = client.containers.get(alpha).attrs["Mounts"]
-    sources = sorted(m["Source"] for m in mounts)
-    assert sources[0].startswith(str(hub.settings.views_dir / "alpha"))
-    assert sources[1] == str(hub.settings.workspaces_dir / "alpha")
-    assert len(sources) == 2 and not any("docker.sock" in s for s in sources)
+    mounts = {m["Destination"]: m["Source"] for m in client.containers.get(alpha).attrs["Mounts"]}
+    assert mounts["/data/tiny"].startswith(str(hub.settings.views_dir / "alpha"))
+    assert mounts["/home/jovyan/project"] == str(hub.settings.workspaces_dir / "alpha")
+    assert mounts["/etc/enclave/policies"] == str(hub.settings.container_policies_dir / "current")
+    assert len(mounts) == 3 and not any("docker.sock" in s for s in mounts.values())
 
 
 def test_hub_server_workspace_is_writable_and_persists_on_the_host(hub, client, alpha):

@@ -212,7 +212,7 @@ def test_jobs_container_gets_the_servers_isolation_and_no_network(session, facto
     # Exactly the server's isolation, but no network at all and the job memory limit.
     assert job["host_config"] == server | {"network_mode": "none", "mem_limit": "6g", "memswap_limit": "6g"}
     assert {m["Target"]: m["ReadOnly"] for m in job["host_config"]["mounts"]} == {
-        "/home/jovyan/project": False, "/data/demo": True}
+        "/home/jovyan/project": False, "/data/demo": True, "/etc/enclave/policies": True}
     for key, value in create_kwargs(policy).items():
         if key != "labels":
             assert job[key] == value
@@ -269,6 +269,7 @@ def test_jobs_rerun_sees_the_workspace_read_only_and_writes_to_the_reviewers_are
     mounts = {m["Target"]: (m["Source"], m["ReadOnly"]) for m in kwargs["host_config"]["mounts"]}
     area = settings.home / "jobs" / "reruns" / str(rerun_id)
     assert mounts == {"/home/jovyan/project": (str(settings.workspaces_dir / "cohort"), True),
+                      "/etc/enclave/policies": (str(settings.container_policies_dir / "current"), True),
                       "/home/jovyan/rerun-output": (str(area), False)}
     assert kwargs["environment"]["ENCLAVE_JOB_OUTPUT"] == "/home/jovyan/rerun-output"
     assert area.is_dir() and (area.stat().st_uid, area.stat().st_gid) == (1000, 100)

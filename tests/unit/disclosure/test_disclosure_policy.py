@@ -42,6 +42,31 @@ def test_policy_from_environment(tmp_path, monkeypatch):
     assert load_disclosure_policy() == DisclosurePolicy()
 
 
+def test_policy_mounted_site_file_wins_over_the_environment(tmp_path, monkeypatch):
+    # What a workspace container sees: the site's copy mounted; a researcher's own file
+    # named in the environment is not used where the site's is mounted.
+    site = tmp_path / "etc-enclave-policies"
+    site.mkdir()
+    (site / "disclosure.yaml").write_text("threshold: 15\nversion: site-1\n")
+    own = tmp_path / "mine.yaml"
+    own.write_text("threshold: 1\nversion: mine\n")
+    monkeypatch.setenv("ENCLAVE_DISCLOSURE_POLICY", str(own))
+    assert load_disclosure_policy(site=site / "disclosure.yaml").version == "site-1"
+    # An explicit path is still what the caller asked for (the replay refuses its tables).
+    assert load_disclosure_policy(own, site=site / "disclosure.yaml").version == "mine"
+    # Nothing mounted (a laptop): the environment, else the defaults.
+    assert load_disclosure_policy(site=tmp_path / "absent" / "disclosure.yaml").version == "mine"
+    monkeypatch.delenv("ENCLAVE_DISCLOSURE_POLICY")
+    assert load_disclosure_policy(site=tmp_path / "absent" / "disclosure.yaml") == DisclosurePolicy()
+
+
+def test_policy_mounted_folder_without_its_file_is_an_error_not_the_defaults(tmp_path):
+    site = tmp_path / "etc-enclave-policies"
+    site.mkdir()
+    with pytest.raises(PolicyError, match="disclosure.yaml"):
+        load_disclosure_policy(site=site / "disclosure.yaml")
+
+
 def test_policy_is_frozen():
     with pytest.raises(Exception):
         DisclosurePolicy().threshold = 3  # type: ignore[misc]

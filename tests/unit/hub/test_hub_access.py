@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
@@ -18,6 +19,7 @@ from enclave.hub.access import (
 from enclave.hub.spawner import render_options_form
 from enclave.projects.lifecycle import ProjectAction
 from enclave.projects.service import transition_project
+from enclave.sandbox import POLICIES_PATH, POLICY_FILES
 from enclave.users import set_training
 from tests.hub_support import grant, ingest
 
@@ -83,10 +85,41 @@ def test_project_mounts_are_the_workspace_and_live_views_only(factory, settings,
     grant(factory.session, factory.admin, settings, "beta", "other")
     project = factory.session.get(type(g.project), g.project_id)
     mounts = project_mounts(settings, factory.session, project)
-    assert [(m.target, m.read_only) for m in mounts] == [(WORKSPACE_TARGET, False), ("/data/tiny", True)]
+    assert [(m.target, m.read_only) for m in mounts] == [
+        (WORKSPACE_TARGET, False), (POLICIES_PATH, True), ("/data/tiny", True)]
     assert mounts[0].source == settings.workspaces_dir / "alpha"
-    assert mounts[1].source.is_relative_to(settings.views_dir)
+    assert mounts[1].source == settings.container_policies_dir / "current"
+    assert mounts[2].source.is_relative_to(settings.views_dir)
     assert all(not m.source.is_relative_to(settings.catalog_dir) for m in mounts)
+
+
+def test_project_mounts_show_containers_only_the_sites_disclosure_policy(factory, settings, tmp_path):
+    import shutil
+
+    policies = tmp_path / "policies"
+    shutil.copytree(settings.policies_dir, policies)
+    (policies / "disclosure.yaml").write_text("version: site-2\nthreshold: 15\n")
+    site = dataclasses.replace(settings, policies_dir=policies)
+    project = factory.project("alpha", "alice", "active")
+    [folder] = [m.source for m in project_mounts(site, factory.session, project) if m.target == POLICIES_PATH]
+    # Exactly the files enclave.safe reads, byte for byte, readable by the notebook user;
+    # no other policy and nothing of the keys.
+    assert sorted(p.name for p in folder.iterdir()) == list(POLICY_FILES) == ["disclosure.yaml"]
+    assert (folder / "disclosure.yaml").read_bytes() == (policies / "disclosure.yaml").read_bytes()
+    assert (folder / "disclosure.yaml").stat().st_mode & 0o777 == 0o644
+    assert not folder.is_relative_to(settings.keys_dir) and folder != settings.home
+    # An edit of the site's policy reaches the next server and job (and running ones, since
+    # the folder is mounted and the file replaced); a stray file is removed.
+    (policies / "disclosure.yaml").write_text("version: site-3\nthreshold: 12\n")
+    (folder / "other.yaml").write_text("x: 1\n")
+    project_mounts(site, factory.session, project)
+    assert sorted(p.name for p in folder.iterdir()) == ["disclosure.yaml"]
+    assert b"site-3" in (folder / "disclosure.yaml").read_bytes()
+    # An invalid site policy starts nothing (fail closed), and the copy stays as it was.
+    (policies / "disclosure.yaml").write_text("threshold: ten\n")
+    with pytest.raises(PolicyError, match="threshold"):
+        project_mounts(site, factory.session, project)
+    assert b"site-3" in (folder / "disclosure.yaml").read_bytes()
 
 
 def test_project_mounts_refuse_a_view_outside_the_views_directory(factory, settings, tmp_path):
