@@ -23,7 +23,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from enclave.db.models import EgressRequest, Project, User
+from sqlalchemy import ColumnElement, false, not_, or_, select
+
+from enclave.db.models import EgressRequest, Membership, Project, User
 from enclave.enums import EgressStatus, Role
 from enclave.errors import PermissionDenied
 from enclave.permissions import is_member
@@ -177,6 +179,37 @@ def check_check_outputs(actor: User, project: Project) -> None:
     if not (is_member(actor, project) or actor.roles & RELEASERS):
         raise PermissionDenied(f"{actor.name} may not check outputs against project {project.slug}: only its members, "
                                "reviewers and admins may")
+
+
+# --- the same rules in SQL, to count requests without loading them -----------------------
+# Conditions on EgressRequest rows that say what the check of the same name says of one
+# request (the inbox's badge counts with them). tests/integration/egress/test_inbox_counts.py
+# holds each equal to its check, for every person and request of a world in every state.
+
+def _sql_insider(actor: User) -> ColumnElement[bool]:
+    """``_insider`` in SQL: the author, or a member of the request's project."""
+    projects = select(Membership.project_id).where(Membership.user_id == actor.id)
+    return or_(EgressRequest.author_id == actor.id, EgressRequest.project_id.in_(projects))
+
+
+def where_follow(actor: User) -> ColumnElement[bool]:
+    """``check_follow`` in SQL."""
+    return _sql_insider(actor)
+
+
+def where_submit(actor: User) -> ColumnElement[bool]:
+    """``check_submit`` in SQL."""
+    return EgressRequest.author_id == actor.id
+
+
+def where_review(actor: User) -> ColumnElement[bool]:
+    """``check_review`` in SQL (no request at all without the reviewer role)."""
+    return not_(_sql_insider(actor)) if can_reviewer(actor) else false()
+
+
+def where_release(actor: User) -> ColumnElement[bool]:
+    """``check_release`` in SQL (no request at all without a releasing role)."""
+    return not_(_sql_insider(actor)) if can_releaser(actor) else false()
 
 
 # --- booleans, derived --------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, String, cast, literal, select
 from sqlalchemy.orm import Session
 
 from enclave.audit import append_event
@@ -54,8 +54,16 @@ class EgressAudit:
     REPLY = "egress.reply"
 
 
+TARGET_PREFIX = "egress:"
+
+
 def target_of(request: EgressRequest) -> str:
-    return f"egress:{request.id}"
+    return f"{TARGET_PREFIX}{request.id}"
+
+
+def target_sql() -> ColumnElement[str]:
+    """``target_of`` in SQL, for a query over requests."""
+    return literal(TARGET_PREFIX) + cast(EgressRequest.id, String)
 
 
 # --- reading -------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from enclave.config import Settings
 from enclave.db.models import User
 from enclave.db.session import unit_of_work
-from enclave.egress.inbox import inbox
+from enclave.egress.inbox import inbox_total
 from enclave.errors import PermissionDenied
 from enclave.policy import load_policy_file
 from enclave.projects.tiers import TierPolicy
@@ -131,18 +131,23 @@ def render(request: Request, template: str, status_code: int = 200, **context: A
         xsrf_field=XSRF_FIELD,
     )
     if ident is not None and "inbox_total" not in context:
-        context["inbox_total"] = _inbox_total(state.settings, ident)
+        context["inbox_total"] = _inbox_total(request, state.settings, ident)
     return state.templates.TemplateResponse(request, template, context, status_code=status_code)
 
 
-def _inbox_total(settings: Settings, ident: Identity) -> int | None:
-    """The count on the top bar's inbox badge (None if it cannot be read: the page still renders)."""
+def _inbox_total(request: Request, settings: Settings, ident: Identity) -> int | None:
+    """The count on the top bar's inbox badge: counted (not the inbox built) at most once
+    per request; None if it cannot be read (the page still renders)."""
+    if hasattr(request.state, "inbox_total"):
+        return request.state.inbox_total  # type: ignore[no-any-return]
     try:
         with unit_of_work(settings) as session:
             user = find_user(session, ident.name)
-            return inbox(session, user).total if user is not None else None
+            total = inbox_total(session, user) if user is not None else None
     except Exception:  # noqa: BLE001 - a badge must never turn a page (or an error page) into a failure
-        return None
+        total = None
+    request.state.inbox_total = total
+    return total
 
 
 def tiers(request: Request) -> TierPolicy:

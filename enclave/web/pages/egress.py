@@ -191,7 +191,9 @@ def inbox_page(request: Request, ident: Identity = Depends(signed_in)):
         lists = {name: rows(session, env, getattr(box, name)) for name in box.counts}
         shown = {"changes_requested", "released"} | ({"reviews_waiting"} if access.can_reviewer(actor) else set()) | (
             {"waiting_release"} if access.can_releaser(actor) else set())
-    return render(request, "inbox.html", box=box, lists=lists, shown=shown, done=done_message(request))
+    # The badge shows the inbox built here: no second count.
+    return render(request, "inbox.html", box=box, lists=lists, shown=shown, inbox_total=box.total,
+                  done=done_message(request))
 
 
 @router.get("/review")

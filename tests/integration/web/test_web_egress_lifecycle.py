@@ -125,6 +125,50 @@ def test_web_inbox_counts_what_waits_on_each_person(client: TestClient, in_revie
     assert client.get(PREFIX + "/inbox").status_code == 200
 
 
+def test_web_inbox_badge_is_one_count_per_page_and_right_after_each_transition(client: TestClient, in_review: int,
+                                                                                monkeypatch: pytest.MonkeyPatch):
+    from enclave.web import context
+
+    counted: list[str] = []
+
+    def counting(session, actor):  # type: ignore[no-untyped-def]
+        counted.append(actor.name)
+        return real(session, actor)
+
+    real = context.inbox_total
+    monkeypatch.setattr(context, "inbox_total", counting)
+
+    def page(path: str) -> str | None:
+        counted.clear()
+        response = client.get(PREFIX + path)
+        assert response.status_code == 200, response.text[-300:]
+        assert len(counted) == (0 if path == "/inbox" else 1), counted  # the inbox page shows its own total
+        return _badge(response.text)
+
+    def form(action: str, **fields: str) -> str | None:
+        """A form sent as a page sends it (the session's XSRF token); the badge of the page it leads to."""
+        token = xsrf_of(client, "/apply")
+        counted.clear()
+        done = client.post(PREFIX + action, data={"_xsrf": token, **fields})
+        assert done.status_code == 200 and len(counted) == 1, (done.status_code, counted, done.text[-300:])
+        return _badge(done.text)
+
+    signed_in(client, "t-rita")
+    assert page(f"/review/{in_review}") == "1" and page("/inbox") == "1"
+    # Her vote on the request's only file: it no longer waits on her.
+    assert form(f"/review/{in_review}/vote", path="notes.txt", decision="request_changes", comment="Which years?") is None
+    signed_in(client, "t-rob")
+    assert page("/egress") is None
+    signed_in(client, "t-rudy")
+    assert form(f"/review/{in_review}/vote", path="notes.txt", decision="request_changes", comment="Source?") is None
+    # Returned to rob for changes: his badge says so on every page, the inbox page too.
+    signed_in(client, "t-rob")
+    assert page("/egress") == "1" and page("/inbox") == "1" and page(f"/egress/{in_review}") == "1"
+    assert form(f"/egress/{in_review}/submit") is None  # resubmitted: nothing waits on him
+    signed_in(client, "t-rita")
+    assert page("/egress") == "1"  # a new round: it waits on her review again
+
+
 def test_web_close_and_revoke_ask_for_confirmation_and_close_records_its_reason(client: TestClient, world):
     from enclave.audit import list_events
     from enclave.db.session import unit_of_work
