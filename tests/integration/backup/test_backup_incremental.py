@@ -21,7 +21,7 @@ from enclave.backup import store as backup_store
 from enclave.backup.create import create_backup, db_chunk_size
 from enclave.backup.restore import restore_backup
 from enclave.backup.snapshot import snapshot_database
-from enclave.backup.store import Store
+from enclave.backup.store import FILE_FIELDS, Store, manifest_files
 from enclave.backup.verify import BackupDamaged, database_bytes, verify_backup
 from enclave.db.session import unit_of_work
 from enclave.users import get_user
@@ -39,7 +39,7 @@ def _backup(world: World, dest: Path, **kwargs: object) -> backup_create.BackupR
 
 
 def _entry(dest: Path, suffix: str) -> dict:
-    return next(f for f in Store(dest).read_manifest()["record"]["files"] if f["path"].endswith(suffix))
+    return next(f for f in manifest_files(Store(dest).read_manifest()["record"]) if f["path"].endswith(suffix))
 
 
 def test_backup_database_chunks_only_changed_ones_are_written_and_restore_byte_identical(busy: World,
@@ -98,8 +98,8 @@ def test_backup_stat_key_restored_mtime_is_read_again_and_a_forged_key_is_caught
     now = path.stat()
     manifest = Store(dest).backups / f"{fast.id}.json"
     envelope = json.loads(manifest.read_text())
-    forged = next(f for f in envelope["record"]["files"] if f["path"].endswith("forged.txt"))
-    forged["stat"] = [now.st_size, now.st_mtime_ns, now.st_ctime_ns, now.st_ino]
+    forged = next(row for row in envelope["record"]["files"] if row[FILE_FIELDS.index("path")].endswith("forged.txt"))
+    forged[FILE_FIELDS.index("stat")] = [now.st_size, now.st_mtime_ns, now.st_ctime_ns, now.st_ino]
     manifest.write_text(json.dumps(envelope))
     time.sleep(0.3)
     missed = _backup(busy, dest)
@@ -206,3 +206,31 @@ def test_backup_a_damaged_index_is_never_merged_over_and_its_pack_is_kept(busy: 
     _backup(busy, dest)  # its sweep must not take the damaged index's pack for an unnamed one
     assert idx.with_suffix(".pack").exists() and idx.read_text() == "{not json"
     verify_backup(dest)  # what the newest run needed and found missing, it stored again
+
+
+def test_backup_manifests_of_the_first_format_still_verify_restore_and_serve_as_the_previous_one(
+        busy: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A destination written before files were listed as rows and the database chunked
+    (an "enclave-backup/1" manifest: one object per file entry, the database one object)."""
+    from enclave.egress.signing import load_or_create_key, signed_json
+
+    monkeypatch.setattr(backup_create, "RACY_FINE_NS", 200_000_000)
+    time.sleep(0.3)
+    dest = tmp_path / "dest"
+    first = _backup(busy, dest)
+    store = Store(dest)
+    record = store.read_manifest()["record"]
+    database = database_bytes(store, record)
+    with store.locked():
+        single = store.put_bytes(database)
+        store.commit()
+    old = dict(record, format="enclave-backup/1", files=manifest_files(record),
+               database={k: v for k, v in record["database"].items() if k != "chunks"})
+    old.pop("file_fields")
+    assert single.sha256 == old["database"]["sha256"] and store.path_of(single.sha256).is_file()
+    (store.backups / f"{first.id}.json").write_bytes(signed_json(old, load_or_create_key(busy.settings.keys_dir)))
+    assert verify_backup(dest).objects == len(old["files"]) + 2
+    restore_backup(dest, tmp_path / "restored", passphrase=PASSPHRASE)
+    second = _backup(busy, dest)
+    assert second.files_read == 0 and second.files == first.files
+    verify_backup(dest)
