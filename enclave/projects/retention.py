@@ -10,7 +10,9 @@ When a project closes (:func:`move_project`, or any close the periodic pass find
    and the egress files it submitted that were never released are destroyed, and a
    destruction record (what, when, under which policy), signed with the release-signing
    key, is stored, audited, written beside the project's releases as
-   ``export/<slug>/destruction.json`` and shown on the public register.
+   ``export/<slug>/destruction.json`` and shown on the public register. The record says
+   who closed the project by role only (a salted commitment binds the name, which the
+   custodians' copy keeps beside the signed record: :func:`closed_by_name`).
 
 :func:`housekeeping` does every step that is due; the enforcer runs it on each pass.
 Released outputs and their records are kept: custodians verify them for years.
@@ -42,15 +44,19 @@ from enclave.config import Settings
 from enclave.db.models import AuditEvent, DataRetention, EgressFile, EgressRequest, Grant, Project, User
 from enclave.db.session import unit_of_work
 from enclave.egress.signing import load_or_create_key, sign_record
-from enclave.enums import EgressStatus, ProjectStatus
-from enclave.errors import PolicyError
+from enclave.enums import EgressStatus, ProjectStatus, Role
+from enclave.errors import InvalidInput, PolicyError
 from enclave.policy import StrictModel, TierName, load_policy_file, policy_digest
 from enclave.projects.lifecycle import ProjectAction
 from enclave.projects.examples import install_examples
 from enclave.projects.service import get_project, transition_project
 
 RETENTION_ACTOR = "enclave-retention"
-RECORD_FORMAT = "enclave-destruction/1"
+# Format 2 names who closed the project by role, with a salted commitment to the name; the
+# name and salt travel beside the signed record (``custodians``), never inside it, so the
+# signed record can be published as it is. Format 1 (still verified) signed the name itself.
+RECORD_FORMAT = "enclave-destruction/2"
+EARLIER_FORMATS = ("enclave-destruction/1",)
 RECORD_NAME = "destruction.json"
 
 
@@ -204,6 +210,43 @@ def _closed_by(session: Session, slug: str) -> str | None:
     return None
 
 
+def actor_commitment(name: str, salt: str) -> str:
+    """The sha256 that binds a signed record to a person's name without showing it."""
+    return hashlib.sha256(f"{salt}\0{name}".encode("utf-8")).hexdigest()
+
+
+def _closer(session: Session, slug: str) -> tuple[dict[str, Any], dict[str, str] | None]:
+    """Who closed the project as the signed record gives it (a role and a commitment), and
+    the name with its salt for the custodians' copy."""
+    name = _closed_by(session, slug)
+    if name is None:
+        return {"role": None, "sha256": None}, None
+    user = session.scalars(select(User).where(User.name == name)).one_or_none()
+    if user is None:
+        role = "system"
+    else:
+        role = Role.ADMIN.value if user.has_role(Role.ADMIN) else ",".join(sorted(r.value for r in user.roles)) or "user"
+    salt = secrets.token_hex(16)
+    return {"role": role, "sha256": actor_commitment(name, salt)}, {"name": name, "salt": salt}
+
+
+def closed_by_name(envelope: dict[str, Any]) -> str | None:
+    """The name of whoever closed the project, from a custodians' copy of a destruction
+    record (its signature checked apart, with ``verify_envelope``): the name the signed
+    commitment binds, or the name a format-1 record signed. InvalidInput when the copy's
+    name does not match its record; None when it holds none."""
+    record = envelope.get("record") or {}
+    if record.get("format") in EARLIER_FORMATS:
+        return record.get("closed_by")
+    opened = (envelope.get("custodians") or {}).get("closed_by")
+    signed = record.get("closed_by") or {}
+    if not opened or not signed.get("sha256"):
+        return None
+    if actor_commitment(str(opened.get("name")), str(opened.get("salt"))) != signed["sha256"]:
+        raise InvalidInput("the name beside this destruction record is not the one its signature binds: do not trust it")
+    return str(opened["name"])
+
+
 def _unreleased_objects(session: Session, project: Project) -> list[str]:
     """Quarantined objects of the project's requests (as submitted and in canonical form)
     that no released request (of any project) and no other project's request refers to."""
@@ -237,10 +280,12 @@ def destroy_project_data(session: Session, settings: Settings, row: DataRetentio
         if leftover.is_dir() and not leftover.is_symlink():
             remove_tree(leftover)
     policy_file = settings.policies_dir / "retention.yaml"
+    closer, opened = _closer(session, project.slug)
     record = {
         "format": RECORD_FORMAT,
-        "project": {"slug": project.slug, "title": project.title, "tier": project.tier},
-        "closed_at": row.closed_at.isoformat(), "closed_by": _closed_by(session, project.slug),
+        # No title: researchers may have typed a name into it (the register withholds such names).
+        "project": {"slug": project.slug, "tier": project.tier},
+        "closed_at": row.closed_at.isoformat(), "closed_by": closer,
         "retention_days": row.retention_days, "destroy_after": row.destroy_after.isoformat(),
         "policy": {"file": "retention.yaml", "version": row.policy_version,
                    "sha256": policy_digest(policy_file) if policy_file.exists() else None},
@@ -252,6 +297,9 @@ def destroy_project_data(session: Session, settings: Settings, row: DataRetentio
         "destroyed_at": now.isoformat(), "destroyed_by": by, "signed_at": now.isoformat(),
     }
     envelope = sign_record(record, load_or_create_key(settings.keys_dir))
+    # The custodians' copy (database, export store) keeps beside the signed record what the
+    # register must not show; public_destruction_record leaves it out.
+    envelope["custodians"] = {"project_title": project.title, **({"closed_by": opened} if opened else {})}
     folder = settings.export_dir / project.slug
     folder.mkdir(parents=True, exist_ok=True, mode=0o750)
     target = folder / RECORD_NAME

@@ -60,6 +60,9 @@ class RegisterEntryOut(BaseModel):
     # A finished project's data: kept (archived) until, or destroyed on, these dates.
     data_kept_until: dt.date | None = None
     data_destroyed_on: dt.date | None = None
+    # How they were destroyed: who closed the project (a role, never a name), under which
+    # retention policy, when.
+    data_destruction: str | None = None
 
 
 class OptOutOut(BaseModel):

@@ -29,6 +29,7 @@ from enclave.db.models import (
 )
 from enclave.enums import EgressStatus, ProjectStatus
 from enclave.errors import InvalidInput, NotFound
+from enclave.register.destruction import destruction_statement, public_destruction_record
 from enclave.register.details import ARTICLE6_WORDING, ARTICLE9_WORDING, CONFIDENTIALITY_WORDING
 from enclave.register.policy import RegisterPolicy
 from enclave.register.schemas import (
@@ -111,12 +112,13 @@ def get_entry(session: Session, slug: str) -> RegisterEntryOut:
 
 
 def destruction_record(session: Session, slug: str) -> dict:
-    """The signed destruction record of a finished project whose data were destroyed."""
+    """The destruction record of a finished project whose data were destroyed, as the public
+    may see it: signed, naming who closed the project by role only (never a name)."""
     project = session.scalars(select(Project).where(Project.slug == slug)).one_or_none()
     row = session.get(DataRetention, project.id) if project is not None else None
     if row is None or row.destruction_record is None:
         raise NotFound(f"no destruction record for {slug!r}: see the register")
-    return row.destruction_record
+    return public_destruction_record(row.destruction_record)
 
 
 def _transition_days(session: Session, project: Project) -> dict[ProjectStatus, dt.date]:
@@ -223,4 +225,6 @@ def _raw_entry(session: Session, project: Project) -> RegisterEntryOut:
         released_outputs=sum(len(o.files) for o in outputs),
         data_kept_until=retention.destroy_after.date() if retention and not retention.destroyed_at else None,
         data_destroyed_on=retention.destroyed_at.date() if retention and retention.destroyed_at else None,
+        data_destruction=destruction_statement(retention.destruction_record.get("record") or {})
+        if retention and retention.destruction_record else None,
     )
