@@ -28,6 +28,7 @@ from enclave.errors import InvalidInput, NotFound
 from enclave.hub import signin
 from enclave.projects import service as projects
 from enclave.projects.lifecycle import ProjectAction
+from enclave.projects.retention import move_project
 from enclave.projects.tiers import load_tiers
 from enclave.register.details import RegisterDetails
 from enclave.users import add_user, find_user
@@ -79,8 +80,6 @@ GRANTS = {
 }
 
 DATASET = "demo"
-# The example notebooks researchers find in their workspace.
-NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 
 
 def _accounts_file(settings: Settings) -> Path:
@@ -136,7 +135,8 @@ def setup_demo(settings: Settings, patients: int = 2000) -> dict[str, dict[str, 
             if project.status is ProjectStatus.PROPOSED:
                 projects.transition_project(session, admin, slug, ProjectAction.APPROVE)
             if project.status is ProjectStatus.APPROVED:
-                projects.transition_project(session, admin, slug, ProjectAction.ACTIVATE)
+                # As in the console: the first activation gives the workspace the example notebooks.
+                move_project(session, admin, settings, slug, ProjectAction.ACTIVATE)
 
     source = settings.home / "demo-source"
     if not source.exists():
@@ -157,23 +157,7 @@ def setup_demo(settings: Settings, patients: int = 2000) -> dict[str, dict[str, 
             if not catalog.live_grants(session, project):
                 catalog.add_grant(session, admin, settings, slug, DATASET, expires=end - dt.timedelta(days=1),
                                   columns=grant["columns"], where=grant["where"])
-    for slug in GRANTS:
-        _place_notebooks(settings, slug)
     return accounts
-
-
-def _place_notebooks(settings: Settings, slug: str) -> None:
-    """Copy the example notebooks into the project's workspace (once; never overwrite),
-    never writing through a link a member put there (``enclave.workspace_fs``)."""
-    from enclave.hub.access import NOTEBOOK_GID, NOTEBOOK_UID, prepare_workspace
-    from enclave.workspace_fs import open_workspace
-
-    owner = (NOTEBOOK_UID, NOTEBOOK_GID)
-    prepare_workspace(settings, slug)
-    with open_workspace(settings.workspaces_dir, slug) as workspace, \
-            workspace.opendir("notebooks", create=True, owner=owner) as target:
-        for source in sorted(NOTEBOOKS.glob("*.ipynb")) if NOTEBOOKS.is_dir() else []:
-            target.write_atomic(source.name, source.read_bytes(), mode=0o644, owner=owner, replace=False)
 
 
 def current_code(settings: Settings, name: str) -> str:
