@@ -131,15 +131,19 @@ def _walk(plan: _Plan, path: str, name: str, st: os.stat_result | None = None) -
                 entries = sorted(found, key=lambda e: e.name)
         except FileNotFoundError:
             return
+        files, prefix = plan.files, name + "/"
         for entry in entries:
             if entry.name.startswith(".staging-"):
                 continue  # a half-built version, view or release: not part of any committed state
             try:
                 child = entry.stat(follow_symlinks=False)
             except FileNotFoundError:
-                plan.skipped.append({"path": f"{name}/{entry.name}", "reason": "gone when the backup reached it"})
+                plan.skipped.append({"path": prefix + entry.name, "reason": "gone when the backup reached it"})
                 continue
-            _walk(plan, entry.path, f"{name}/{entry.name}", child)
+            if stat.S_ISREG(child.st_mode):  # most entries: no call of their own
+                files.append((prefix + entry.name, entry.path, child))
+            else:
+                _walk(plan, entry.path, prefix + entry.name, child)
     else:
         kind = "symbolic link" if stat.S_ISLNK(st.st_mode) else "special file"
         plan.skipped.append({"path": name, "reason": f"{kind}: never followed or copied"})
@@ -501,7 +505,7 @@ def create_backup(settings: Settings, actor: User, dest: Path, *, passphrase: st
         store.commit(manifest=(store.backups / f"{result.id}.json", signed_json(manifest, signing_key)))
         result.sync_seconds = store.sync_seconds
         result.indexes_merged = store.merge_indexes()
-    with unit_of_work(settings) as session:
+    with unit_of_work(settings, check=False) as session:  # the snapshot checked the schema moments ago
         append_event(session, actor.name, BackupAction.CREATE, target=f"backup:{result.id}", details={
             "destination": str(store.root), "files": result.files, "bytes": result.bytes_total,
             "bytes_written": result.bytes_written, "audit_head": refs.audit_seq, "keys": keys["scheme"],

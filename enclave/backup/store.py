@@ -32,6 +32,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import operator
 import os
 import shutil
 import threading
@@ -70,9 +71,13 @@ def manifest_files(record: dict[str, Any]) -> list[dict[str, Any]]:
     return list(files)
 
 
-def file_rows(entries: list[dict[str, Any]]) -> list[list[Any]]:
-    """Files as a manifest lists them (:data:`FILE_FIELDS`)."""
-    return [[entry.get(name) for name in FILE_FIELDS] for entry in entries]
+def file_rows(entries: list[dict[str, Any]]) -> list[Any]:
+    """Files as a manifest lists them (:data:`FILE_FIELDS`; a tuple is written as a list)."""
+    row = operator.itemgetter(*FILE_FIELDS)
+    try:
+        return [row(entry) for entry in entries]
+    except KeyError:  # an entry of an old manifest without every field
+        return [[entry.get(name) for name in FILE_FIELDS] for entry in entries]
 
 
 @dataclass
