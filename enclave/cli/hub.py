@@ -61,7 +61,7 @@ def enforce(
 ) -> None:
     """Stop servers whose project, membership, training or grants no longer allow them
     (run by the hub as a managed service, with JUPYTERHUB_API_TOKEN)."""
-    from enclave.hub.enforce import enforce_forever, enforce_once, hub_client
+    from enclave.hub.enforce import engine_servers, enforce_forever, enforce_once, hub_client
 
     token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
     if not api_url or not token:
@@ -71,7 +71,7 @@ def enforce(
     if once:
         async def one_round() -> list:  # type: ignore[type-arg]
             async with hub_client(api_url, token) as client:
-                return await enforce_once(settings(), client)
+                return await enforce_once(settings(), client, engine=engine_servers(settings()))
 
         try:
             orders = asyncio.run(one_round())

@@ -5,10 +5,14 @@ user is no longer a member or their training has expired, or a grant of the proj
 was revoked or expired after the server started (the server still mounts that view).
 :func:`servers_to_stop` decides from the database alone; :func:`enforce_once` asks the
 hub which servers run, stops those named, and audits each stop with what triggered the
-round. ``enclave hub enforce`` runs it as a hub-managed service (see jupyterhub_config.py)
-that runs a round when a change that may stop servers commits (:mod:`enclave.wakeup`
-pokes its socket), when the earliest grant or training expiry comes, and every
-``interval`` seconds as a safety net. After each round, workspaces of grants that ended are
+round. On Docker Swarm (policies/containers.yaml engine: swarm) the same round then looks at
+the engine too (:class:`SwarmServers`): every project server service, wherever its node, is
+judged by the same :func:`servers_to_stop` and removed at once if it must stop, so a server
+the hub no longer lists (the hub restarted, its node came back, the hub API failed) cannot
+outlive a suspension, revocation or expiry. ``enclave hub enforce`` runs it as a hub-managed
+service (see jupyterhub_config.py) that runs a round when a change that may stop servers
+commits (:mod:`enclave.wakeup` pokes its socket), when the earliest grant or training
+expiry comes, and every ``interval`` seconds as a safety net. After each round, workspaces of grants that ended are
 scanned for copies of the view's files (:mod:`enclave.hub.revoked_copies`).
 """
 
@@ -21,7 +25,8 @@ import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import NamedTuple
+from pathlib import Path, PurePosixPath
+from typing import Any, NamedTuple, Protocol
 
 import httpx
 from sqlalchemy import func, select
@@ -32,12 +37,14 @@ from enclave.clock import utcnow
 from enclave.config import Settings
 from enclave.db.models import Grant, Project, User
 from enclave.db.session import unit_of_work
-from enclave.enums import ProjectStatus
+from enclave.enums import ContainerEngine, ProjectStatus
+from enclave.errors import EnclaveError
 from enclave.hub.access import ServerAction
 from enclave.projects.retention import housekeeping
 from enclave.hub.revoked_copies import report_revoked_copies
 from enclave.incidents import suspension_reason
 from enclave.permissions import is_member
+from enclave.sandbox import SANDBOX_LABEL, load_container_policy
 from enclave.wakeup import WakeUpListener
 
 log = logging.getLogger("enclave.hub.enforce")
@@ -131,6 +138,121 @@ async def stop_server(client: httpx.AsyncClient, user: str, server: str) -> None
         response.raise_for_status()
 
 
+class ServerControl(Protocol):
+    """Where a round finds running servers and how it stops one: the hub, or the engine."""
+
+    via: str  # recorded with each stop
+
+    async def running(self) -> list[RunningServer]: ...
+
+    async def stop(self, user: str, server: str) -> None: ...
+
+
+class HubServers:
+    """The servers the hub knows of, stopped through its REST API (which audits the stop
+    in EnclaveSpawner.stop and removes the container or service)."""
+
+    via = "hub"
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    async def running(self) -> list[RunningServer]:
+        return await running_servers(self.client)
+
+    async def stop(self, user: str, server: str) -> None:
+        await stop_server(self.client, user, server)
+
+
+class SwarmServers:
+    """Project server services as the Swarm manager sees them, on any node: each labelled
+    with its project and user by EnclaveSwarmSpawner, and this enclave's when it mounts
+    something below ``home`` (several enclaves, a demo and tests, may share one swarm).
+    Stopping removes the service; the node's engine then removes its container. Batch jobs
+    (no user label) are not servers."""
+
+    via = "engine"
+
+    def __init__(self, client: Any, home: Path) -> None:
+        self.client = client  # docker.DockerClient of a manager
+        self.home = home
+
+    def _services(self, user: str | None = None, server: str | None = None) -> list[Any]:
+        from enclave.hub.spawner import PROJECT_LABEL, USER_LABEL
+
+        labels = [SANDBOX_LABEL, PROJECT_LABEL, USER_LABEL]
+        if user is not None:
+            labels += [f"{USER_LABEL}={user}", f"{PROJECT_LABEL}={server}"]
+        return [s for s in self.client.services.list(filters={"label": labels}) if self._ours(s)]
+
+    def _ours(self, service: Any) -> bool:
+        spec = service.attrs.get("Spec", {}).get("TaskTemplate", {}).get("ContainerSpec", {})
+        sources = [PurePosixPath(m.get("Source") or "/") for m in spec.get("Mounts") or []]
+        home = PurePosixPath(self.home)
+        return any(source == home or home in source.parents for source in sources)
+
+    def _running(self) -> list[RunningServer]:
+        from enclave.hub.spawner import PROJECT_LABEL, USER_LABEL
+
+        found = []
+        for service in self._services():
+            labels = service.attrs.get("Spec", {}).get("Labels") or {}
+            found.append(RunningServer(labels[USER_LABEL], labels[PROJECT_LABEL],
+                                       _parse_time(_micro(service.attrs.get("CreatedAt")))))
+        return found
+
+    def _stop(self, user: str, server: str) -> None:
+        import docker.errors
+
+        for service in self._services(user, server):
+            try:
+                service.remove()
+            except docker.errors.NotFound:
+                pass  # removed meanwhile (by the hub): stopped
+
+    async def running(self) -> list[RunningServer]:
+        return await asyncio.to_thread(_engine_call, self._running)
+
+    async def stop(self, user: str, server: str) -> None:
+        await asyncio.to_thread(_engine_call, self._stop, user, server)
+
+
+def _engine_call(call: Any, *args: Any) -> Any:
+    import docker.errors
+
+    try:
+        return call(*args)
+    except docker.errors.DockerException as exc:
+        raise EnclaveError(f"the Swarm manager's engine failed ({str(exc).splitlines()[0]}):"
+                           " check that it runs and this host is a manager") from None
+
+
+def _micro(value: str | None) -> str | None:
+    """The engine's nanosecond time stamps cut to microseconds (what Python parses)."""
+    if not value or "." not in value:
+        return value
+    head, _, rest = value.partition(".")
+    digits = "".join(c for c in rest if c.isdigit())
+    return f"{head}.{digits[:6]}{rest[len(digits):]}"
+
+
+def engine_servers(settings: Settings) -> SwarmServers | None:
+    """The engine's own view of the servers when the enclave runs on Swarm, else None
+    (on one host the hub's DockerSpawner is the only one that starts servers)."""
+    import docker
+
+    policy = load_container_policy(settings.policies_dir / "containers.yaml")
+    if policy.engine is not ContainerEngine.SWARM:
+        return None
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException:
+        raise EnclaveError("cannot reach the Docker engine of a Swarm manager: the enforcer runs on a manager;"
+                           " start its engine and retry") from None
+    return SwarmServers(client, settings.home)
+
+
 class Trigger(StrEnum):
     """What made the enforcer run a round (recorded with each stop)."""
 
@@ -152,23 +274,47 @@ def next_expiry(session: Session, now: dt.datetime) -> dt.datetime | None:
     return min(candidates) if candidates else None
 
 
-async def enforce_once(settings: Settings, client: httpx.AsyncClient, now: dt.datetime | None = None,
-                       trigger: Trigger = Trigger.ONCE, cause: Sequence[str] = ()) -> list[StopOrder]:
+async def enforce_once(settings: Settings, client: httpx.AsyncClient | None, now: dt.datetime | None = None,
+                       trigger: Trigger = Trigger.ONCE, cause: Sequence[str] = (),
+                       engine: ServerControl | None = None) -> list[StopOrder]:
     """List the hub's running servers, stop those that must stop, audit each stop with
-    the ``trigger`` of the round (and, for a change, the audit actions that ``cause`` it)."""
-    running = await running_servers(client)
+    the ``trigger`` of the round (and, for a change, the audit actions that ``cause`` it).
+    With ``engine`` (Swarm), the engine's servers are then judged and stopped the same way,
+    even when the hub could not be asked (its error is raised after that pass); ``client``
+    None asks the engine alone."""
+    orders: list[StopOrder] = []
+    failed: httpx.HTTPError | None = None
+    if client is not None:
+        try:
+            orders += await _round(settings, HubServers(client), now, trigger, cause)
+        except httpx.HTTPError as exc:
+            if engine is None:
+                raise
+            failed = exc
+    if engine is not None:
+        orders += await _round(settings, engine, now, trigger, cause)
+    if failed is not None:
+        raise failed
+    return orders
+
+
+async def _round(settings: Settings, control: ServerControl, now: dt.datetime | None, trigger: Trigger,
+                 cause: Sequence[str]) -> list[StopOrder]:
+    running = await control.running()
     if not running:
         return []
     now = now or utcnow()
     with unit_of_work(settings) as session:
         orders = servers_to_stop(session, running, now)
     for order in orders:
-        await stop_server(client, order.user, order.server)
+        await control.stop(order.user, order.server)
         with unit_of_work(settings) as session:
             append_event(session, ENFORCER, ServerAction.ENFORCE_STOP, project=order.server[:40] or None,
                          target=f"server:{order.user}/{order.server}",
-                         details={"reason": order.reason, "trigger": trigger.value, "cause": list(cause)})
-        log.warning("stopped %s/%s (%s): %s", order.user, order.server, trigger.value, order.reason)
+                         details={"reason": order.reason, "trigger": trigger.value, "cause": list(cause),
+                                  "via": control.via})
+        log.warning("stopped %s/%s via the %s (%s): %s", order.user, order.server, control.via, trigger.value,
+                    order.reason)
     return orders
 
 
@@ -188,6 +334,7 @@ async def enforce_forever(settings: Settings, api_url: str, token: str, interval
     # in the background may have inherited as ignored.
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
+    engine = engine_servers(settings)  # on Swarm, the engine's own pass after the hub's
     listener = WakeUpListener(settings)
     listener.attach(loop)
     trigger, cause = Trigger.POLL, []
@@ -195,7 +342,7 @@ async def enforce_forever(settings: Settings, api_url: str, token: str, interval
         async with hub_client(api_url, token) as client:
             while not stopping.is_set():
                 try:
-                    await enforce_once(settings, client, trigger=trigger, cause=cause)
+                    await enforce_once(settings, client, trigger=trigger, cause=cause, engine=engine)
                 except Exception as exc:  # noqa: BLE001 - keep enforcing; the next round retries
                     log.error("enforcement round failed: %r", exc)
                 try:

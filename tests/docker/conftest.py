@@ -11,12 +11,10 @@ from __future__ import annotations
 import calendar
 import os
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -31,6 +29,19 @@ from enclave.sandbox import (  # noqa: E402
     release_host_access,
     restrict_host_access,
 )
+# Shared with tests/swarm; imported by name by the tests here, and the report hook.
+from tests.engine_support import (  # noqa: E402, F401
+    PROBE,
+    HostServer,
+    engine_client,
+    host_sentinel,
+    ip_on,
+    mark_docker_tests,
+    probe_command,
+    pytest_runtest_makereport,
+    start_host_server,
+    wait_for_http,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 PREFIX = "enclave-test-"
@@ -39,17 +50,7 @@ LEFTOVER_AGE = 30 * 60  # seconds
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.docker)
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
-    report = yield
-    setattr(item, f"report_{report.when}", report)
-    return report
+    mark_docker_tests(Path(__file__).parent, items)
 
 
 def _age(created: str) -> float:
@@ -85,8 +86,7 @@ def _remove_network(client, name: str) -> None:
 
 @pytest.fixture(scope="session")
 def client():
-    subprocess.run(["bash", str(REPO / "scripts" / "ensure-docker.sh")], check=True)
-    engine = docker.from_env()
+    engine = engine_client()
     _remove_leftovers(engine)
     yield engine
     _remove_leftovers(engine)
@@ -102,36 +102,6 @@ def image(client) -> str:
         env=os.environ | {"ENCLAVE_NOTEBOOK_IMAGE": IMAGE},
     )
     return IMAGE
-
-
-@dataclass
-class HostServer:
-    """A tiny HTTP server on the host that answers every GET with a fixed body."""
-
-    host: str
-    port: int
-    body: bytes
-    server: ThreadingHTTPServer = field(repr=False)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def start_host_server(host: str, body: bytes, port: int = 0) -> HostServer:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return HostServer(host, server.server_address[1], body, server)
 
 
 @dataclass
@@ -240,62 +210,3 @@ def sandboxes(client, policy: ContainerPolicy, request: pytest.FixtureRequest) -
             except docker.errors.APIError:
                 pass
         container.remove(force=True)
-
-
-def ip_on(container, network: str) -> str:
-    container.reload()
-    return container.attrs["NetworkSettings"]["Networks"][network]["IPAddress"]
-
-
-def wait_for_http(url: str, timeout: float = 60) -> None:
-    """Poll url from the host until it answers (any HTTP status)."""
-    import urllib.error
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return
-        except urllib.error.HTTPError:
-            return
-        except (urllib.error.URLError, OSError):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.3)
-
-
-# Python run inside a container: try TCP connections, print one line per target.
-PROBE = """
-import socket, sys
-for target in sys.argv[1:]:
-    host, port = target.rsplit(":", 1)
-    s = socket.socket(); s.settimeout(3)
-    try:
-        s.connect((host, int(port)))
-    except OSError as exc:
-        print(target, "CLOSED", type(exc).__name__)
-        continue
-    reply = b""
-    try:  # a connection that then stays silent still counts as OPEN
-        s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
-        while chunk := s.recv(4096):
-            reply += chunk
-    except OSError:
-        pass
-    print(target, "OPEN", reply.split(b"\\r\\n\\r\\n", 1)[-1].decode(errors="replace"))
-    s.close()
-"""
-
-
-def probe_command(*targets: str) -> list[str]:
-    return ["python", "-c", PROBE, *targets]
-
-
-@pytest.fixture
-def host_sentinel() -> Iterator[HostServer]:
-    """A sentinel on a host port, bound to every host address (0.0.0.0)."""
-    server = start_host_server("0.0.0.0", b"host-sentinel")
-    yield server
-    server.close()
-

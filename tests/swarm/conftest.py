@@ -10,23 +10,37 @@ the session created it); tests never skip: a swarm that cannot be built fails th
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import yaml
 
 docker = pytest.importorskip("docker")
 
+from enclave.config import Settings  # noqa: E402
+from enclave.db.session import unit_of_work, upgrade  # noqa: E402
 from enclave.enums import ContainerEngine  # noqa: E402
 from enclave.hub import swarm  # noqa: E402
+from enclave.hub.swarm_spawner import EnclaveSwarmSpawner  # noqa: E402
 from enclave.sandbox import SANDBOX_LABEL, ContainerPolicy, Mount  # noqa: E402
+from tests.conftest import Factory  # noqa: E402
+# Shared with tests/docker; the tests here import some by name, and the report hook.
+from tests.engine_support import (  # noqa: E402, F401
+    PROBE,
+    engine_client,
+    host_sentinel,
+    ip_on,
+    mark_docker_tests,
+    pytest_runtest_makereport,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 PREFIX = "enclave-test-sw-"
@@ -34,17 +48,7 @@ IMAGE = "enclave-notebook:latest"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.docker)
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
-    report = yield
-    setattr(item, f"report_{report.when}", report)
-    return report
+    mark_docker_tests(Path(__file__).parent, items)
 
 
 @dataclass
@@ -63,6 +67,41 @@ class Swarm:
             raise AssertionError(f"docker {' '.join(args)} on {self.node}: {done.stderr.strip()}")
         return done.stdout
 
+    def node_state(self) -> str:
+        """The worker's state as the manager sees it ('gone' once it is removed)."""
+        try:
+            return self.client.nodes.get(self.node_id).attrs["Status"]["State"]
+        except docker.errors.NotFound:
+            return "gone"
+
+    def remove_worker(self, timeout: float = 300) -> None:
+        """The worker leaves the swarm and the manager removes it (its id is then gone)."""
+        self.node_docker("swarm", "leave", "--force")
+        deadline = time.monotonic() + timeout
+        while self.node_state() == "ready" and time.monotonic() < deadline:
+            time.sleep(1)
+        self.client.nodes.get(self.node_id).remove(force=True)
+
+    def rejoin(self, timeout: float = 300) -> None:
+        """Join the removed worker again, as a new node (a new id), and label it again for
+        the shared store, so what follows finds the swarm as the session made it."""
+        if self.node_docker("info", "-f", "{{.Swarm.LocalNodeState}}").strip() != "active":
+            token = self.client.swarm.attrs["JoinTokens"]["Worker"]
+            address = self.client.info()["Swarm"]["RemoteManagers"][0]["Addr"]
+            self.node_docker("swarm", "join", "--token", token, address)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready = [n for n in self.client.nodes.list() if n.attrs["Description"]["Hostname"] == self.node
+                     and n.attrs["Status"]["State"] == "ready"]
+            if ready:
+                self.node_id = ready[0].id
+                break
+            time.sleep(1)
+        else:
+            raise AssertionError(f"{self.node} did not rejoin within {timeout} s")
+        verdicts = swarm.verify_nodes(self.client, self.shared, self.image)
+        assert verdicts[self.node] == "ok", verdicts
+
 
 def _script(action: str, env: dict[str, str]) -> None:
     done = subprocess.run(["bash", str(REPO / "scripts" / "swarm.sh"), action], env=os.environ | env,
@@ -80,7 +119,7 @@ def swarm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Swarm]:
     reuse = os.environ.get("ENCLAVE_TEST_SWARM_REUSE", "")
     shared = Path(os.environ["ENCLAVE_SWARM_SHARED"]) if reuse else tmp_path_factory.mktemp("swarm-shared")
     node = reuse or f"{PREFIX}node-{uuid.uuid4().hex[:6]}"
-    client = docker.from_env()
+    client = engine_client()
     # A tag of this session's own: a rebuild of the shared name meanwhile (by another test
     # session) must not leave the worker without the image the tests run.
     image = f"{PREFIX}notebook:{uuid.uuid4().hex[:8]}"
@@ -156,11 +195,11 @@ class Services:
         return name
 
     def start(self, project: str, args: list[str], mounts: list[Mount] | None = None, *,
-              job: bool = False) -> Task:
+              job: bool = False, labels: dict[str, str] | None = None) -> Task:
         name = f"{PREFIX}{uuid.uuid4().hex[:10]}"
         image_id = swarm.check_image(self.swarm.client, self.policy.image)
         spec = swarm.service_spec(self.policy, mounts or [], name=name, image=image_id, args=args, env={},
-                                  labels={}, network=self.network(project),
+                                  labels=labels or {}, network=self.network(project),
                                   constraints=swarm.placement_constraints(self.marker), job=job)
         service = self.swarm.client.services.get(self.swarm.client.api.create_service(**spec)["ID"])
         self.services.append(service)
@@ -238,31 +277,81 @@ def services(swarm_cluster: Swarm, policy: ContainerPolicy, marker: str,
     boxes.close(failed=report is not None and report.failed)
 
 
-def ip_on(container, network: str) -> str:
-    container.reload()
-    return container.attrs["NetworkSettings"]["Networks"][network]["IPAddress"]
+@dataclass
+class HubUser:
+    """What a spawner reads of jupyterhub.user.User."""
+
+    name: str
+    url: str = ""
+    id: int = 1
 
 
-PROBE = """
-import socket, sys
-for target in sys.argv[1:]:
-    host, port = target.rsplit(":", 1)
-    s = socket.socket(); s.settimeout(3)
-    try:
-        s.connect((host, int(port)))
-    except OSError as exc:
-        print(target, "CLOSED", type(exc).__name__)
-        continue
-    reply = b""
-    try:
-        s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
-        while chunk := s.recv(4096):
-            reply += chunk
-    except OSError:
-        pass
-    print(target, "OPEN", reply.split(b"\\r\\n\\r\\n", 1)[-1].decode(errors="replace"))
-    s.close()
-"""
+def enclave_on_swarm(swarm_cluster: Swarm, marker: str, pg_url: str, tmp_path: Path,
+                     monkeypatch: pytest.MonkeyPatch, projects: dict[str, str]) -> tuple[Settings, str]:
+    """An enclave configured for the swarm: its home on the shared store (with the store's
+    marker), PostgreSQL, policies saying engine: swarm with this session's image and a
+    network prefix of its own, and ``projects`` (slug -> PI) active. Returns the settings and
+    the network prefix."""
+    home = swarm_cluster.shared / f"home-{uuid.uuid4().hex[:6]}"
+    home.mkdir()
+    (home / swarm.MARKER_NAME).write_text(marker + "\n")
+    policies = tmp_path / "policies"
+    shutil.copytree(REPO / "policies", policies)
+    containers = yaml.safe_load((policies / "containers.yaml").read_text())
+    network = f"{PREFIX}{uuid.uuid4().hex[:6]}"
+    containers.update(engine="swarm", image=swarm_cluster.image, network=network, mem_limit="1g", cpu_limit=1.0,
+                      job_mem_limit="1g")
+    (policies / "containers.yaml").write_text(yaml.safe_dump(containers))
+    monkeypatch.setenv("ENCLAVE_HOME", str(home))
+    monkeypatch.setenv("ENCLAVE_DB_URL", pg_url)
+    monkeypatch.setenv("ENCLAVE_POLICIES", str(policies))
+    settings = Settings.from_env()
+    upgrade(settings)
+    with unit_of_work(settings) as session:
+        factory = Factory(session, settings)
+        for slug, pi in projects.items():
+            factory.project(slug, pi, "active")
+    return settings, network
+
+
+def server_spawner(settings: Settings, user: str, project: str) -> EnclaveSwarmSpawner:
+    """The hub's spawner of ``user``'s server for ``project``, built as the hub builds it
+    (JupyterHub's own Hub, Server and unsaved ORM spawner objects), with no hub process:
+    its command only waits, so that it outlives the absent hub."""
+    from jupyterhub import orm
+    from jupyterhub.objects import Hub, Server
+
+    spawner = EnclaveSwarmSpawner(
+        user=HubUser(user, url=f"/user/{user}/"), orm_spawner=orm.Spawner(name=project), hub=Hub(ip="hub", port=8081),
+        enclave_home=str(settings.home), prefix=f"{PREFIX}nb", meter_url="http://127.0.0.1:9", meter_token="t",
+        api_token="token", oauth_client_id=f"jupyterhub-user-{user}-{project}",
+        cmd=["python", "-c", "import time; time.sleep(900)"])
+    spawner.server = Server(ip="0.0.0.0", port=8888, base_url=f"/user/{user}/{project}/")
+    return spawner
+
+
+async def spawn(spawner: EnclaveSwarmSpawner) -> tuple[str, int]:
+    """What EnclaveSpawner.start does before its readiness check and the meter."""
+    from dockerspawner import DockerSpawner
+
+    spawner._enclave_policy, spawner._enclave_mounts = await asyncio.to_thread(
+        spawner._check_and_prepare, spawner.name, None)
+    return await DockerSpawner.start(spawner)
+
+
+def remove_server(swarm_cluster: Swarm, spawner: EnclaveSwarmSpawner, network: str) -> None:
+    """Remove the server's service (if still there) and its project's network."""
+    for service in swarm_cluster.client.services.list(filters={"name": spawner.service_name}):
+        service.remove()
+    for _ in range(40):
+        try:
+            swarm_cluster.client.networks.get(f"{network}-{spawner.name}").remove()
+            break
+        except docker.errors.NotFound:
+            break
+        except docker.errors.APIError:
+            time.sleep(0.5)  # a task still shutting down holds it
+
 
 # A sentinel: answers every connection with its name (python's http.server in the image).
 SENTINEL = ["python", "-c",
@@ -271,21 +360,3 @@ SENTINEL = ["python", "-c",
             "    def do_GET(self):\n"
             "        self.send_response(200); self.end_headers(); self.wfile.write(sys.argv[1].encode())\n"
             "http.server.ThreadingHTTPServer(('0.0.0.0', 8080), H).serve_forever()\n"]
-
-
-def start_host_server(host: str, body: bytes) -> ThreadingHTTPServer:
-    """A sentinel on a host port: answers every GET with ``body``."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer((host, 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server

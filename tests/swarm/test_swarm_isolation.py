@@ -13,7 +13,9 @@ import pytest
 from enclave.hub import swarm
 from enclave.sandbox import WORKSPACE_PATH, Mount
 
-from .conftest import PROBE, SENTINEL, Services, Swarm, ip_on, start_host_server
+from tests.engine_support import HostServer
+
+from .conftest import PROBE, SENTINEL, Services, Swarm, ip_on
 
 
 @pytest.fixture
@@ -102,7 +104,7 @@ def test_swarm_data_read_only_workspace_shared(services: Services, dataset: Path
     assert "34,F" in (dataset / "cohort.csv").read_text() and "99,X" not in (dataset / "cohort.csv").read_text()
 
 
-def test_swarm_service_reaches_nothing_but_its_own_project(services: Services):
+def test_swarm_service_reaches_nothing_but_its_own_project(services: Services, host_sentinel: HostServer):
     # The hub's stand-in: a container on the manager on the project's network (the hub
     # joins each project's network). The control that the probe works across the nodes.
     alpha = services.network("alpha")
@@ -114,16 +116,11 @@ def test_swarm_service_reaches_nothing_but_its_own_project(services: Services):
     outside_net = services.swarm.client.networks.create(f"{services.policy.network}-outside", driver="bridge")
     services.networks.append(outside_net.name)
     outside = services.plain([*SENTINEL, "outside"], outside_net.name)
-    host = start_host_server("0.0.0.0", b"host-sentinel")
-    try:
-        outside_net.reload()
-        gateway = outside_net.attrs["IPAM"]["Config"][0]["Gateway"]
-        targets = [f"{ip_on(hub, alpha)}:8080", f"{ip_on(other, beta)}:8080", f"{ip_on(outside, outside_net.name)}:8080",
-                   f"{gateway}:{host.server_address[1]}", f"172.17.0.1:{host.server_address[1]}"]
-        task, code, out = services.run("alpha", ["python", "-c", PROBE, *targets])
-    finally:
-        host.shutdown()
-        host.server_close()
+    outside_net.reload()
+    gateway = outside_net.attrs["IPAM"]["Config"][0]["Gateway"]
+    targets = [f"{ip_on(hub, alpha)}:8080", f"{ip_on(other, beta)}:8080", f"{ip_on(outside, outside_net.name)}:8080",
+               f"{gateway}:{host_sentinel.port}", f"172.17.0.1:{host_sentinel.port}"]
+    task, code, out = services.run("alpha", ["python", "-c", PROBE, *targets])
     assert task.node == services.swarm.node
     assert code == 0, out
     lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}

@@ -12,79 +12,31 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 import threading
 import time
-import uuid
-from dataclasses import dataclass
 
 import pytest
-import yaml
-from dockerspawner import DockerSpawner
-from jupyterhub import orm
-from jupyterhub.objects import Hub, Server
 from sqlalchemy import select
 
 from enclave.config import Settings
-from enclave.db.models import AuditEvent
-from enclave.db.session import unit_of_work, upgrade
-from enclave.hub import swarm
-from enclave.db.models import JobRun
+from enclave.db.models import AuditEvent, JobRun
+from enclave.db.session import unit_of_work
 from enclave.hub.access import ServerAction, prepare_workspace
 from enclave.jobs import service as jobs
 from enclave.jobs.states import JobStatus
 from enclave.jobs.swarm_runner import SwarmRunner
 from enclave.users import get_user
-from enclave.hub.swarm_spawner import EnclaveSwarmSpawner
-from tests.conftest import REPO, Factory
 
-from .conftest import PREFIX, Swarm
-
-
-@dataclass
-class HubUser:
-    """What a spawner reads of jupyterhub.user.User."""
-
-    name: str
-    url: str = ""
-    id: int = 1
+from .conftest import PREFIX, Swarm, enclave_on_swarm, remove_server, server_spawner, spawn
 
 
 @pytest.fixture
 def spawner(swarm_cluster: Swarm, marker: str, pg_url: str, tmp_path, monkeypatch: pytest.MonkeyPatch):
-    home = swarm_cluster.shared / f"home-{uuid.uuid4().hex[:6]}"
-    home.mkdir()
-    (home / swarm.MARKER_NAME).write_text(marker + "\n")
-    policies = tmp_path / "policies"
-    shutil.copytree(REPO / "policies", policies)
-    containers = yaml.safe_load((policies / "containers.yaml").read_text())
-    network = f"{PREFIX}{uuid.uuid4().hex[:6]}"
-    containers.update(engine="swarm", image=swarm_cluster.image, network=network, mem_limit="1g", cpu_limit=1.0,
-                      job_mem_limit="1g")
-    (policies / "containers.yaml").write_text(yaml.safe_dump(containers))
-    monkeypatch.setenv("ENCLAVE_HOME", str(home))
-    monkeypatch.setenv("ENCLAVE_DB_URL", pg_url)
-    monkeypatch.setenv("ENCLAVE_POLICIES", str(policies))
-    settings = Settings.from_env()
-    upgrade(settings)
-    with unit_of_work(settings) as session:
-        Factory(session, settings).project("alpha", "alice", "active")
-    spawner = EnclaveSwarmSpawner(
-        user=HubUser("alice", url="/user/alice/"), orm_spawner=orm.Spawner(name="alpha"), hub=Hub(ip="hub", port=8081),
-        enclave_home=str(home), prefix=f"{PREFIX}nb", meter_url="http://127.0.0.1:9", meter_token="t",
-        api_token="token", oauth_client_id="jupyterhub-user-alice-alpha",
-        cmd=["python", "-c", "import time; time.sleep(900)"])
-    spawner.server = Server(ip="0.0.0.0", port=8888, base_url="/user/alice/alpha/")
+    settings, network = enclave_on_swarm(swarm_cluster, marker, pg_url, tmp_path, monkeypatch, {"alpha": "alice"})
+    spawner = server_spawner(settings, "alice", "alpha")
     yield spawner, settings, network
-    for service in swarm_cluster.client.services.list(filters={"name": spawner.service_name}):
-        service.remove()
-    for _ in range(40):
-        try:
-            swarm_cluster.client.networks.get(f"{network}-alpha").remove()
-            break
-        except Exception:  # noqa: BLE001 - a task still shutting down holds it; then it is gone
-            time.sleep(0.5)
+    remove_server(swarm_cluster, spawner, network)
 
 
 def _start_job(settings: Settings, swarm_cluster: Swarm) -> tuple[int, threading.Thread]:
@@ -121,21 +73,15 @@ def _events(settings: Settings, action: str) -> list[AuditEvent]:
         return [(e.actor, e.target, dict(e.details)) for e in rows]
 
 
-async def _spawn(spawner: EnclaveSwarmSpawner) -> tuple[str, int]:
-    """What EnclaveSpawner.start does before its readiness check and the meter."""
-    spawner._enclave_policy, spawner._enclave_mounts = await asyncio.to_thread(
-        spawner._check_and_prepare, spawner.name, None)
-    return await DockerSpawner.start(spawner)
-
-
 def test_swarm_server_and_job_on_the_worker_end_when_the_node_goes(
         spawner, swarm_cluster: Swarm):
     spawner, settings, network = spawner
 
     async def scenario() -> dict:
-        ip, port = await _spawn(spawner)
-        assert (ip, port) == (spawner.service_name, 8888)
+        ip, port = await spawn(spawner)
         task = await spawner.get_task()
+        # The task's own address on the project's network (the egress meter takes addresses).
+        assert (ip, port) == (task["NetworksAttachments"][0]["Addresses"][0].split("/")[0], 8888)
         node = swarm_cluster.client.nodes.get(task["NodeID"]).attrs["Description"]["Hostname"]
         container = task["Status"]["ContainerStatus"]["ContainerID"]
         attrs = json.loads(swarm_cluster.node_docker("inspect", container))[0]
@@ -171,11 +117,13 @@ def test_swarm_server_and_job_on_the_worker_end_when_the_node_goes(
     stops = _events(settings, ServerAction.STOP)
     assert [(t, d.get("by")) for _, t, d in stops] == [("server:alice/alpha", "hub")]
     assert not swarm_cluster.client.services.list(filters={"name": spawner.service_name})
-    # The job that ran there failed, saying why; nothing of it is left in the database as running.
+    # The job that ran there failed, saying why (the shipped policy: job_lost_node: fail),
+    # and was not queued again; nothing of it is left in the database as running.
     with unit_of_work(settings) as session:
         run = session.get(JobRun, seen["run"])
         assert run.status is JobStatus.FAILED
-        assert "while the run was executing" in (run.error or ""), run.error
+        assert "while the run was executing: submit it again" in (run.error or ""), run.error
+    assert _events(settings, jobs.JobEvent.REQUEUE) == []
     # The worker comes back and is ready for what follows.
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -184,3 +132,51 @@ def test_swarm_server_and_job_on_the_worker_end_when_the_node_goes(
             break
         time.sleep(1)
     assert swarm_cluster.client.nodes.get(swarm_cluster.node_id).attrs["Status"]["State"] == "ready"
+
+
+def test_swarm_server_on_a_removed_node_ends_as_stopped_and_servers_start_again(spawner, swarm_cluster: Swarm):
+    spawner, settings, _network = spawner
+    task = asyncio.run(_spawned(spawner))
+    assert task["NodeID"] == swarm_cluster.node_id
+    container = task["Status"]["ContainerStatus"]["ContainerID"]
+    # An admin takes the worker out of the swarm (it leaves, the manager removes it).
+    swarm_cluster.remove_worker()
+    try:
+        assert swarm_cluster.node_state() == "gone"
+
+        async def ended() -> str | None:
+            deadline = time.monotonic() + 180
+            status = await spawner.poll()
+            while status is None and time.monotonic() < deadline:
+                await asyncio.sleep(1)
+                status = await spawner.poll()
+            if status is not None:
+                await spawner.stop()  # what the hub does with a server whose poll says it ended
+            return status
+
+        status = asyncio.run(ended())
+        assert status is not None, "the server still counted as running with its node removed"
+        # The node's engine ended the server's container when it left.
+        deadline = time.monotonic() + 120
+        while container in swarm_cluster.node_docker("ps", "-q", "--no-trunc").split() \
+                and time.monotonic() < deadline:
+            time.sleep(1)
+        assert container not in swarm_cluster.node_docker("ps", "-q", "--no-trunc").split()
+    finally:
+        swarm_cluster.rejoin()
+    assert not swarm_cluster.client.services.list(filters={"name": spawner.service_name})
+    stops = _events(settings, ServerAction.STOP)
+    assert [(t, d.get("by")) for _, t, d in stops] == [("server:alice/alpha", "hub")]
+    # The enclave keeps working: the same server starts again, on the node that rejoined.
+    again = server_spawner(settings, "alice", "alpha")
+    task = asyncio.run(_spawned(again))
+    assert task["NodeID"] == swarm_cluster.node_id
+    assert asyncio.run(again.poll()) is None
+    assert [t for _, t, _ in _events(settings, ServerAction.SPAWN)] == ["server:alice/alpha"] * 2
+
+
+async def _spawned(spawner) -> dict:
+    """Start the server; its task, once it runs."""
+    await spawn(spawner)
+    assert await spawner.poll() is None
+    return await spawner.get_task()
