@@ -115,6 +115,23 @@ def container_on_node(swarm_cluster: Swarm, container: str) -> dict:
     return json.loads(swarm_cluster.node_docker("inspect", container))[0]
 
 
+def force_update(task_service) -> None:
+    """Make the service start its task again (``docker service update --force``), reading
+    its version afresh when the manager has moved it on meanwhile."""
+    import docker.errors
+
+    for _ in range(20):
+        task_service.reload()
+        try:
+            task_service.force_update()
+            return
+        except docker.errors.APIError as exc:
+            if "out of sequence" not in str(exc):
+                raise
+        time.sleep(0.5)
+    raise AssertionError("the service could not be updated: its version kept changing")
+
+
 def wait_for_new_task(task_service, old_container: str) -> str:
     """The container of the service's task that replaced ``old_container``."""
     deadline = time.monotonic() + 300
@@ -168,7 +185,7 @@ def test_swarm_registry_pinned_service_keeps_its_image_when_the_tag_moves(
     assert moved != pinned and second != first
     assert client.api.inspect_distribution(f"{registry}/{name}")["Descriptor"]["digest"] == moved.split("@")[1]
     # The service is made to start its task again: the new task runs the pinned image still.
-    task.service.force_update()
+    force_update(task.service)
     again = wait_for_new_task(task.service, task.container)
     attrs = container_on_node(swarm_cluster, again)
     assert attrs["Image"] == first and attrs["Config"]["Image"] == pinned
