@@ -6,7 +6,9 @@ Order matters for consistency while people work:
 2. then only the files that copy refers to are stored: dataset versions, views, quarantined
    objects and releases never change once written (a new one gets a new name), so what is
    stored is exactly what the database describes. Workspaces and job logs do change while
-   people work: they are copied file by file as they are at that moment (best effort).
+   people work: they are copied file by file as they are at that moment (best effort;
+   nothing in the database points into a workspace, so the workspaces are listed while
+   the database is copied).
 3. the keys are sealed (never stored in the clear), the manifest is signed and written last.
 
 Symbolic links, devices and other special files are never followed or copied; they are
@@ -169,23 +171,8 @@ def _parents(plan: _Plan, settings: Settings, rel: str) -> None:
             plan.seen_dirs.add(name)
 
 
-def plan_files(settings: Settings, refs: References) -> _Plan:
-    """Every file of the enclave the snapshot refers to, plus workspaces, job logs and policies."""
-    from enclave.egress.quarantine import object_path
-    from enclave.jobs.service import jobs_dir, log_path
-
-    plan = _Plan()
-    # (path, whether the database says it must exist)
-    targets: list[tuple[Path, bool]] = [(Path(p), True) for p in
-                                        refs.dataset_dirs + refs.view_dirs + refs.release_dirs + refs.archives]
-    targets += [(object_path(settings, sha), True) for sha in refs.quarantine_objects]
-    targets += [(jobs_dir(settings) / "notebooks" / f"{sha}.ipynb", True) for sha in refs.job_notebooks]
-    targets += [(log_path(settings, run).parent, False) for run in refs.job_runs]
-    targets.append((settings.workspaces_dir, False))
-    # The differencing store: who was in each cell of earlier outputs (without it, a restored
-    # enclave could not tell a new table from the difference of two released ones).
-    targets.append((settings.home / DIFFERENCING_STORE_DIR, False))
-    targets += [(p, False) for p in sorted(settings.home.glob("*.log")) if p.is_file()]
+def _walk_targets(plan: _Plan, settings: Settings, targets: list[tuple[Path, bool]]) -> _Plan:
+    """Add each (path, whether the database says it must exist) to the plan."""
     for target, required in targets:
         rel = _rel(settings, target)
         if rel is None:
@@ -197,6 +184,40 @@ def plan_files(settings: Settings, refs: References) -> _Plan:
             continue
         _parents(plan, settings, rel)
         _walk(plan, os.fspath(target), rel)
+    return plan
+
+
+def walk_workspaces(settings: Settings) -> _Plan:
+    """Every file in the workspaces. Nothing in the database points into them (they are
+    copied as they are, file by file), so they may be walked while the database is copied."""
+    return _walk_targets(_Plan(), settings, [(settings.workspaces_dir, False)])
+
+
+def plan_files(settings: Settings, refs: References, workspaces: _Plan | None = None) -> _Plan:
+    """Every file of the enclave the snapshot refers to, plus workspaces (walked here, or
+    as ``workspaces`` already did), job logs and policies."""
+    from enclave.egress.quarantine import object_path
+    from enclave.jobs.service import jobs_dir, log_path
+
+    plan = _Plan()
+    # (path, whether the database says it must exist)
+    targets: list[tuple[Path, bool]] = [(Path(p), True) for p in
+                                        refs.dataset_dirs + refs.view_dirs + refs.release_dirs + refs.archives]
+    targets += [(object_path(settings, sha), True) for sha in refs.quarantine_objects]
+    targets += [(jobs_dir(settings) / "notebooks" / f"{sha}.ipynb", True) for sha in refs.job_notebooks]
+    targets += [(log_path(settings, run).parent, False) for run in refs.job_runs]
+    if workspaces is None:
+        targets.append((settings.workspaces_dir, False))
+    else:
+        plan.files += workspaces.files
+        plan.skipped += workspaces.skipped
+        plan.dirs += workspaces.dirs
+        plan.seen_dirs |= workspaces.seen_dirs
+    # The differencing store: who was in each cell of earlier outputs (without it, a restored
+    # enclave could not tell a new table from the difference of two released ones).
+    targets.append((settings.home / DIFFERENCING_STORE_DIR, False))
+    targets += [(p, False) for p in sorted(settings.home.glob("*.log")) if p.is_file()]
+    _walk_targets(plan, settings, targets)
     for entry in sorted(settings.keys_dir.glob("*")) if settings.keys_dir.is_dir() else []:
         if entry.name in PUBLIC_KEY_FILES and entry.is_file() and not entry.is_symlink():
             _parents(plan, settings, f"keys/{entry.name}")
@@ -454,22 +475,26 @@ def create_backup(settings: Settings, actor: User, dest: Path, *, passphrase: st
         result = BackupResult(id=new_backup_id(now))
         snapshot = store.temp_path(".db")
         task = progress.add_task("database", total=None) if progress else None
-        db_format, refs = snapshot_database(settings, snapshot)
-        try:
-            db = store.put_chunked(snapshot, db_chunk_size(snapshot.stat().st_size))
-        finally:
-            snapshot.unlink()
-        result.database_bytes_written = db.written
-        if progress is not None and task is not None:
-            progress.update(task, total=1, completed=1)
+        # The workspaces are walked while the database is copied, and the keys are sealed
+        # (scrypt) while the files are copied.
+        with ThreadPoolExecutor(max_workers=1) as helper:
+            listing = helper.submit(walk_workspaces, settings)
+            try:
+                db_format, refs = snapshot_database(settings, snapshot)
+                db = store.put_chunked(snapshot, db_chunk_size(snapshot.stat().st_size))
+            finally:
+                snapshot.unlink(missing_ok=True)
+                workspaces = listing.result()
+            result.database_bytes_written = db.written
+            if progress is not None and task is not None:
+                progress.update(task, total=1, completed=1)
 
-        plan = plan_files(settings, refs)
-        result.skipped = list(plan.skipped)
-        task = progress.add_task("files", total=sum(st.st_size for _n, _p, st in plan.files)) if progress else None
-        advance = (lambda n: progress.advance(task, n)) if progress is not None and task is not None else (lambda n: None)
-        # The keys are sealed (scrypt) while the files are copied.
-        with ThreadPoolExecutor(max_workers=1) as sealer:
-            sealing = sealer.submit(_seal_keys, store, settings, previous, passphrase, recipient)
+            plan = plan_files(settings, refs, workspaces)
+            result.skipped = list(plan.skipped)
+            task = progress.add_task("files", total=sum(st.st_size for _n, _p, st in plan.files)) if progress else None
+            advance = (lambda n: progress.advance(task, n)) if progress is not None and task is not None \
+                else (lambda n: None)
+            sealing = helper.submit(_seal_keys, store, settings, previous, passphrase, recipient)
             outcomes = _store_files(store, settings, plan, prev_files, advance, rehash)
             keys = sealing.result()
         entries: list[dict[str, Any]] = []
