@@ -41,3 +41,16 @@ def world(tmp_path: Path, world_template: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.delenv("ENCLAVE_USER", raising=False)
     settings = Settings.from_env()
     return World(settings=settings, env=EgressEnv.load(settings))
+
+
+@pytest.fixture
+def pg_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pg_url: str) -> World:
+    """The same world on a fresh database of the real PostgreSQL server."""
+    monkeypatch.setenv("ENCLAVE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ENCLAVE_DB_URL", pg_url)
+    monkeypatch.setenv("ENCLAVE_POLICIES", str(REPO / "policies"))
+    settings = Settings.from_env()
+    upgrade(settings)
+    world = build_world(settings)
+    world.env = EgressEnv.load(settings)
+    return world

@@ -5,20 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-from egress_world import World, build_world
+from egress_world import World
 from enclave.audit import list_events, verify_chain
-from enclave.config import Settings
 from enclave.db.models import EgressRequest, EgressReview
-from enclave.db.session import upgrade
 from enclave.egress import release as release_service
 from enclave.egress import review
 from enclave.egress import service as egress
-from enclave.egress.policy import EgressEnv
 from enclave.enums import EgressStatus as S
 from enclave.enums import ReviewDecision as D
 from enclave.users import get_user
@@ -75,18 +71,6 @@ def _load(world: World) -> None:
 
 def test_concurrency_sqlite_loses_no_update(world: World) -> None:
     _load(world)
-
-
-@pytest.fixture
-def pg_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pg_url: str) -> World:
-    monkeypatch.setenv("ENCLAVE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("ENCLAVE_DB_URL", pg_url)
-    monkeypatch.setenv("ENCLAVE_POLICIES", str(Path(__file__).resolve().parents[3] / "policies"))
-    settings = Settings.from_env()
-    upgrade(settings)
-    world = build_world(settings)
-    world.env = EgressEnv.load(settings)
-    return world
 
 
 @pytest.mark.postgres

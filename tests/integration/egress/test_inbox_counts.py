@@ -11,14 +11,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import exists, select
 
-from egress_world import World, build_world, draft, submit, to_state, vote_all
-from enclave.config import Settings
+from egress_world import World, draft, submit, to_state, vote_all
 from enclave.db.models import EgressRequest
-from enclave.db.session import upgrade
 from enclave.egress import access, inbox
 from enclave.egress import release as release_service
 from enclave.egress import review as review_service
-from enclave.egress.policy import EgressEnv
 from enclave.egress.votes import has_completed_review, where_completed_review
 from enclave.enums import EgressStatus as S
 from enclave.enums import ReviewDecision as D
@@ -89,18 +86,6 @@ def _scenario(world: World, tmp_path: Path) -> None:
 
 def test_inbox_counts_are_the_inbox_in_every_state_on_sqlite(world: World, tmp_path: Path) -> None:
     _scenario(world, tmp_path)
-
-
-@pytest.fixture
-def pg_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pg_url: str) -> World:
-    monkeypatch.setenv("ENCLAVE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("ENCLAVE_DB_URL", pg_url)
-    monkeypatch.setenv("ENCLAVE_POLICIES", str(Path(__file__).resolve().parents[3] / "policies"))
-    settings = Settings.from_env()
-    upgrade(settings)
-    world = build_world(settings)
-    world.env = EgressEnv.load(settings)
-    return world
 
 
 @pytest.mark.postgres
