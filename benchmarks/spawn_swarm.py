@@ -4,7 +4,7 @@ Run through ``benchmarks/spawn.py --engine swarm``. On a two-node swarm made by
 scripts/swarm.sh (this host the manager, a worker node in a container; an existing one is
 reused with --node), each round creates one service as EnclaveSwarmSpawner builds it
 (enclave.hub.swarm.service_spec: the whole sandbox, the project's internal overlay,
-placement on verified nodes, the image by id) and one as a plain SwarmSpawner would (image,
+placement on verified nodes, the image by its digest in the internal registry) and one as a plain SwarmSpawner would (image,
 command, the same network, the same node), one after the other, and times create -> task
 running. Then it creates N sandboxed services at once and times until all run.
 
@@ -60,6 +60,10 @@ def run(repeat: int, concurrency: list[int], image: str, node: str | None) -> No
         env["ENCLAVE_SWARM_SHARED"] = os.environ.get("ENCLAVE_SWARM_SHARED", str(shared))
         shared = Path(env["ENCLAVE_SWARM_SHARED"])
     subprocess.run(["bash", str(REPO / "scripts" / "swarm.sh"), "up"], env=env, check=True)
+    # The worker gets the image only from the internal registry: services name it by digest there.
+    os.environ.setdefault("ENCLAVE_SWARM_REGISTRY", subprocess.run(
+        ["bash", str(REPO / "scripts" / "registry.sh"), "address"], capture_output=True, text=True,
+        check=True).stdout.strip())
     policy = ContainerPolicy(engine=ContainerEngine.SWARM, image=image, network=f"{PREFIX}{uuid.uuid4().hex[:6]}",
                              mem_limit="1g", cpu_limit=1.0)
     made: list[str] = []
