@@ -27,6 +27,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from enclave.disclosure.policy import POLICIES_PATH
 from enclave.enums import ContainerEngine, LostNodeAction
 from enclave.errors import Conflict, InvalidInput
 from enclave.policy import StrictModel, load_policy_file
@@ -39,7 +40,7 @@ RERUN_OUTPUT_PATH = "/home/jovyan/rerun-output"
 HOME_PATH = "/home/jovyan"
 # Where a workspace container finds the site's policies that enclave.safe applies: a folder
 # holding a copy of exactly POLICY_FILES (no other policy, no key), mounted read-only.
-POLICIES_PATH = "/etc/enclave/policies"
+# Defined beside the disclosure policy, which the container side imports without this module.
 POLICY_FILES = ("disclosure.yaml",)
 # jovyan:users, as created in images/notebook/Dockerfile.
 CONTAINER_USER = "1000:100"

@@ -14,9 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from enclave.disclosure.verdict import Verdict
 from enclave.policy import load_policy_file
-from enclave.sandbox import POLICIES_PATH
 
 POLICY_ENV = "ENCLAVE_DISCLOSURE_POLICY"
+# The read-only folder in every workspace container holding the site's copy of the policy
+# (the spawner and the job runner mount it; enclave.sandbox checks the mount).
+POLICIES_PATH = "/etc/enclave/policies"
 # Where the spawner and the job runner mount the site's copy in every workspace container.
 SITE_POLICY_FILE = f"{POLICIES_PATH}/disclosure.yaml"
 
