@@ -106,8 +106,17 @@ class EnclaveSwarmSpawner(EnclaveSpawner, SwarmSpawner):
         return None
 
     async def get_ip_and_port(self) -> tuple[str, int]:
-        # The service's address on the project's network (its name resolves only there).
-        return self.service_name, self.port
+        """The task's own address on the project's network: the egress meter forwards only
+        to an address (never a name it would have to resolve), and the task is never
+        replaced (no restart), so the address holds for the server's life."""
+        network = self.network_name or swarm.project_network_name(self._enclave_policy, self.name)
+        for _ in range(300):
+            task = await self.get_task()
+            for attachment in (task or {}).get("NetworksAttachments") or []:
+                if attachment["Network"]["Spec"]["Name"] == network and attachment.get("Addresses"):
+                    return attachment["Addresses"][0].split("/", 1)[0], self.port
+            await asyncio.sleep(0.2)  # the manager allocates it as the task is placed
+        raise web.HTTPError(500, f"the service {self.service_name} got no address on {network} within a minute")
 
 
 def _high_level(api: Any) -> Any:
