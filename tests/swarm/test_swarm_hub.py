@@ -152,7 +152,9 @@ def _task(swarm_cluster: Swarm, user: str, project: str) -> dict:
 def _probe(command: list[str], targets: list[str]) -> dict[str, str]:
     done = subprocess.run([*command, "python", "-c", PROBE, *targets], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    return {line.split()[0]: line.split()[1] for line in done.stdout.splitlines() if line.strip()}
+    # One line per target ("<target> OPEN|CLOSED ..."); an answer's body may add lines.
+    return {words[0]: words[1] for words in map(str.split, done.stdout.splitlines())
+            if len(words) >= 2 and words[0] in targets}
 
 
 def test_swarm_hub_up_swarm_serves_a_researcher_on_the_worker_and_down_swarm_removes_it(
@@ -170,17 +172,17 @@ def test_swarm_hub_up_swarm_serves_a_researcher_on_the_worker_and_down_swarm_rem
 
     # Through the proxy (and the meter behind it): the server's own API, after the hub's
     # OAuth sign-in of the browser; a file read is audited by the meter.
+    # A file written on the manager into the shared store is what the worker's server serves.
+    written = enclave.settings.workspaces_dir / "cardio" / "from-the-manager.txt"
+    written.write_text("written on the manager\n")
+    os.chown(written, 1000, 100)
     landing = ada.http.get("/user/ada/cardio/", follow_redirects=True)
-    assert landing.status_code == 200, (landing.status_code, str(landing.url))
-    listing = ada.http.get("/user/ada/cardio/api/contents/")
-    assert listing.status_code == 200, listing.text[:300]
-    files = [item["path"] for item in listing.json()["content"] if item["type"] in ("file", "notebook")]
-    assert files, listing.json()
-    read = ada.http.get(f"/user/ada/cardio/api/contents/{files[0]}", params={"content": "1"})
-    assert read.status_code == 200 and read.json()["path"] == files[0]
+    read = ada.http.get(f"/user/ada/cardio/api/contents/{written.name}", params={"content": "1"})
+    assert read.status_code == 200, (read.status_code, read.text[:300], landing.status_code, str(landing.url))
+    assert read.json()["content"] == "written on the manager\n"
     with unit_of_work(enclave.settings) as session:
         reads = session.scalars(select(AuditEvent).where(AuditEvent.action == MeterAction.CONTENT_READ)).all()
-        assert any(e.target == "server:ada/cardio" and e.details.get("path", "").endswith(files[0]) for e in reads), \
+        assert any(e.target == "server:ada/cardio" and written.name in e.details.get("path", "") for e in reads), \
             [(e.target, e.details) for e in reads]
 
     # Another project's server, on its own network: ada's server and the proxy are out of
@@ -191,10 +193,11 @@ def test_swarm_hub_up_swarm_serves_a_researcher_on_the_worker_and_down_swarm_rem
     assert swarm_cluster.client.nodes.get(other["NodeID"]).attrs["Description"]["Hostname"] == swarm_cluster.node
     container = other["Status"]["ContainerStatus"]["ContainerID"]
     port = enclave.env["ENCLAVE_HUB_PORT"]
-    seen = _probe(["docker", "exec", swarm_cluster.node, "docker", "exec", container],
-                  [f"{ada_ip}:8888", f"{task['ServiceName']}:8888", f"{enclave.hub}:{port}", f"{enclave.hub}:8081"])
-    assert seen == {f"{ada_ip}:8888": "CLOSED", f"{task['ServiceName']}:8888": "CLOSED",
-                    f"{enclave.hub}:{port}": "CLOSED", f"{enclave.hub}:8081": "OPEN"}, seen
+    # The hub container's other ports: the proxy (public and API), the meter, the consoles.
+    closed = [f"{ada_ip}:8888", f"{task['ServiceName']}:8888",
+              *(f"{enclave.hub}:{p}" for p in (port, 8001, 8002, 10101))]
+    seen = _probe(["docker", "exec", swarm_cluster.node, "docker", "exec", container], [*closed, f"{enclave.hub}:8081"])
+    assert seen == {**{target: "CLOSED" for target in closed}, f"{enclave.hub}:8081": "OPEN"}, seen
     assert _probe(["docker", "exec", enclave.hub], [f"{ada_ip}:8888"]) == {f"{ada_ip}:8888": "OPEN"}
 
     # make down-swarm: the hub, its servers, networks go; the session's worker node stays.
