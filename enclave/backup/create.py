@@ -53,7 +53,8 @@ from rich.progress import Progress
 from enclave.audit import append_event
 from enclave.backup.crypto import seal
 from enclave.backup.snapshot import References, snapshot_database
-from enclave.backup.store import FILE_FIELDS, MANIFEST_FORMAT, Store, file_rows, manifest_files
+from enclave.backup.store import (FILE_FIELDS, MANIFEST_FORMAT, PATH, SHA256, SIZE, STAT, Store,
+                                  manifest_rows)
 from enclave.config import Settings
 from enclave.disclosure.differencing.store import STORE_DIR as DIFFERENCING_STORE_DIR
 from enclave.db.models import User
@@ -260,7 +261,8 @@ class Workspaces:
             workspace.close()
 
 
-Outcome = tuple[dict[str, Any] | None, dict[str, str] | None, int, int]
+# (the file's manifest row or None, a skip note or None, bytes read, bytes written)
+Outcome = tuple[list[Any] | None, dict[str, str] | None, int, int]
 
 
 def racy_ns(st: os.stat_result) -> int:
@@ -269,28 +271,27 @@ def racy_ns(st: os.stat_result) -> int:
     return RACY_FINE_NS if st.st_ctime_ns % 1_000_000_000 else RACY_NS
 
 
-def _unchanged(store: Store, plan: _Plan, previous: dict[str, dict[str, Any]], advance: Any) -> list[Outcome | None]:
+def _unchanged(store: Store, plan: _Plan, previous: dict[str, list[Any]], advance: Any) -> list[Outcome | None]:
     """The outcome of every planned file unchanged since the previous backup (its stat
-    key, from the walk's own lstat, matches and its object is stored); None where the file
-    must be read."""
+    key, from the walk's own lstat, matches and its object is stored: its row is kept as
+    it is); None where the file must be read."""
     outcomes: list[Outcome | None] = [None] * len(plan.files)
-    same: list[tuple[int, dict[str, Any]]] = []
+    same: list[tuple[int, list[Any]]] = []
     for i, (name, _path, st) in enumerate(plan.files):
         old = previous.get(name)
-        if old is not None and old.get("stat") == [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]:
+        if old is not None and old[STAT] == [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]:
             same.append((i, old))
-    stored = store.stored({old["sha256"] for _i, old in same})
+    stored = store.stored({old[SHA256] for _i, old in same})
     for i, old in same:
-        if old["sha256"] in stored:
-            advance(old["size"])
+        if old[SHA256] in stored:
+            advance(old[SIZE])
             outcomes[i] = old, None, 0, 0
     return outcomes
 
 
 def _store_file(store: Store, workspaces: Workspaces, name: str, path: str, st: os.stat_result,
                 advance: Any) -> Outcome:
-    """Read a new or changed file into the store: (manifest entry or None, skip note or
-    None, bytes read, bytes written)."""
+    """Read a new or changed file into the store (see :data:`Outcome`)."""
     try:
         with open_source(workspaces, name, path) as (fd, fst):
             read_at = time.time_ns()
@@ -302,9 +303,9 @@ def _store_file(store: Store, workspaces: Workspaces, name: str, path: str, st: 
         return None, {"path": name, "reason": "gone or replaced by a link when the backup reached it"}, 0, 0
     settled = max(fst.st_mtime_ns, fst.st_ctime_ns) <= read_at - racy_ns(fst) \
         and _stat_key(after) == _stat_key(fst) and stored.size == fst.st_size
-    entry = {"path": name, "sha256": stored.sha256, "size": stored.size, "mode": stat.S_IMODE(fst.st_mode),
-             "mtime_ns": fst.st_mtime_ns, "stat": _stat_key(fst) if settled else None}
-    return entry, None, stored.size, stored.written
+    row = [name, stored.sha256, stored.size, stat.S_IMODE(fst.st_mode), fst.st_mtime_ns,
+           _stat_key(fst) if settled else None]  # FILE_FIELDS
+    return row, None, stored.size, stored.written
 
 
 def open_source(workspaces: Workspaces, name: str, path: str) -> AbstractContextManager[tuple[int, os.stat_result]]:
@@ -387,7 +388,7 @@ def _merge_ledger(store: Store, destroyed: dict[str, dict[str, Any]]) -> dict[st
     return ledger
 
 
-def _store_files(store: Store, settings: Settings, plan: _Plan, previous: dict[str, dict[str, Any]],
+def _store_files(store: Store, settings: Settings, plan: _Plan, previous: dict[str, list[Any]],
                  advance: Any, rehash: bool = False) -> list[Outcome]:
     """Every planned file's outcome, in the plan's order. Unchanged files are settled here
     (their stat key against the previous manifest), unless ``rehash``; the others are read
@@ -420,15 +421,15 @@ def _store_files(store: Store, settings: Settings, plan: _Plan, previous: dict[s
     return [outcome for outcome in outcomes if outcome is not None]
 
 
-def _changed_behind_stat(plan: _Plan, previous: dict[str, dict[str, Any]], entries: list[dict[str, Any]]) -> list[str]:
+def _changed_behind_stat(plan: _Plan, previous: dict[str, list[Any]], rows: list[list[Any]]) -> list[str]:
     """Files read by a rehash run whose bytes differ from the previous backup's although
     their stat key (as the walk saw it) is the one recorded then."""
     seen = {name: st for name, _path, st in plan.files}
     found = []
-    for entry in entries:
-        old, st = previous.get(entry["path"]), seen.get(entry["path"])
-        if old is not None and st is not None and old.get("stat") == _stat_key(st) and old["sha256"] != entry["sha256"]:
-            found.append(entry["path"])
+    for row in rows:
+        old, st = previous.get(row[PATH]), seen.get(row[PATH])
+        if old is not None and st is not None and old[STAT] == _stat_key(st) and old[SHA256] != row[SHA256]:
+            found.append(row[PATH])
     return found
 
 
@@ -470,7 +471,7 @@ def create_backup(settings: Settings, actor: User, dest: Path, *, passphrase: st
     with store.locked(), _collector_paused():
         store.sweep()
         previous = store.read_manifest()["record"] if store.manifest_ids() else None
-        prev_files = {e["path"]: e for e in manifest_files(previous or {})}
+        prev_files = {row[PATH]: row for row in manifest_rows(previous or {})}
         now = dt.datetime.now(dt.UTC)
         result = BackupResult(id=new_backup_id(now))
         snapshot = store.temp_path(".db")
@@ -497,12 +498,12 @@ def create_backup(settings: Settings, actor: User, dest: Path, *, passphrase: st
             sealing = helper.submit(_seal_keys, store, settings, previous, passphrase, recipient)
             outcomes = _store_files(store, settings, plan, prev_files, advance, rehash)
             keys = sealing.result()
-        entries: list[dict[str, Any]] = []
+        entries: list[list[Any]] = []
         for entry, skip, read, written in outcomes:
             if entry is not None:
                 entries.append(entry)
                 result.files += 1
-                result.bytes_total += entry["size"]
+                result.bytes_total += entry[SIZE]
             if skip is not None:
                 result.skipped.append(skip)
             if read:
@@ -522,7 +523,7 @@ def create_backup(settings: Settings, actor: User, dest: Path, *, passphrase: st
             "database": {"sha256": db.sha256, "size": db.size, "format": db_format, "chunks": db.chunks},
             "rehash": rehash, "changed_behind_stat": result.changed_behind_stat,
             "audit_head": {"seq": refs.audit_seq, "hash": refs.audit_hash},
-            "file_fields": list(FILE_FIELDS), "files": file_rows(entries), "dirs": plan.dirs, "keys": keys,
+            "file_fields": list(FILE_FIELDS), "files": entries, "dirs": plan.dirs, "keys": keys,
             "skipped": result.skipped,
             "destroyed": sorted(ledger["projects"]),
         }

@@ -56,6 +56,7 @@ MANIFEST_FORMAT = "enclave-backup/2"
 # Manifests list files as rows of these fields (a third faster to write and to read than
 # one object per file); "enclave-backup/1" manifests list objects with these keys.
 FILE_FIELDS = ("path", "sha256", "size", "mode", "mtime_ns", "stat")
+PATH, SHA256, SIZE, MODE, MTIME_NS, STAT = range(len(FILE_FIELDS))  # a row's fields
 MANIFEST_FORMATS = frozenset({"enclave-backup/1", MANIFEST_FORMAT})
 PACK_FORMAT = "enclave-pack/1"
 MERGED_FORMAT = "enclave-pack-index/1"
@@ -69,6 +70,15 @@ def manifest_files(record: dict[str, Any]) -> list[dict[str, Any]]:
     if record.get("format") == MANIFEST_FORMAT:
         return [dict(zip(FILE_FIELDS, row)) for row in files]
     return list(files)
+
+
+def manifest_rows(record: dict[str, Any]) -> list[list[Any]]:
+    """A manifest's files as rows (:data:`FILE_FIELDS`), whatever its format; a row of
+    another shape (a damaged manifest) is left out, so its file is read again."""
+    if record.get("format") == MANIFEST_FORMAT:
+        width = len(FILE_FIELDS)
+        return [row for row in record.get("files", []) if isinstance(row, list) and len(row) == width]
+    return [list(row) for row in file_rows(record.get("files", []))]
 
 
 def file_rows(entries: list[dict[str, Any]]) -> list[Any]:
