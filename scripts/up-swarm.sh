@@ -16,6 +16,8 @@
 #   ENCLAVE_HUB_CONTAINER   the hub's container, and its bridge network (default enclave-swarm-hub)
 #   ENCLAVE_NOTEBOOK_IMAGE  the workspace image (default enclave-notebook:latest)
 #   ENCLAVE_HUB_IMAGE       the hub's image (default enclave-hub:latest, built by images/hub/build.sh)
+#   ENCLAVE_HUB_IMAGE_AS_IS=1  run ENCLAVE_HUB_IMAGE as it is, without building it (an image
+#                           built elsewhere; a check that a second run changes nothing)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -46,8 +48,12 @@ die() { echo "[up-swarm] $*" >&2; exit 1; }
 docker image inspect "$NB_IMAGE" >/dev/null 2>&1 || die "the notebook image $NB_IMAGE is missing: run scripts/build-images.sh"
 mkdir -p "$HOME_DIR" "$STATE"
 
-say "the hub's image"
-(exec 9>"$ROOT/build/.images.lock"; flock 9; ENCLAVE_HUB_IMAGE="$HUB_IMAGE" "$ROOT/images/hub/build.sh")
+if [[ "${ENCLAVE_HUB_IMAGE_AS_IS:-0}" == 1 ]]; then
+    docker image inspect "$HUB_IMAGE" >/dev/null 2>&1 || die "the hub image $HUB_IMAGE is missing: build it with images/hub/build.sh"
+else
+    say "the hub's image"
+    (exec 9>"$ROOT/build/.images.lock"; flock 9; ENCLAVE_HUB_IMAGE="$HUB_IMAGE" "$ROOT/images/hub/build.sh")
+fi
 
 say "the two-node swarm (worker $NODE)"
 if ! docker inspect "$NODE" >/dev/null 2>&1; then

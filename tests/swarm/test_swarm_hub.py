@@ -1,8 +1,9 @@
 """`make up-swarm` on the real two-node swarm: the enclave's hub in its container on the
 manager, a researcher signed in through the real hub and proxy (password + one-time code),
 their project's server a service on the worker, answering through the proxy and the egress
-meter; another project's server cannot reach it, nor the proxy; `make down-swarm` removes
-what up-swarm made. The session's worker node is reused (up-swarm leaves a node it did not
+meter, and a job of theirs run by the hub's job worker on the worker too; up-swarm again
+changes nothing; another project's server cannot reach the first, nor the proxy;
+`make down-swarm` removes what up-swarm made. The session's worker node is reused (up-swarm leaves a node it did not
 make), with this module's own state folder below the shared store, ports and database."""
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ from sqlalchemy import create_engine, select, text
 
 from enclave.clock import utcnow
 from enclave.config import Settings
-from enclave.db.models import AuditEvent
+from enclave.db.models import AuditEvent, JobRun
 from enclave.db.session import engine_for, unit_of_work
 from enclave.hub import swarm
 from enclave.hub.access import ServerAction
 from enclave.hub.signin import unused_totp
 from enclave.hub.spawner import PROJECT_LABEL, USER_LABEL
+from enclave.jobs import service as jobs
+from enclave.jobs.states import FINAL, JobStatus
 from enclave.meter.service import MeterAction
 from enclave.users import get_user
 from tests.conftest import PG_ADMIN_URL
@@ -149,6 +152,19 @@ def _task(swarm_cluster: Swarm, user: str, project: str) -> dict:
     return running[0] | {"ServiceName": services[0].name}
 
 
+def _submit_job(settings: Settings, user: str, project: str) -> int:
+    """Queue a one-cell notebook of ``project``'s workspace as ``user``; its run id."""
+    notebook = {"cells": [{"cell_type": "code", "source": "print(6 * 7)", "metadata": {}, "outputs": [],
+                           "execution_count": None, "id": "c0"}],
+                "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+                "nbformat": 4, "nbformat_minor": 5}
+    path = settings.workspaces_dir / project / "swarm-job.ipynb"
+    path.write_text(json.dumps(notebook))
+    os.chown(path, 1000, 100)
+    with unit_of_work(settings) as session:
+        return jobs.submit_job(session, get_user(session, user), settings, project, path.name, {}).id
+
+
 def _probe(command: list[str], targets: list[str]) -> dict[str, str]:
     done = subprocess.run([*command, "python", "-c", PROBE, *targets], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -184,6 +200,27 @@ def test_swarm_hub_up_swarm_serves_a_researcher_on_the_worker_and_down_swarm_rem
         reads = session.scalars(select(AuditEvent).where(AuditEvent.action == MeterAction.CONTENT_READ)).all()
         assert any(e.target == "server:ada/cardio" and written.name in e.details.get("path", "") for e in reads), \
             [(e.target, e.details) for e in reads]
+
+    # A batch job of the project: the hub's job worker runs it as a service on the worker.
+    run_id = _submit_job(enclave.settings, "ada", "cardio")
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        with unit_of_work(enclave.settings) as session:
+            run = session.get(JobRun, run_id)
+            status, error = run.status, run.error
+        if status in FINAL:
+            break
+        time.sleep(2)
+    log = jobs.log_path(enclave.settings, run_id).read_text()
+    assert status is JobStatus.SUCCEEDED, (status, error, log[-2000:])
+    assert f"ran on node {swarm_cluster.node}" in log, log[-2000:]
+
+    # up-swarm again changes nothing: the same hub, the server still up. (The hub image as it
+    # is: in a working tree that others edit meanwhile, its inputs may have changed.)
+    again = _script("up-swarm.sh", enclave.env | {"ENCLAVE_HUB_IMAGE_AS_IS": "1"})
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "already running" in again.stderr, again.stderr[-3000:]
+    assert _task(swarm_cluster, "ada", "cardio")["ID"] == task["ID"]
 
     # Another project's server, on its own network: ada's server and the proxy are out of
     # its reach; the hub's API (which it needs) is not, and the hub reaches ada's server.
