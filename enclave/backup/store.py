@@ -471,26 +471,6 @@ class Store:
                     writer.cut(start)
         return Chunked(whole.hexdigest(), sum(size for _sha, size in chunks), chunks, written)
 
-    def put_temp(self, tmp: Path) -> Stored:
-        """Store a file this run wrote in ``tmp/`` by naming it (no copy)."""
-        fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW)
-        try:
-            with os.fdopen(os.dup(fd), "rb") as fh:
-                digest = hashlib.file_digest(fh, "sha256")
-            size = os.fstat(fd).st_size
-            os.fchmod(fd, 0o400)
-        finally:
-            os.close(fd)
-        sha = digest.hexdigest()
-        return Stored(sha, size, size if self._stage(tmp, sha) else 0)
-
-    def put_path(self, path: Path) -> Stored:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        try:
-            return self.put_fd(fd)
-        finally:
-            os.close(fd)
-
     def put_bytes(self, data: bytes) -> Stored:
         sha = hashlib.sha256(data).hexdigest()
         if self.has(sha):
