@@ -222,6 +222,29 @@ def test_swarm_registry_refuses_an_image_not_pushed_or_not_as_here(
     assert swarm.check_image(client, name, "") == unpushed
 
 
+def registry_script(action: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(REPO / "scripts" / "registry.sh"), action], capture_output=True, text=True)
+
+
+def test_swarm_registry_that_does_not_answer_refuses_rather_than_the_id(swarm_cluster: Swarm, registry: str):
+    client = swarm_cluster.client
+    pinned = swarm.check_image(client, swarm_cluster.image)
+    ca = (Path("/etc/docker/certs.d") / registry / "ca.crt").read_bytes()
+    assert registry_script("down").returncode == 0
+    try:
+        with pytest.raises(Conflict) as err:
+            swarm.check_image(client, swarm_cluster.image)
+        assert f"the registry {registry} did not answer" in str(err.value) and "\n" not in str(err.value)
+    finally:
+        up = registry_script("up")
+    # `up` again: the same address, the same CA, the same storage (what was pushed is there).
+    assert up.returncode == 0 and up.stdout.strip() == registry, up.stderr
+    assert (Path("/etc/docker/certs.d") / registry / "ca.crt").read_bytes() == ca
+    assert swarm.check_image(client, swarm_cluster.image) == pinned
+    again = registry_script("up")
+    assert again.returncode == 0 and "starting" not in again.stderr  # idempotent: it was running
+
+
 def _job_enclave(swarm_cluster: Swarm, marker: str, pg_url: str, monkeypatch: pytest.MonkeyPatch,
                  image: str) -> tuple[Settings, SwarmRunner]:
     home = swarm_cluster.shared / f"home-{uuid.uuid4().hex[:6]}"
