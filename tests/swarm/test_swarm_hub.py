@@ -43,6 +43,22 @@ from .conftest import PREFIX, PROBE, Swarm
 REPO = Path(__file__).resolve().parents[2]
 
 
+SANDBOX_CHECK = """
+import os
+# The server's process tree (PID 1 and below; an exec'd process does not descend from the
+# entrypoint that sets no-new-privileges); the mounts are the container's either way.
+status = dict(line.split(":", 1) for line in open("/proc/1/status") if ":" in line)
+def refused(folder):
+    try:
+        open(os.path.join(folder, ".probe"), "w").close()
+    except OSError as exc:
+        return exc.errno
+    return "written"
+print(f"uid={status['Uid'].split()[0]}", f"CapEff={status['CapEff'].strip()}", f"NoNewPrivs={status['NoNewPrivs'].strip()}",
+      f"root={refused('/')}", f"data={refused('/data')}")
+"""
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -185,6 +201,11 @@ def test_swarm_hub_up_swarm_serves_a_researcher_on_the_worker_and_down_swarm_rem
     assert node == swarm_cluster.node  # on the worker, never the manager
     assert [n["Network"]["Spec"]["Name"] for n in task["NetworksAttachments"]] == [f"{enclave.network}-cardio"]
     ada_ip = task["NetworksAttachments"][0]["Addresses"][0].split("/")[0]
+    # The sandbox as the hub made it there: not root, no capabilities, no new privileges,
+    # the system and the data read-only.
+    seen = swarm_cluster.node_docker("exec", task["Status"]["ContainerStatus"]["ContainerID"], "python", "-c",
+                                     SANDBOX_CHECK).split()
+    assert seen == ["uid=1000", "CapEff=0000000000000000", "NoNewPrivs=1", "root=30", "data=30"], seen
 
     # Through the proxy (and the meter behind it): the server's own API, after the hub's
     # OAuth sign-in of the browser; a file read is audited by the meter.
