@@ -4,6 +4,8 @@ host sentinels, and the probe a container runs to try connections."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import threading
 import time
@@ -15,6 +17,19 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def write_notebook(path: Path, cells: list[str] | tuple[str, ...], *, owner: tuple[int, int] | None = (1000, 100)) -> Path:
+    """A notebook of code cells at ``path``, owned by the containers' user (jovyan:users)
+    unless ``owner`` says otherwise; returns ``path``."""
+    nb = {"cells": [{"cell_type": "code", "source": c, "metadata": {}, "outputs": [], "execution_count": None,
+                     "id": f"c{i}"} for i, c in enumerate(cells)],
+          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+          "nbformat": 4, "nbformat_minor": 5}
+    path.write_text(json.dumps(nb))
+    if owner is not None:
+        os.chown(path, *owner)
+    return path
 
 
 def engine_client():

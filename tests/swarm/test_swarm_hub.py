@@ -37,6 +37,7 @@ from enclave.jobs.states import FINAL, JobStatus
 from enclave.meter.service import MeterAction
 from enclave.users import get_user
 from tests.conftest import PG_ADMIN_URL
+from tests.engine_support import write_notebook
 
 from .conftest import PREFIX, PROBE, Swarm
 
@@ -170,13 +171,7 @@ def _task(swarm_cluster: Swarm, user: str, project: str) -> dict:
 
 def _submit_job(settings: Settings, user: str, project: str) -> int:
     """Queue a one-cell notebook of ``project``'s workspace as ``user``; its run id."""
-    notebook = {"cells": [{"cell_type": "code", "source": "print(6 * 7)", "metadata": {}, "outputs": [],
-                           "execution_count": None, "id": "c0"}],
-                "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-                "nbformat": 4, "nbformat_minor": 5}
-    path = settings.workspaces_dir / project / "swarm-job.ipynb"
-    path.write_text(json.dumps(notebook))
-    os.chown(path, 1000, 100)
+    path = write_notebook(settings.workspaces_dir / project / "swarm-job.ipynb", ["print(6 * 7)"])
     with unit_of_work(settings) as session:
         return jobs.submit_job(session, get_user(session, user), settings, project, path.name, {}).id
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import threading
-import uuid
 import subprocess
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from sqlalchemy import select
 from enclave.config import Settings
 from enclave.audit import verify_chain
 from enclave.db.models import AuditEvent, JobRun
-from enclave.db.session import unit_of_work, upgrade
+from enclave.db.session import unit_of_work
 from enclave.demo.synthetic import generate
 from enclave.hub import swarm
 from enclave.hub.access import prepare_workspace
@@ -28,9 +27,9 @@ from enclave.jobs.states import JobStatus
 from enclave.jobs.swarm_runner import SwarmRunner
 from enclave.sandbox import ContainerPolicy
 from enclave.users import get_user
-from tests.conftest import REPO, Factory
+from tests.engine_support import write_notebook
 
-from .conftest import PREFIX, Swarm
+from .conftest import PREFIX, Swarm, enclave_on_swarm
 
 NOTEBOOK_CELLS = [
     "import os, socket, json, polars as pl\n"
@@ -44,31 +43,22 @@ NOTEBOOK_CELLS = [
 ]
 
 
-def _jobs_enclave(swarm_cluster: Swarm, marker: str, pg_url: str, monkeypatch: pytest.MonkeyPatch,
+def _jobs_enclave(swarm_cluster: Swarm, marker: str, pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                   **policy: object) -> tuple[Settings, list[SwarmRunner]]:
     """An enclave whose home is on the shared store and whose database is PostgreSQL, with
     an active project, a view, and two swarm job workers under ``policy``."""
-    home = swarm_cluster.shared / f"home-{uuid.uuid4().hex[:6]}"
-    home.mkdir()
-    (home / swarm.MARKER_NAME).write_text(marker + "\n")  # the same store: the same marker
-    monkeypatch.setenv("ENCLAVE_HOME", str(home))
-    monkeypatch.setenv("ENCLAVE_DB_URL", pg_url)
-    monkeypatch.setenv("ENCLAVE_POLICIES", str(REPO / "policies"))
-    settings = Settings.from_env()
-    upgrade(settings)
-    with unit_of_work(settings) as session:
-        Factory(session, settings).project("cohort", "alice", "active")
+    settings, network = enclave_on_swarm(swarm_cluster, marker, pg_url, tmp_path, monkeypatch, {"cohort": "alice"})
     root = prepare_workspace(settings, "cohort")
     notebooks = root / "notebooks"
     notebooks.mkdir()
     os.chown(notebooks, 1000, 100)
-    _notebook(notebooks / "probe.ipynb", NOTEBOOK_CELLS)
+    write_notebook(notebooks / "probe.ipynb", NOTEBOOK_CELLS)
     view = settings.views_dir / "cohort" / "demo-v1"
     view.mkdir(parents=True)
     for name, frame in generate(120, 3).tables.items():
         frame.write_parquet(view / f"{name}.parquet")
     policy = ContainerPolicy(**{"engine": "swarm", "image": swarm_cluster.image,
-                                "network": f"{PREFIX}{uuid.uuid4().hex[:6]}", "mem_limit": "1g", "cpu_limit": 1.0,
+                                "network": network, "mem_limit": "1g", "cpu_limit": 1.0,
                                 "job_mem_limit": "1g", "job_max_concurrent": 2, **policy})
     runners = []
     for n in range(2):
@@ -78,18 +68,9 @@ def _jobs_enclave(swarm_cluster: Swarm, marker: str, pg_url: str, monkeypatch: p
     return settings, runners
 
 
-def _notebook(path: Path, cells: list[str]) -> None:
-    nb = {"cells": [{"cell_type": "code", "source": c, "metadata": {}, "outputs": [], "execution_count": None,
-                     "id": f"c{i}"} for i, c in enumerate(cells)],
-          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-          "nbformat": 4, "nbformat_minor": 5}
-    path.write_text(json.dumps(nb))
-    os.chown(path, 1000, 100)
-
-
 @pytest.fixture
-def swarm_jobs(swarm_cluster: Swarm, marker: str, pg_url: str, monkeypatch: pytest.MonkeyPatch):
-    return _jobs_enclave(swarm_cluster, marker, pg_url, monkeypatch)
+def swarm_jobs(swarm_cluster: Swarm, marker: str, pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    return _jobs_enclave(swarm_cluster, marker, pg_url, tmp_path, monkeypatch)
 
 
 def _submit(settings: Settings, count: int, notebook: str = "notebooks/probe.ipynb") -> list[int]:
@@ -167,10 +148,10 @@ def _wait_node(swarm_cluster: Swarm, state: str, timeout: float = 300) -> None:
 
 
 def test_swarm_jobs_lost_with_their_node_are_queued_again_and_complete_once_it_is_back(
-        swarm_cluster: Swarm, marker: str, pg_url: str, monkeypatch: pytest.MonkeyPatch):
-    settings, runners = _jobs_enclave(swarm_cluster, marker, pg_url, monkeypatch, job_max_concurrent=1,
+        swarm_cluster: Swarm, marker: str, pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    settings, runners = _jobs_enclave(swarm_cluster, marker, pg_url, tmp_path, monkeypatch, job_max_concurrent=1,
                                       job_lost_node="retry", job_lost_node_retries=2)
-    _notebook(settings.workspaces_dir / "cohort" / "notebooks" / "lost.ipynb", LOST_CELLS)
+    write_notebook(settings.workspaces_dir / "cohort" / "notebooks" / "lost.ipynb", LOST_CELLS)
     lost = _submit(settings, 1, "notebooks/lost.ipynb")[0]
     other = _submit(settings, 1)[0]
     done: dict[int, list[int]] = {}

@@ -24,7 +24,7 @@ from sqlalchemy import select
 
 from enclave.config import Settings
 from enclave.db.models import AuditEvent, JobRun
-from enclave.db.session import unit_of_work, upgrade
+from enclave.db.session import unit_of_work
 from enclave.errors import Conflict
 from enclave.hub import swarm
 from enclave.hub.access import prepare_workspace
@@ -33,9 +33,10 @@ from enclave.jobs.states import JobStatus
 from enclave.jobs.swarm_runner import SwarmRunner
 from enclave.sandbox import ContainerPolicy
 from enclave.users import get_user
-from tests.conftest import REPO, Factory
+from tests.conftest import REPO
+from tests.engine_support import write_notebook
 
-from .conftest import PREFIX, PROBE, Services, Swarm
+from .conftest import PREFIX, PROBE, Services, Swarm, enclave_on_swarm
 
 SLEEP = ["python", "-c", "import os, time; print('pin=' + os.environ.get('ENCLAVE_PIN', '-'), flush=True);"
          " time.sleep(900)"]
@@ -245,30 +246,16 @@ def test_swarm_registry_that_does_not_answer_refuses_rather_than_the_id(swarm_cl
     assert again.returncode == 0 and "starting" not in again.stderr  # idempotent: it was running
 
 
-def _job_enclave(swarm_cluster: Swarm, marker: str, pg_url: str, monkeypatch: pytest.MonkeyPatch,
+def _job_enclave(swarm_cluster: Swarm, marker: str, pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                  image: str) -> tuple[Settings, SwarmRunner]:
-    home = swarm_cluster.shared / f"home-{uuid.uuid4().hex[:6]}"
-    home.mkdir()
-    (home / swarm.MARKER_NAME).write_text(marker + "\n")
-    monkeypatch.setenv("ENCLAVE_HOME", str(home))
-    monkeypatch.setenv("ENCLAVE_DB_URL", pg_url)
-    monkeypatch.setenv("ENCLAVE_POLICIES", str(REPO / "policies"))
-    settings = Settings.from_env()
-    upgrade(settings)
-    with unit_of_work(settings) as session:
-        Factory(session, settings).project("cohort", "alice", "active")
+    settings, network = enclave_on_swarm(swarm_cluster, marker, pg_url, tmp_path, monkeypatch, {"cohort": "alice"})
     notebooks = prepare_workspace(settings, "cohort") / "notebooks"
     notebooks.mkdir()
     cells = ["import json, os\njson.dump({'pin': os.environ.get('ENCLAVE_PIN', '-')},"
              " open(os.environ['ENCLAVE_JOB_OUTPUT'] + '/pin.json', 'w'))\n"]
-    notebook = {"cells": [{"cell_type": "code", "source": c, "metadata": {}, "outputs": [], "execution_count": None,
-                           "id": f"c{i}"} for i, c in enumerate(cells)],
-                "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-                "nbformat": 4, "nbformat_minor": 5}
-    (notebooks / "pin.ipynb").write_text(json.dumps(notebook))
-    for path in (notebooks, notebooks / "pin.ipynb"):
-        os.chown(path, 1000, 100)
-    policy = ContainerPolicy(engine="swarm", image=image, network=f"{PREFIX}{uuid.uuid4().hex[:6]}", mem_limit="1g",
+    os.chown(notebooks, 1000, 100)
+    write_notebook(notebooks / "pin.ipynb", cells)
+    policy = ContainerPolicy(engine="swarm", image=image, network=network, mem_limit="1g",
                              cpu_limit=1.0, job_mem_limit="1g")
     runner = SwarmRunner(settings, policy, swarm_cluster.client, container_prefix=f"{PREFIX}regjob-")
     runner.views = lambda _session, _project: []
@@ -287,12 +274,12 @@ def _run_one(settings: Settings, runner: SwarmRunner) -> JobRun:
 
 
 def test_swarm_registry_job_records_the_digest_it_ran(
-        swarm_cluster: Swarm, marker: str, registry: str, variants: Variants, pg_url: str,
+        swarm_cluster: Swarm, marker: str, registry: str, variants: Variants, pg_url: str, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch):
     name = f"{PREFIX}pin:{uuid.uuid4().hex[:8]}"
     variants.build(name, "job")
     pinned = push(name)
-    settings, runner = _job_enclave(swarm_cluster, marker, pg_url, monkeypatch, name)
+    settings, runner = _job_enclave(swarm_cluster, marker, pg_url, tmp_path, monkeypatch, name)
     run = _run_one(settings, runner)
     assert run.status is JobStatus.SUCCEEDED, run.error
     # The provenance names the image by the digest every node pulled, and it ran on the worker.

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import threading
 import time
@@ -27,6 +26,7 @@ from enclave.jobs import service as jobs
 from enclave.jobs.states import JobStatus
 from enclave.jobs.swarm_runner import SwarmRunner
 from enclave.users import get_user
+from tests.engine_support import write_notebook
 
 from .conftest import PREFIX, Swarm, enclave_on_swarm, remove_server, server_spawner, spawn
 
@@ -42,12 +42,7 @@ def spawner(swarm_cluster: Swarm, marker: str, pg_url: str, tmp_path, monkeypatc
 def _start_job(settings: Settings, swarm_cluster: Swarm) -> tuple[int, threading.Thread]:
     """A job of project alpha that runs for minutes, executing on a worker thread."""
     root = prepare_workspace(settings, "alpha")
-    nb = {"cells": [{"cell_type": "code", "source": "import time; time.sleep(600)", "metadata": {}, "outputs": [],
-                     "execution_count": None, "id": "c0"}],
-          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-          "nbformat": 4, "nbformat_minor": 5}
-    (root / "wait.ipynb").write_text(json.dumps(nb))
-    os.chown(root / "wait.ipynb", 1000, 100)
+    write_notebook(root / "wait.ipynb", ["import time; time.sleep(600)"])
     with unit_of_work(settings) as session:
         run_id = jobs.submit_job(session, get_user(session, "alice"), settings, "alpha", "wait.ipynb", {}).id
     runner = SwarmRunner.from_settings(settings)

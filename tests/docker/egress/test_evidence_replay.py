@@ -24,11 +24,10 @@ import pytest
 
 from enclave.catalog import service as catalog
 from enclave.clock import today
-from enclave.db.models import EgressFile, EgressRequest
+from enclave.db.models import EgressFile
 from enclave.db.session import unit_of_work
 from enclave.demo.synthetic import generate, write_csv
 from enclave.disclosure.evidence import sidecar_path
-from enclave.egress import service as egress
 from enclave.egress.policy import EgressEnv, EvidencePolicy
 from enclave.egress.quarantine import outbox_dir
 from enclave.egress.replay import Replayer, ReplayFailed, view_identity
@@ -38,6 +37,7 @@ from enclave.sandbox import ContainerPolicy
 from enclave.users import get_user
 
 from ..conftest import PREFIX, probe_command, start_host_server
+from .submitting import submit_tables
 
 SLUG = "cardio"
 
@@ -71,18 +71,7 @@ class Enclave:
         return path
 
     def submit(self, *relpaths: str, env: EgressEnv | None = None) -> dict[str, EgressFile]:
-        env = env or self.env()
-        with unit_of_work(self.settings) as s:
-            alice = get_user(s, "alice")
-            request = egress.create_request(s, alice, env, SLUG, "tables")
-            egress.add_files(s, alice, env, request.id, list(relpaths), "tables", context="cohort tables",
-                             controls="suppression by enclave.safe")
-            request_id = request.id
-        with unit_of_work(self.settings) as s:
-            egress.submit_request(s, get_user(s, "alice"), env, request_id, exception="checked by hand if need be")
-        with unit_of_work(self.settings) as s:
-            request = s.get(EgressRequest, request_id)
-            return {f.relpath: _detached(f) for f in request.files}
+        return {f.relpath: f for f in submit_tables(self.settings, env or self.env(), SLUG, list(relpaths))}
 
     def leftovers(self) -> list:
         return self.client.containers.list(all=True, filters={"name": self.prefix})
@@ -92,10 +81,6 @@ def _project(session):
     from enclave.projects.service import get_project
 
     return get_project(session, SLUG)
-
-
-def _detached(file: EgressFile) -> EgressFile:
-    return EgressFile(relpath=file.relpath, check_status=file.check_status, check_json=dict(file.check_json or {}))
 
 
 @pytest.fixture

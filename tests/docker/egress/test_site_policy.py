@@ -25,12 +25,11 @@ import pytest
 
 from enclave.catalog import service as catalog
 from enclave.clock import today
-from enclave.db.models import EgressFile, EgressRequest
+from enclave.db.models import EgressFile
 from enclave.db.session import unit_of_work
 from enclave.demo.synthetic import generate, write_csv
 from enclave.disclosure import load_disclosure_policy
 from enclave.disclosure.evidence import sidecar_path
-from enclave.egress import service as egress
 from enclave.egress.policy import EgressEnv, EvidencePolicy
 from enclave.egress.quarantine import outbox_dir
 from enclave.egress.replay import Replayer
@@ -40,8 +39,10 @@ from enclave.jobs.runner import Runner
 from enclave.jobs.states import JobStatus
 from enclave.sandbox import ContainerPolicy
 from enclave.users import get_user
+from tests.engine_support import write_notebook
 
 from ..conftest import PREFIX
+from .submitting import submit_tables
 
 REPO = Path(__file__).resolve().parents[3]
 SLUG = "cardio"
@@ -122,13 +123,8 @@ class Site:
         workspace = prepare_workspace(self.settings, SLUG)
         notebooks = workspace / "notebooks"
         notebooks.mkdir(exist_ok=True)
-        nb = {"cells": [{"cell_type": "code", "source": c, "metadata": {}, "outputs": [], "execution_count": None,
-                         "id": f"c{i}"} for i, c in enumerate(NOTEBOOK_CELLS)],
-              "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-              "nbformat": 4, "nbformat_minor": 5}
-        (notebooks / "site.ipynb").write_text(json.dumps(nb))
-        for path in (notebooks, notebooks / "site.ipynb"):
-            os.chown(path, 1000, 100)
+        os.chown(notebooks, 1000, 100)
+        write_notebook(notebooks / "site.ipynb", NOTEBOOK_CELLS)
         with unit_of_work(self.settings) as s:
             run_id = jobs.submit_job(s, get_user(s, "alice"), self.settings, SLUG, "notebooks/site.ipynb", {}).id
         policy = ContainerPolicy(image=self.image, mem_limit="1g", cpu_limit=1.0, job_mem_limit="1g")
@@ -140,20 +136,8 @@ class Site:
         return self.settings.workspaces_dir / SLUG / jobs.OUTPUTS_RELDIR / str(run_id)
 
     def submit(self, *relpaths: str) -> dict[str, EgressFile]:
-        env = self.env()
-        with unit_of_work(self.settings) as s:
-            alice = get_user(s, "alice")
-            request = egress.create_request(s, alice, env, SLUG, "tables")
-            egress.add_files(s, alice, env, request.id, list(relpaths), "tables", context="cohort tables",
-                             controls="suppression by enclave.safe")
-            request_id = request.id
-        with unit_of_work(self.settings) as s:
-            egress.submit_request(s, get_user(s, "alice"), env, request_id, exception="checked by hand if need be")
-        with unit_of_work(self.settings) as s:
-            request = s.get(EgressRequest, request_id)
-            return {f.relpath.rsplit("/", 1)[-1]: EgressFile(relpath=f.relpath, check_status=f.check_status,
-                                                             check_json=dict(f.check_json or {}))
-                    for f in request.files}
+        files = submit_tables(self.settings, self.env(), SLUG, list(relpaths))
+        return {f.relpath.rsplit("/", 1)[-1]: f for f in files}
 
     def leftovers(self) -> list:
         return self.client.containers.list(all=True, filters={"name": self.prefix})

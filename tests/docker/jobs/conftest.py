@@ -3,7 +3,6 @@ workspace holding the repository's notebooks, and a runner on the real engine.""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import uuid
@@ -22,6 +21,7 @@ from enclave.jobs import service
 from enclave.jobs.runner import JobView, Runner
 from enclave.sandbox import ContainerPolicy
 from enclave.users import get_user
+from tests.engine_support import write_notebook
 
 REPO = Path(__file__).resolve().parents[3]
 DATASET = "demo"
@@ -52,12 +52,7 @@ class JobEnv:
 
     def write_notebook(self, slug: str, name: str, *cells: str) -> str:
         """A notebook of code cells in the workspace; returns its workspace path."""
-        nb = {"cells": [{"cell_type": "code", "source": c, "metadata": {}, "outputs": [], "execution_count": None,
-                         "id": f"c{i}"} for i, c in enumerate(cells)],
-              "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-              "nbformat": 4, "nbformat_minor": 5}
-        path = self.workspace(slug) / "notebooks" / name
-        path.write_text(json.dumps(nb))
+        write_notebook(self.workspace(slug) / "notebooks" / name, cells, owner=None)
         return f"notebooks/{name}"
 
     def submit(self, user: str, slug: str, notebook: str, **params) -> int:
