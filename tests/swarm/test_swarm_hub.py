@@ -2,8 +2,8 @@
 manager, a researcher signed in through the real hub and proxy (password + one-time code),
 their project's server a service on the worker, answering through the proxy and the egress
 meter, and a job of theirs run by the hub's job worker on the worker too; up-swarm again
-changes nothing; another project's server cannot reach the first, nor the proxy;
-`make down-swarm` removes what up-swarm made. The session's worker node is reused (up-swarm leaves a node it did not
+changes nothing; another project's server cannot reach the first, nor the proxy; when the
+worker stops, the hub ends its servers as stopped and keeps serving; `make down-swarm` removes what up-swarm made. The session's worker node is reused (up-swarm leaves a node it did not
 make), with this module's own state folder below the shared store, ports and database."""
 
 from __future__ import annotations
@@ -252,6 +252,33 @@ def test_swarm_hub_up_swarm_serves_a_researcher_on_the_worker_and_down_swarm_rem
     seen = _probe(["docker", "exec", swarm_cluster.node, "docker", "exec", container], [*closed, f"{enclave.hub}:8081"])
     assert seen == {**{target: "CLOSED" for target in closed}, f"{enclave.hub}:8081": "OPEN"}, seen
     assert _probe(["docker", "exec", enclave.hub], [f"{ada_ip}:8888"]) == {f"{ada_ip}:8888": "OPEN"}
+
+    # The worker goes away (its machine stops): the hub, by its own polling, ends both
+    # servers as stopped (audited by the hub) and keeps serving its API and consoles.
+    subprocess.run(["docker", "stop", "-t", "1", swarm_cluster.node], check=True, capture_output=True)
+    try:
+        deadline = time.monotonic() + 600
+        left: dict = {}
+        while time.monotonic() < deadline:
+            left = {who.name: who.api("GET", f"users/{who.name}").json().get("servers", {}) for who in (ada, grace)}
+            if not left["ada"] and not left["grace"]:
+                break
+            time.sleep(2)
+        assert not left["ada"] and not left["grace"], f"servers still listed with their node gone: {left}"
+        assert ada.api("GET", "").status_code == 200
+        consoles = ada.http.get("/services/enclave/", follow_redirects=True)
+        assert consoles.status_code == 200, (consoles.status_code, str(consoles.url))
+        with unit_of_work(enclave.settings) as session:
+            ended = session.scalars(select(AuditEvent).where(AuditEvent.action == ServerAction.STOP)).all()
+            assert {e.target for e in ended if e.details.get("by") == "hub"} >= {"server:ada/cardio",
+                                                                                "server:grace/diabetes"}, \
+                [(e.target, e.details) for e in ended]
+    finally:
+        subprocess.run(["docker", "start", swarm_cluster.node], check=True, capture_output=True)
+        deadline = time.monotonic() + 300
+        while swarm_cluster.node_state() != "ready" and time.monotonic() < deadline:
+            time.sleep(1)
+    assert swarm_cluster.node_state() == "ready"
 
     # make down-swarm: the hub, its servers, networks go; the session's worker node stays.
     down = _script("down-swarm.sh", enclave.env)
