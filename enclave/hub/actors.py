@@ -51,6 +51,11 @@ def remember(handler: Any) -> None:
         _current.set(found)
 
 
+def act_for(requester: Requester) -> None:
+    """The rest of this task acts for ``requester`` (a stop the hub decides on its own)."""
+    _current.set(requester)
+
+
 def current() -> Requester | None:
     """The requester :func:`remember` kept in this task, if any."""
     return _current.get()

@@ -54,6 +54,8 @@ class EnclaveSpawner(DockerSpawner):
     engine = ContainerEngine.DOCKER
     # Settings that would bypass enclave.sandbox; a start is refused while any is set.
     sandbox_only_traits: tuple[str, ...] = ("volumes", "extra_host_config", "extra_create_kwargs")
+    # Why the server ends, when the enclave (not a person) ends it; recorded with its stop.
+    _enclave_stop_reason: str | None = None
 
     enclave_home = Unicode(
         "",
@@ -273,9 +275,13 @@ class EnclaveSpawner(DockerSpawner):
             await asyncio.to_thread(self._audit_stop, requester)
 
     def _audit_stop(self, requester: actors.Requester) -> None:
+        details = {"by": requester.kind}
+        if self._enclave_stop_reason:
+            details["reason"] = self._enclave_stop_reason
+            self._enclave_stop_reason = None
         with unit_of_work(self.enclave_settings()) as session:
             append_event(session, requester.name, ServerAction.STOP, project=self.name[:40] or None,
-                         target=f"server:{self.user.name}/{self.name}", details={"by": requester.kind})
+                         target=f"server:{self.user.name}/{self.name}", details=details)
 
 
 async def wait_until_listening(

@@ -91,7 +91,8 @@ def test_swarm_server_and_job_on_the_worker_end_when_the_node_goes(
                 await asyncio.sleep(1)
                 status = await spawner.poll()
             assert status is not None, "the server still counted as running with its node gone"
-            await spawner.stop()  # what the hub does with a server whose poll says it ended
+            # The hub only forgets a server whose poll says it ended: the poll itself ended it.
+            assert not spawner.object_id
             await asyncio.to_thread(job.join, 300)  # the job worker sees its run's node gone
             assert not job.is_alive(), "the job worker still waits for a run on a lost node"
         finally:
@@ -110,7 +111,7 @@ def test_swarm_server_and_job_on_the_worker_end_when_the_node_goes(
     # EnclaveSpawner's own audit, on start and on the stop after the node was lost.
     assert [(a, t) for a, t, _ in _events(settings, ServerAction.SPAWN)] == [("alice", "server:alice/alpha")]
     stops = _events(settings, ServerAction.STOP)
-    assert [(t, d.get("by")) for _, t, d in stops] == [("server:alice/alpha", "hub")]
+    assert [(t, d.get("by"), d.get("reason")) for _, t, d in stops] == [("server:alice/alpha", "hub", seen["status"])]
     assert not swarm_cluster.client.services.list(filters={"name": spawner.service_name})
     # The job that ran there failed, saying why (the shipped policy: job_lost_node: fail),
     # and was not queued again; nothing of it is left in the database as running.
@@ -145,9 +146,7 @@ def test_swarm_server_on_a_removed_node_ends_as_stopped_and_servers_start_again(
             while status is None and time.monotonic() < deadline:
                 await asyncio.sleep(1)
                 status = await spawner.poll()
-            if status is not None:
-                await spawner.stop()  # what the hub does with a server whose poll says it ended
-            return status
+            return status  # the hub only forgets such a server: the poll itself ended it
 
         status = asyncio.run(ended())
         assert status is not None, "the server still counted as running with its node removed"
@@ -161,7 +160,7 @@ def test_swarm_server_on_a_removed_node_ends_as_stopped_and_servers_start_again(
         swarm_cluster.rejoin()
     assert not swarm_cluster.client.services.list(filters={"name": spawner.service_name})
     stops = _events(settings, ServerAction.STOP)
-    assert [(t, d.get("by")) for _, t, d in stops] == [("server:alice/alpha", "hub")]
+    assert [(t, d.get("by"), d.get("reason") == status) for _, t, d in stops] == [("server:alice/alpha", "hub", True)]
     # The enclave keeps working: the same server starts again, on the node that rejoined.
     again = server_spawner(settings, "alice", "alpha")
     task = asyncio.run(_spawned(again))
