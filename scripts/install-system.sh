@@ -15,6 +15,7 @@ command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 command -v pg_ctlcluster >/dev/null 2>&1 || need+=(postgresql)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)  # the Swarm's image registry (scripts/registry.sh)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)  # the registry's private CA and certificate
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 command -v git >/dev/null 2>&1 || need+=(git)
