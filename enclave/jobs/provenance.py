@@ -248,14 +248,37 @@ def evidence_equal(old: bytes, new: bytes) -> tuple[bool, str]:
     return True, "same evidence (written at another time)"
 
 
+def _text(value: Any) -> str:
+    return "".join(value) if isinstance(value, list) else str(value)
+
+
+def _outputs(raw: list[Any]) -> list[Any]:
+    """A cell's outputs as content: execution counts, timings and stream chunking vary between runs.
+
+    The kernel sends printed text in chunks when its flush timer fires, so one run may hold a
+    line as one stream output and the next as two; adjacent chunks of one stream are joined.
+    """
+    outputs: list[Any] = []
+    for out in raw:
+        if not isinstance(out, dict):
+            outputs.append(out)
+            continue
+        out = {k: v for k, v in out.items() if k not in ("execution_count", "metadata")}
+        if out.get("output_type") == "stream":
+            out["text"] = _text(out.get("text", ""))
+            last = outputs[-1] if outputs else None
+            if isinstance(last, dict) and last.get("output_type") == "stream" and last.get("name") == out.get("name"):
+                last["text"] += out["text"]
+                continue
+        outputs.append(out)
+    return outputs
+
+
 def _cells(raw: bytes) -> list[tuple[str, str, list[Any]]]:
     data = json.loads(raw)
     cells = []
     for cell in data.get("cells", []):
-        outputs = []
-        for out in cell.get("outputs", []):
-            # Execution counts and timings vary between runs; content does not.
-            outputs.append({k: v for k, v in out.items() if k not in ("execution_count", "metadata")})
+        outputs = _outputs(cell.get("outputs", []))
         source = cell.get("source", "")
         cells.append((cell.get("cell_type", ""), "".join(source) if isinstance(source, list) else source, outputs))
     return cells

@@ -87,6 +87,24 @@ def test_provenance_notebook_with_other_output_differs(tmp_path):
     assert result.match is OutputMatch.DIFFERS and "output differs" in result.detail
 
 
+def test_provenance_notebook_stream_chunking_is_not_a_difference(tmp_path):
+    # The kernel flushes printed text when its timer fires: one run holds a line as one stream
+    # output, another as two. The text is the same, so the notebooks are.
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    _notebook(a / "run.ipynb", "mean length of stay: safe\n")
+    cell = {"cell_type": "code", "source": "print(1)", "execution_count": 3, "metadata": {},
+            "outputs": [{"output_type": "stream", "name": "stdout", "text": ["mean length ", "of stay:"]},
+                        {"output_type": "stream", "name": "stdout", "text": " safe\n"}]}
+    _write(b / "run.ipynb", json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    [same] = compare_outputs(file_manifest(a), a, file_manifest(b), b)
+    assert same.match is OutputMatch.EQUAL_NOTEBOOK, same.detail
+    # Text moved from stdout to stderr is a difference, however it is chunked.
+    cell["outputs"][1]["name"] = "stderr"
+    _write(c / "run.ipynb", json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    [other] = compare_outputs(file_manifest(a), a, file_manifest(c), c)
+    assert other.match is OutputMatch.DIFFERS and "cell 1 output differs" in other.detail
+
+
 def test_provenance_input_changes_name_the_dataset_version():
     base = {"notebook_sha256": "n", "parameters": {"x": 1}, "image_digest": "sha256:aaa",
             "views": [{"dataset": "demo", "version": 1, "sha256": "v1"},
