@@ -14,36 +14,19 @@
 # install of configurable-http-proxy. Nothing inside the build reaches a package index.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+step() { echo "[hub-image] $*" >&2; }
+# shellcheck source=../lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"   # ROOT BUILD BASE LABEL PY, skip_if_unchanged
 HERE="$ROOT/images/hub"
-BUILD="$ROOT/build"
 CTX="$BUILD/hub-context"
 IMAGE="${ENCLAVE_HUB_IMAGE:-enclave-hub:latest}"
-BASE="${ENCLAVE_BASE_IMAGE:-enclave-base:trixie}"
-LABEL=org.enclave.inputs
-if [[ -x "$ROOT/.venv/bin/python" ]]; then PY="$ROOT/.venv/bin/python"; else PY=python3; fi
-
-step() { echo "[hub-image] $*" >&2; }
 
 chp_bin="$(command -v configurable-http-proxy || true)"
 [[ -n "$chp_bin" ]] || { step "configurable-http-proxy is missing on this host: run make deps"; exit 1; }
 CHP="$(cd "$(dirname "$(readlink -f "$chp_bin")")/.." && pwd)"
 [[ -f "$CHP/package.json" ]] || { step "no package.json beside $(readlink -f "$chp_bin"): reinstall it with npm install -g configurable-http-proxy"; exit 1; }
-base_id="$(docker image inspect -f '{{.Id}}' "$BASE" 2>/dev/null)" \
-    || { step "base image $BASE is missing: run scripts/build-images.sh"; exit 1; }
 
-inputs_hash="$(
-    cd "$ROOT"
-    echo "base $base_id"
-    sha256sum images/hub/* requirements.txt pyproject.toml jupyterhub_config.py "$CHP/package.json"
-    find enclave -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum
-)"
-inputs_hash="$(sha256sum <<<"$inputs_hash" | cut -c1-64)"
-current="$(docker image inspect -f "{{ index .Config.Labels \"$LABEL\" }}" "$IMAGE" 2>/dev/null || true)"
-if [[ "$current" == "$inputs_hash" && "${ENCLAVE_REBUILD:-0}" != 1 ]]; then
-    step "up to date: $IMAGE (inputs ${inputs_hash:0:12})"
-    exit 0
-fi
+skip_if_unchanged "$IMAGE" images/hub/* requirements.txt pyproject.toml jupyterhub_config.py "$CHP/package.json"
 
 mkdir -p "$BUILD/hub-wheels"
 platforms=()

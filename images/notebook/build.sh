@@ -8,30 +8,14 @@
 # pyproject.toml and every file of the enclave package. Same hash -> nothing to do.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-HERE="$ROOT/images/notebook"
-BUILD="$ROOT/build"
-IMAGE="${ENCLAVE_NOTEBOOK_IMAGE:-enclave-notebook:latest}"
-BASE="${ENCLAVE_BASE_IMAGE:-enclave-base:trixie}"
-LABEL=org.enclave.inputs
-if [[ -x "$ROOT/.venv/bin/python" ]]; then PY="$ROOT/.venv/bin/python"; else PY=python3; fi
-
 step() { echo "[notebook] $*" >&2; }
+# shellcheck source=../lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"   # ROOT BUILD BASE LABEL PY, skip_if_unchanged
+HERE="$ROOT/images/notebook"
+IMAGE="${ENCLAVE_NOTEBOOK_IMAGE:-enclave-notebook:latest}"
 
-base_id="$(docker image inspect -f '{{.Id}}' "$BASE")"
-inputs_hash="$(
-    cd "$ROOT"
-    echo "base $base_id"
-    sha256sum images/notebook/Dockerfile images/notebook/requirements.txt \
-        images/notebook/constraints.txt images/notebook/*.json pyproject.toml
-    find enclave -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum
-)"
-inputs_hash="$(sha256sum <<<"$inputs_hash" | cut -c1-64)"
-current="$(docker image inspect -f "{{ index .Config.Labels \"$LABEL\" }}" "$IMAGE" 2>/dev/null || true)"
-if [[ "$current" == "$inputs_hash" && "${ENCLAVE_REBUILD:-0}" != 1 ]]; then
-    step "up to date: $IMAGE (inputs ${inputs_hash:0:12})"
-    exit 0
-fi
+skip_if_unchanged "$IMAGE" images/notebook/Dockerfile images/notebook/requirements.txt \
+    images/notebook/constraints.txt images/notebook/*.json pyproject.toml
 
 mkdir -p "$BUILD/wheels"
 platforms=()
