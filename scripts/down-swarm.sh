@@ -3,16 +3,11 @@
 # out), removes its container and network, whatever services of this enclave are left
 # (those mounting its state folder) with their networks and configs, the project networks,
 # and the worker node and the swarm if up-swarm made them. Keeps the state and the
-# database (like `make down`). Idempotent. Settings: those of scripts/up-swarm.sh.
+# database (like `make down`). Idempotent. Settings: those of up-swarm (scripts/swarm-env.sh).
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-HOME_DIR="$(realpath -m "${ENCLAVE_SWARM_HOME:-${ENCLAVE_HOME:-$ROOT/var}/swarm}")"
-NODE="${ENCLAVE_SWARM_NODE:-enclave-swarm-node2}"
-NETWORK="${ENCLAVE_SWARM_NETWORK:-enclave-swarm}"
-NAME="${ENCLAVE_HUB_CONTAINER:-enclave-swarm-hub}"
-NB_IMAGE="${ENCLAVE_NOTEBOOK_IMAGE:-enclave-notebook:latest}"
-STATE="$ROOT/build/swarm"
+# shellcheck source=swarm-env.sh
+source "$(dirname "${BASH_SOURCE[0]}")/swarm-env.sh"  # ROOT HOME_DIR NODE NETWORK NAME NB_IMAGE STATE ...
 
 say() { echo "[down-swarm] $*" >&2; }
 

@@ -5,34 +5,14 @@
 # server and job a service on the worker. Prints the same sign-in text as `make up`.
 # Idempotent: what is already there and current is left as it is. Undo: make down-swarm.
 #
-#   ENCLAVE_SWARM_HOME      the enclave's state, on the store the worker mounts at the same
-#                           path (default $ENCLAVE_HOME/swarm, i.e. var/swarm)
-#   ENCLAVE_SWARM_SHARED    folders the worker node mounts (default ENCLAVE_SWARM_HOME)
-#   ENCLAVE_SWARM_NODE      the worker node's name (default enclave-swarm-node2)
-#   ENCLAVE_SWARM_DB        the PostgreSQL database (default enclave_swarm)
-#   ENCLAVE_SWARM_NETWORK   the policy's network name; project networks are <it>-<project>
-#                           (default enclave-swarm)
-#   ENCLAVE_HUB_PORT        the public port on 127.0.0.1 (default 8000)
-#   ENCLAVE_HUB_CONTAINER   the hub's container, and its bridge network (default enclave-swarm-hub)
-#   ENCLAVE_NOTEBOOK_IMAGE  the workspace image (default enclave-notebook:latest)
-#   ENCLAVE_HUB_IMAGE       the hub's image (default enclave-hub:latest, built by images/hub/build.sh)
+# Settings (ENCLAVE_SWARM_HOME, _SHARED, _NODE, _DB, _NETWORK, ENCLAVE_HUB_PORT, _CONTAINER,
+# ENCLAVE_NOTEBOOK_IMAGE, ENCLAVE_HUB_IMAGE): scripts/swarm-env.sh, which down-swarm reads too.
 #   ENCLAVE_HUB_IMAGE_AS_IS=1  run ENCLAVE_HUB_IMAGE as it is, without building it (an image
 #                           built elsewhere; a check that a second run changes nothing)
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-HOME_DIR="$(realpath -m "${ENCLAVE_SWARM_HOME:-${ENCLAVE_HOME:-$ROOT/var}/swarm}")"
-SHARED="${ENCLAVE_SWARM_SHARED:-$HOME_DIR}"
-NODE="${ENCLAVE_SWARM_NODE:-enclave-swarm-node2}"
-DB="${ENCLAVE_SWARM_DB:-enclave_swarm}"
-NETWORK="${ENCLAVE_SWARM_NETWORK:-enclave-swarm}"
-PORT="${ENCLAVE_HUB_PORT:-8000}"
-NAME="${ENCLAVE_HUB_CONTAINER:-enclave-swarm-hub}"
-NB_IMAGE="${ENCLAVE_NOTEBOOK_IMAGE:-enclave-notebook:latest}"
-HUB_IMAGE="${ENCLAVE_HUB_IMAGE:-enclave-hub:latest}"
-STATE="$ROOT/build/swarm"
-POLICIES="$HOME_DIR/policies"
-DB_URL="postgresql+psycopg://root@/$DB?host=/var/run/postgresql"
+# shellcheck source=swarm-env.sh
+source "$(dirname "${BASH_SOURCE[0]}")/swarm-env.sh"  # ROOT HOME_DIR SHARED NODE DB NETWORK PORT NAME ...
 URL="http://127.0.0.1:$PORT/hub/api"
 PY="$ROOT/.venv/bin/python"
 E="$ROOT/.venv/bin/enclave"
