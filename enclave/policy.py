@@ -107,26 +107,44 @@ def load_policy_file(path: Path, model: type[M], *, context: PolicyContext | Non
 
     References to other files' names (:data:`TierName` ...) are checked against the files
     of the same directory (or of ``context``, when the whole set is loaded)."""
+    return parse_policy_bytes(path, read_policy_bytes(path), model, context=context)
+
+
+def read_policy_bytes(path: Path) -> bytes:
+    """The bytes of policy file ``path``; PolicyError (one line naming it) when it is
+    missing or cannot be read."""
+    path = Path(path)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise PolicyError(f"{path}: policy file is missing; restore it from the repository's policies/") from None
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot be read ({exc}); fix its permissions or encoding") from None
+
+
+def parse_policy_bytes(path: Path, data: bytes, model: type[M], *, context: PolicyContext | None = None) -> M:
+    """:func:`load_policy_file` of bytes already read from ``path`` (named in errors, and
+    whose directory holds the files references are checked against): a caller that
+    validates a policy and then uses its bytes (copies them, hashes them) uses exactly the
+    bytes that were validated, not a second read that an edit could have changed."""
     path = Path(path)
     context = context or PolicyContext(path.parent)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PolicyError(f"{path}: policy file is missing; restore it from the repository's policies/") from None
-    except (OSError, UnicodeDecodeError) as exc:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise PolicyError(f"{path}: cannot be read ({exc}); fix its permissions or encoding") from None
     try:
-        data = yaml.safe_load(text)
+        content = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "somewhere"
         raise PolicyError(f"{path}: not valid YAML at {where}; fix the indentation or quoting there") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
+    if content is None:
+        content = {}
+    if not isinstance(content, dict):
         raise PolicyError(f"{path}: (top level): expected a mapping of keys to values")
     try:
-        return model.model_validate(data, context={"policies": context})
+        return model.model_validate(content, context={"policies": context})
     except ValidationError as exc:
         # A misspelt key is both unknown and missing: the unknown spelling is the one to fix.
         errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")

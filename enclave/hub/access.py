@@ -17,6 +17,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -32,7 +33,7 @@ from enclave.errors import PermissionDenied, PolicyError
 from enclave.incidents import check_not_suspended
 from enclave.permissions import is_member
 from enclave.policy import POLICY_FILES as POLICY_MODELS
-from enclave.policy import load_policy_file
+from enclave.policy import parse_policy_bytes, read_policy_bytes
 from enclave.projects.service import projects_of
 from enclave.sandbox import POLICIES_PATH, POLICY_FILES
 from enclave.users import find_user
@@ -126,37 +127,53 @@ def publish_container_policies(settings: Settings) -> Path:
 
     Containers mount the folder, never the policy directory: it holds those files and
     nothing else (no other policy, no key), and it lies in ENCLAVE_HOME, which every Swarm
-    node sees. Each file is replaced atomically, so a running server reads the old or the
-    new rules, never half of either. An invalid or missing policy raises PolicyError (no
-    server or job starts under rules the site did not write)."""
+    node sees. Each file is read once, and exactly the bytes validated are published, so an
+    edit landing between the check and the copy never reaches a container unchecked. Each
+    file is replaced atomically (a new file renamed over the old, never written through a
+    link), so a running server reads the old or the new rules, never half of either. An
+    invalid or missing policy raises PolicyError and leaves the published copy as it was
+    (no server or job starts under rules the site did not write)."""
     root = settings.container_policies_dir
     current = root / "current"
     current.mkdir(parents=True, exist_ok=True)
     for folder in (root, current):
+        if not stat.S_ISDIR(os.lstat(folder).st_mode):
+            raise PolicyError(f"{folder} is a link, not a folder: containers' policies are never published "
+                              "through a link; remove it and start the server again")
         folder.chmod(0o755)
     for name in POLICY_FILES:
         source = settings.policies_dir / name
         module, model = POLICY_MODELS[name].split(":")
-        load_policy_file(source, getattr(importlib.import_module(module), model))
-        data = source.read_bytes()
-        target = current / name
-        try:
-            if target.read_bytes() == data:
-                continue
-        except OSError:
-            pass
-        temp = root / f".{name}.{secrets.token_hex(4)}"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        data = read_policy_bytes(source)
+        parse_policy_bytes(source, data, getattr(importlib.import_module(module), model))
+        _replace_file(root, current / name, data)
+    for stray in current.iterdir():
+        if stray.name not in POLICY_FILES:
+            shutil.rmtree(stray) if stray.is_dir() and not stray.is_symlink() else stray.unlink()
+    return current
+
+
+def _replace_file(scratch: Path, target: Path, data: bytes) -> None:
+    """Make ``target`` a regular file (0644) holding ``data``: a new file written in
+    ``scratch`` (outside the mounted folder, so no container sees it half-written) and
+    renamed over ``target``, which replaces a link there rather than following it."""
+    try:
+        if stat.S_ISREG(os.lstat(target).st_mode) and target.read_bytes() == data:
+            return
+    except OSError:
+        pass
+    temp = scratch / f".{target.name}.{secrets.token_hex(4)}"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(temp, 0o644)
         os.replace(temp, target)
-    for stray in current.iterdir():
-        if stray.name not in POLICY_FILES:
-            shutil.rmtree(stray) if stray.is_dir() and not stray.is_symlink() else stray.unlink()
-    return current
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
 
 
 def project_mounts(

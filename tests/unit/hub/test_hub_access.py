@@ -122,6 +122,133 @@ def test_project_mounts_show_containers_only_the_sites_disclosure_policy(factory
     assert b"site-3" in (folder / "disclosure.yaml").read_bytes()
 
 
+def _site(settings, tmp_path, disclosure: bytes):
+    """Settings whose policy directory is a copy of the repository's, with ``disclosure``
+    as its disclosure.yaml."""
+    import shutil
+
+    policies = tmp_path / "policies"
+    shutil.copytree(settings.policies_dir, policies)
+    (policies / "disclosure.yaml").write_bytes(disclosure)
+    return dataclasses.replace(settings, policies_dir=policies)
+
+
+SITE_RULES = b"# the site's rules\nversion: site-2\nthreshold: 15\n"
+LOOSE_RULES = b"version: loose\nthreshold: ten\n"  # not a valid policy
+
+
+def test_publish_container_policies_publishes_the_bytes_it_validated(settings, tmp_path, monkeypatch):
+    from enclave.hub import access
+
+    site = _site(settings, tmp_path, SITE_RULES)
+    source = site.policies_dir / "disclosure.yaml"
+    reads: list[Path] = []
+    validated: list[bytes] = []
+    real_read, real_parse = access.read_policy_bytes, access.parse_policy_bytes
+
+    def read(path):
+        reads.append(path)
+        return real_read(path)
+
+    def parse_then_edit(path, data, model, **kwargs):
+        result = real_parse(path, data, model, **kwargs)
+        validated.append(data)
+        source.write_bytes(LOOSE_RULES)  # an edit landing right after the check
+        return result
+
+    monkeypatch.setattr(access, "read_policy_bytes", read)
+    monkeypatch.setattr(access, "parse_policy_bytes", parse_then_edit)
+    folder = access.publish_container_policies(site)
+    # Read once, and what was checked is what containers get, not the edit after it.
+    assert reads == [source]
+    assert validated == [SITE_RULES]
+    assert (folder / "disclosure.yaml").read_bytes() == SITE_RULES
+    assert not (folder / "disclosure.yaml").is_symlink()
+
+
+def test_publish_container_policies_refuses_an_invalid_policy_in_one_line_and_keeps_the_copy(settings, tmp_path):
+    from enclave.hub.access import publish_container_policies
+
+    site = _site(settings, tmp_path, SITE_RULES)
+    folder = publish_container_policies(site)
+    published = (folder / "disclosure.yaml").stat()
+    for bad, says in ((LOOSE_RULES, "threshold"), (b"threshold: [15\n", "not valid YAML"),
+                      (b"\xff\xfe", "cannot be read"), (b"thresold: 15\n", "unknown key")):
+        (site.policies_dir / "disclosure.yaml").write_bytes(bad)
+        with pytest.raises(PolicyError) as refused:
+            publish_container_policies(site)
+        message = str(refused.value)
+        assert says in message and "disclosure.yaml" in message and "\n" not in message
+        # The previous copy is untouched (same file, same bytes) and nothing half-written is left.
+        assert (folder / "disclosure.yaml").read_bytes() == SITE_RULES
+        assert (folder / "disclosure.yaml").stat().st_ino == published.st_ino
+        assert sorted(p.name for p in site.container_policies_dir.iterdir()) == ["current"]
+    (site.policies_dir / "disclosure.yaml").unlink()
+    with pytest.raises(PolicyError, match="policy file is missing"):
+        publish_container_policies(site)
+    assert (folder / "disclosure.yaml").read_bytes() == SITE_RULES
+
+
+def test_publish_container_policies_race_never_publishes_unchecked_rules(settings, tmp_path):
+    from enclave.disclosure.policy import DisclosurePolicy
+    from enclave.hub.access import publish_container_policies
+    from enclave.policy import parse_policy_bytes
+    from tests.link_race import swapping
+
+    site = _site(settings, tmp_path, SITE_RULES)
+    source = site.policies_dir / "disclosure.yaml"
+    loose = tmp_path / "loose.yaml"
+    loose.write_bytes(LOOSE_RULES)
+    folder = publish_container_policies(site)
+    outcomes = {"published": 0, "refused": 0}
+    # The site's file and a file of invalid rules swap names continually while it publishes.
+    with swapping(source, loose):
+        for _ in range(300):
+            try:
+                publish_container_policies(site)
+                outcomes["published"] += 1
+            except PolicyError as exc:
+                assert "threshold" in str(exc)
+                outcomes["refused"] += 1
+            copy = (folder / "disclosure.yaml").read_bytes()
+            assert copy == SITE_RULES, copy
+            parse_policy_bytes(folder / "disclosure.yaml", copy, DisclosurePolicy)
+    assert outcomes["published"] and outcomes["refused"], outcomes  # both sides of the race were met
+
+
+def test_publish_container_policies_never_writes_through_a_link(settings, tmp_path):
+    from enclave.hub.access import publish_container_policies
+
+    site = _site(settings, tmp_path, SITE_RULES)
+    folder = publish_container_policies(site)
+    # A link where the copy should be, to a file holding the very same bytes: it is replaced
+    # by a regular file, and its target is neither written nor its mode changed.
+    elsewhere = tmp_path / "elsewhere.yaml"
+    elsewhere.write_bytes(SITE_RULES)
+    elsewhere.chmod(0o600)
+    (folder / "disclosure.yaml").unlink()
+    (folder / "disclosure.yaml").symlink_to(elsewhere)
+    publish_container_policies(site)
+    assert not (folder / "disclosure.yaml").is_symlink()
+    assert (folder / "disclosure.yaml").read_bytes() == SITE_RULES
+    (site.policies_dir / "disclosure.yaml").write_bytes(SITE_RULES + b"# edited\n")
+    (folder / "disclosure.yaml").unlink()
+    (folder / "disclosure.yaml").symlink_to(elsewhere)
+    publish_container_policies(site)
+    assert elsewhere.read_bytes() == SITE_RULES and elsewhere.stat().st_mode & 0o777 == 0o600
+    assert (folder / "disclosure.yaml").read_bytes() == SITE_RULES + b"# edited\n"
+    # The mounted folder itself replaced by a link: refused, nothing written through it.
+    target = tmp_path / "other-folder"
+    target.mkdir(mode=0o700)
+    for entry in folder.iterdir():
+        entry.unlink()
+    folder.rmdir()
+    folder.symlink_to(target)
+    with pytest.raises(PolicyError, match="is a link, not a folder"):
+        publish_container_policies(site)
+    assert list(target.iterdir()) == [] and target.stat().st_mode & 0o777 == 0o700
+
+
 def test_project_mounts_refuse_a_view_outside_the_views_directory(factory, settings, tmp_path):
     project = factory.project("alpha", "alice", "active")
     outside = tmp_path / "elsewhere"
