@@ -36,6 +36,7 @@ class AuditAction(StrEnum):
     USER_UPDATE = "user.update"
     PROJECT_CREATE = "project.create"
     PROJECT_TRANSITION = "project.transition"
+    PROJECT_REGISTER = "project.register"
     MEMBER_ADD = "project.member_add"
     MEMBER_REMOVE = "project.member_remove"
 

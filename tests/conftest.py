@@ -22,7 +22,9 @@ from enclave.enums import Role
 from enclave.projects.tiers import load_tiers
 from enclave.projects import service as projects
 from enclave.projects.lifecycle import ProjectAction
+from enclave.register.details import RegisterDetails
 from enclave.users import add_user, get_user
+from tests.register_support import EXAMPLE_REGISTER
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -73,14 +75,16 @@ class Factory:
         training = training if training is not None else today() + dt.timedelta(days=365)
         return add_user(self.session, self.admin, name, set(roles), training)
 
-    def project(self, slug: str, pi: str, status: str = "proposed", members: tuple[str, ...] = ()) -> Project:
-        """A project in ``status`` reached by the real transitions, with extra members."""
+    def project(self, slug: str, pi: str, status: str = "proposed", members: tuple[str, ...] = (),
+                register: RegisterDetails | None = EXAMPLE_REGISTER) -> Project:
+        """A project in ``status`` reached by the real transitions, with extra members and
+        the register details approval needs."""
         tiers = load_tiers(self.settings.policies_dir)
         if self.session.query(User).filter(User.name == pi).one_or_none() is None:
             self.user(pi)
         project = projects.create_project(
             self.session, self.admin, tiers, slug=slug, title=f"Project {slug}", pi=pi,
-            lay_summary="A study of outcomes.", end_date=today() + dt.timedelta(days=400),
+            lay_summary="A study of outcomes.", end_date=today() + dt.timedelta(days=400), register=register,
         )
         for name in members:
             if self.session.query(User).filter(User.name == name).one_or_none() is None:

@@ -10,7 +10,7 @@ from enclave.cli.common import JSON_OPTION, acting, ok, parse_date, print_json, 
 from enclave.projects.tiers import load_tiers
 from enclave.projects import retention, service
 from enclave.projects.lifecycle import ProjectAction
-from enclave.register.details import details_from_options
+from enclave.register.details import changes_from_options, details_from_options
 from enclave.schemas import ProjectOut
 
 app = typer.Typer(help="Propose, approve, activate, suspend and close projects; manage members.", no_args_is_help=True)
@@ -45,7 +45,8 @@ def create(
 ) -> None:
     """Propose a project; it starts as 'proposed' with the PI as its first member.
 
-    The register options go together; without them the public register says "not stated"."""
+    The register options go together; without them the project cannot be approved until
+    they are added with 'enclave project register-details' (policies/register.yaml says which)."""
     end = parse_date(end_date, "--end-date")
     start = parse_date(start_date, "--start-date")
     tiers = load_tiers(settings().policies_dir)
@@ -60,6 +61,30 @@ def create(
             register=register,
         )
         ok(f"proposed project {project.slug} (tier {project.tier}); an admin who is not a member approves it")
+
+
+@app.command("register-details")
+def register_details(
+    ctx: typer.Context,
+    slug: str = typer.Argument(..., help="The proposed project."),
+    public_benefit: Optional[str] = typer.Option(None, "--public-benefit", help="Public benefit statement."),
+    gdpr_article6: Optional[str] = typer.Option(None, "--gdpr-article6", help="UK GDPR Art 6(1) basis."),
+    gdpr_article9: Optional[str] = typer.Option(None, "--gdpr-article9", help="UK GDPR Art 9(2) condition."),
+    confidentiality_basis: Optional[str] = typer.Option(
+        None, "--confidentiality-basis", help="Common law duty of confidentiality basis."),
+    data_controller: Optional[str] = typer.Option(None, "--data-controller", help="The data controller."),
+    contact_email: Optional[str] = typer.Option(None, "--contact-email", help="A team mailbox the register publishes."),
+    funders: Optional[str] = typer.Option(None, "--funders", help="Funders and sponsors, separated by ';'."),
+) -> None:
+    """Add or change what the public register will publish of a proposed project (its PI,
+    its proposer or an admin); the options left out keep their values."""
+    changes = changes_from_options(
+        public_benefit=public_benefit, gdpr_article6=gdpr_article6, gdpr_article9=gdpr_article9,
+        confidentiality_basis=confidentiality_basis, data_controller=data_controller, contact_email=contact_email,
+        funders=funders)
+    with acting(ctx) as (session, actor):
+        service.amend_register(session, actor, slug, changes)
+    ok(f"the register details of {slug} were updated")
 
 
 def _move(ctx: typer.Context, slug: str, action: ProjectAction, reason: str | None = None) -> None:

@@ -133,7 +133,7 @@ def setup_demo(settings: Settings, patients: int = 2000) -> dict[str, dict[str, 
             except NotFound:
                 project = projects.create_project(session, admin, tiers, end_date=end, **spec)
             if project.status is ProjectStatus.PROPOSED:
-                projects.transition_project(session, admin, slug, ProjectAction.APPROVE)
+                move_project(session, admin, settings, slug, ProjectAction.APPROVE)
             if project.status is ProjectStatus.APPROVED:
                 # As in the console: the first activation gives the workspace the example notebooks.
                 move_project(session, admin, settings, slug, ProjectAction.ACTIVATE)

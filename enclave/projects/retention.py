@@ -50,6 +50,7 @@ from enclave.policy import StrictModel, TierName, load_policy_file, policy_diges
 from enclave.projects.lifecycle import ProjectAction
 from enclave.projects.examples import install_examples
 from enclave.projects.service import get_project, transition_project
+from enclave.register.policy import load_register_policy
 
 RETENTION_ACTOR = "enclave-retention"
 # Format 2 names who closed the project by role, with a salted commitment to the name; the
@@ -179,7 +180,9 @@ def move_project(session: Session, actor: User, settings: Settings, slug: str, a
     """A lifecycle move (``transition_project``); closing also retires the project's data,
     and a first activation gives the workspace the example notebooks."""
     first_activation = action is ProjectAction.ACTIVATE and get_project(session, slug).status is ProjectStatus.APPROVED
-    project = transition_project(session, actor, slug, action, reason)
+    # Read afresh for each approval: a site's change of what approval needs applies at once.
+    register = load_register_policy(settings.policies_dir) if action is ProjectAction.APPROVE else None
+    project = transition_project(session, actor, slug, action, reason, register_policy=register)
     if project.status is ProjectStatus.CLOSED:
         retire_project_data(session, actor, settings, project)
     if first_activation:

@@ -16,7 +16,16 @@ from enclave.errors import Conflict, InvalidInput, InvalidTransition, NotFound, 
 from enclave.permissions import check_admin, check_not_member, check_role, is_member
 from enclave.projects.lifecycle import FINAL, ProjectAction, actions_from, transition_for
 from enclave.projects.tiers import TierPolicy
-from enclave.register.details import RegisterDetails
+from enclave.register.details import (
+    FIELD_WORDS,
+    RegisterChanges,
+    RegisterDetails,
+    RegisterField,
+    missing_columns,
+    missing_fields,
+    option_of,
+)
+from enclave.register.policy import RegisterPolicy
 from enclave.users import get_user
 
 SLUG_RE = re.compile(r"^[a-z][a-z0-9-]{1,38}[a-z0-9]$")
@@ -91,9 +100,14 @@ def create_project(
 
 
 def transition_project(
-    session: Session, actor: User, slug: str, action: ProjectAction, reason: str | None = None
+    session: Session, actor: User, slug: str, action: ProjectAction, reason: str | None = None,
+    *, register_policy: RegisterPolicy | None = None,
 ) -> Project:
-    """Move a project through its lifecycle, if the table of transitions allows it."""
+    """Move a project through its lifecycle, if the table of transitions allows it.
+
+    Approval also needs the register fields the site requires (``register_policy``'s
+    ``required_at_approval``; without a policy, all of them): the register lists every
+    approved project, and never one without its public-interest statement."""
     project = get_project(session, slug)
     move = transition_for(project.status, action)
     if move is None:
@@ -107,12 +121,62 @@ def transition_project(
     if move.needs_reason and not (reason or "").strip():
         raise InvalidInput(f"say why with --reason: {action.value} needs a reason, which is recorded", field="reason",
                            web=f"give a reason: {action.value} needs a reason, which is recorded")
+    if move.target is ProjectStatus.APPROVED:
+        check_register_complete(project, register_policy)
     old = project.status
     project.status = move.target
     project.status_reason = reason.strip() if reason else None
     append_event(session, actor, AuditAction.PROJECT_TRANSITION, project=project, target=f"project:{slug}",
                  details={"action": action, "from": old, "to": move.target, "reason": project.status_reason})
     session.flush()
+    return project
+
+
+def required_at_approval(policy: RegisterPolicy | None) -> list[RegisterField]:
+    """The register fields approval needs: the site's policy, or all of them."""
+    return list(policy.required_at_approval) if policy is not None else list(RegisterField)
+
+
+def check_register_complete(project: Project, policy: RegisterPolicy | None) -> None:
+    """Raise InvalidTransition naming the register fields ``project`` still lacks for approval."""
+    fields = missing_fields(project, required_at_approval(policy))
+    if not fields:
+        return
+    words = _and([FIELD_WORDS[f] for f in fields])
+    options = " ".join(f"{option_of(c)} ..." for c in missing_columns(project, fields))
+    raise InvalidTransition(
+        f"project {project.slug} cannot be approved: the public register needs its {words}, which "
+        f"{'is' if len(fields) == 1 else 'are'} missing; add them with 'enclave project register-details "
+        f"{project.slug} {options}', then approve it",
+        web=f"this project cannot be approved yet: the public register needs its {words}, which "
+            f"{'is' if len(fields) == 1 else 'are'} missing; add them in the register details form on the "
+            "project's page, then approve it")
+
+
+def _and(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def amend_register(session: Session, actor: User, slug: str, changes: RegisterChanges) -> Project:
+    """Add or change the register details of a proposed project (its PI, whoever proposed
+    it, or an admin): what the public register will publish once it is approved. An
+    approved project's entry is what the admin approved, so it changes no more here."""
+    project = get_project(session, slug)
+    if not (actor.has_role(Role.ADMIN) or actor.id in (project.pi_id, project.created_by_id)):
+        raise PermissionDenied(f"{actor.name} may not change the register details of {slug}: only its PI, "
+                               "whoever proposed it, or an admin may")
+    if project.status is not ProjectStatus.PROPOSED:
+        raise InvalidTransition(f"project {slug} is {project.status.value}: its register details are fixed once "
+                                "it is decided; only a proposed project's may change")
+    given = changes.given()
+    changed = {k: v for k, v in given.items() if getattr(project, k) != v}
+    if not changed:
+        raise InvalidInput(f"the register details of {slug} already say that: nothing to change")
+    for column, value in changed.items():
+        setattr(project, column, value)
+    session.flush()
+    append_event(session, actor, AuditAction.PROJECT_REGISTER, project=project, target=f"project:{slug}",
+                 details={"changed": changes.model_dump(mode="json", include=set(changed))})
     return project
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
@@ -70,18 +71,103 @@ class RegisterDetails(BaseModel):
     @field_validator("contact_email")
     @classmethod
     def _one_mailbox(cls, value: str) -> str:
-        if not EMAIL_RE.fullmatch(value):
-            raise PydanticCustomError("email", "give one email address, such as research-office@example.org")
-        return value.lower()
+        return _mailbox(value)
 
     @field_validator("gdpr_article6", "gdpr_article9", "confidentiality_basis", mode="before")
     @classmethod
     def _one_of_the_choices(cls, value: object, info: ValidationInfo) -> object:
-        choices = _CHOICES[info.field_name]
-        if not isinstance(value, str) or value not in {c.value for c in choices}:
-            raise PydanticCustomError("choice", "choose one of: {choices}",
-                                      {"choices": ", ".join(c.value for c in choices)})
-        return value
+        return _choice(value, info.field_name)
+
+
+def _mailbox(value: str) -> str:
+    if not EMAIL_RE.fullmatch(value):
+        raise PydanticCustomError("email", "give one email address, such as research-office@example.org")
+    return value.lower()
+
+
+def _choice(value: object, field_name: str | None) -> object:
+    choices = _CHOICES[field_name]
+    if not isinstance(value, str) or value not in {c.value for c in choices}:
+        raise PydanticCustomError("choice", "choose one of: {choices}",
+                                  {"choices": ", ".join(c.value for c in choices)})
+    return value
+
+
+class RegisterChanges(BaseModel):
+    """Register details to add to or amend on a proposed project: a field left out (None)
+    keeps its value; a given one is checked as in :class:`RegisterDetails`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    public_benefit: str | None = Field(default=None, min_length=1, max_length=5000)
+    gdpr_article6: GdprArticle6 | None = None
+    gdpr_article9: GdprArticle9 | None = None
+    confidentiality_basis: ConfidentialityBasis | None = None
+    data_controller: str | None = Field(default=None, min_length=1, max_length=200)
+    contact_email: str | None = Field(default=None, min_length=3, max_length=254)
+    funders: str | None = Field(default=None, max_length=500)
+
+    @field_validator("contact_email")
+    @classmethod
+    def _one_mailbox(cls, value: str | None) -> str | None:
+        return None if value is None else _mailbox(value)
+
+    @field_validator("gdpr_article6", "gdpr_article9", "confidentiality_basis", mode="before")
+    @classmethod
+    def _one_of_the_choices(cls, value: object, info: ValidationInfo) -> object:
+        return None if value is None else _choice(value, info.field_name)
+
+    def given(self) -> dict[str, object]:
+        """The columns this changes, with their new values."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+# The columns the register's fields live in, in the order of the application form.
+REGISTER_COLUMNS: tuple[str, ...] = ("public_benefit", "gdpr_article6", "gdpr_article9", "confidentiality_basis",
+                                     "data_controller", "contact_email", "funders")
+
+
+class RegisterField(StrEnum):
+    """A part of the register entry a site may require before a project is approved
+    (``policies/register.yaml``: ``required_at_approval``)."""
+
+    PUBLIC_BENEFIT = "public_benefit"
+    LAWFUL_BASIS = "lawful_basis"
+    DATA_CONTROLLER = "data_controller"
+    CONTACT = "contact"
+
+
+# The project's columns behind each register field: all of them must be filled in.
+FIELD_COLUMNS: dict[RegisterField, tuple[str, ...]] = {
+    RegisterField.PUBLIC_BENEFIT: ("public_benefit",),
+    RegisterField.LAWFUL_BASIS: ("gdpr_article6", "gdpr_article9", "confidentiality_basis"),
+    RegisterField.DATA_CONTROLLER: ("data_controller",),
+    RegisterField.CONTACT: ("contact_email",),
+}
+FIELD_WORDS: dict[RegisterField, str] = {
+    RegisterField.PUBLIC_BENEFIT: "public benefit",
+    RegisterField.LAWFUL_BASIS: "lawful basis",
+    RegisterField.DATA_CONTROLLER: "data controller",
+    RegisterField.CONTACT: "contact",
+}
+
+
+def missing_columns(project: object, required: Iterable[RegisterField]) -> list[str]:
+    """The register columns of ``project`` (a Project or anything with its attributes) that
+    ``required`` needs and that are empty, in the order of the form."""
+    wanted = {column for f in required for column in FIELD_COLUMNS[f]}
+    return [c for c in REGISTER_COLUMNS if c in wanted and not getattr(project, c)]
+
+
+def missing_fields(project: object, required: Iterable[RegisterField]) -> list[RegisterField]:
+    """The ``required`` register fields that ``project`` leaves empty (any of its columns)."""
+    gaps = set(missing_columns(project, required))
+    return [f for f in RegisterField if any(c in gaps for c in FIELD_COLUMNS[f])]
+
+
+def option_of(column: str) -> str:
+    """The command-line option that sets a register column, e.g. ``--contact-email``."""
+    return "--" + column.replace("_", "-")
 
 
 def register_choices() -> dict[str, list[tuple[str, str]]]:
@@ -106,3 +192,19 @@ def details_from_options(**options: str | None) -> RegisterDetails | None:
             raise InvalidInput(f"{option} is missing: the register options go together (public benefit, both GDPR "
                                "bases, confidentiality basis, data controller, contact email)") from None
         raise InvalidInput(f"{option}: {err['msg']}") from None
+
+
+def changes_from_options(**options: str | None) -> RegisterChanges:
+    """RegisterChanges from command-line options; a bad one, or none at all, is one
+    InvalidInput line naming the option."""
+    given = {k: v for k, v in options.items() if v is not None}
+    if not given:
+        raise InvalidInput("give at least one register option to add or change: "
+                           + ", ".join(option_of(c) for c in REGISTER_COLUMNS))
+    try:
+        return RegisterChanges.model_validate(given)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        option = option_of(str(err["loc"][0])) if err["loc"] else "the register options"
+        words = "give some text" if err["type"] == "string_too_short" else err["msg"]
+        raise InvalidInput(f"{option}: {words}") from None

@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field, HttpUrl, field_validator
 
 from enclave.policy import StrictModel, load_policy_file
-from enclave.register.details import EMAIL_RE
+from enclave.register.details import EMAIL_RE, RegisterField
 
 
 class OptOut(StrictModel):
@@ -24,12 +24,23 @@ class RegisterPolicy(StrictModel):
     data_sensitivity: str = Field(min_length=1, max_length=100)
     processing: str = Field(min_length=1, max_length=2000)
     privacy_enhancements: str = Field(min_length=1, max_length=2000)
+    required_at_approval: list[RegisterField] = Field(
+        default_factory=lambda: list(RegisterField),
+        description="The register fields a project must have before it may be approved (default: all)")
 
     @field_validator("contact_email")
     @classmethod
     def _one_mailbox(cls, value: str) -> str:
         if not EMAIL_RE.fullmatch(value):
             raise ValueError("give one email address such as transparency@example.org")
+        return value
+
+
+    @field_validator("required_at_approval")
+    @classmethod
+    def _each_once(cls, value: list[RegisterField]) -> list[RegisterField]:
+        if len(set(value)) != len(value):
+            raise ValueError("name each field once")
         return value
 
 

@@ -17,9 +17,9 @@ from enclave.errors import EnclaveError
 _GROUPS = "db|user|project|audit|policy|dataset|grant|optout|egress|job|hub|incident|demo|keys|backup"
 _COMMANDS = (
     "activate|add|add-member|approve|break-glass|cancel|check|clear|close|code|count|create|download|enable-user|"
-    "enforce|enrol-totp|expire|generate|import|inbox|ingest|keygen|list|load|logs|refresh|reject|release|remove|"
-    "remove-member|reply|rerun|restore|review|revoke|roles|rotate|set-password|setup|show|submit|suspend|training|"
-    "upgrade|verify|versions|withdraw|worker"
+    "enforce|enrol-totp|expire|generate|import|inbox|ingest|keygen|list|load|logs|refresh|register-details|reject|"
+    "release|remove|remove-member|reply|rerun|restore|review|revoke|roles|rotate|set-password|setup|show|submit|"
+    "suspend|training|upgrade|verify|versions|withdraw|worker"
 )
 CLI_TEXT = re.compile(
     rf"(?<![\w-])--[a-zA-Z][\w-]*"  # a flag

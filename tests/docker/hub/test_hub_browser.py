@@ -39,6 +39,7 @@ from enclave.projects.tiers import load_tiers
 from enclave.users import add_user, get_user
 from enclave.wakeup import socket_path
 from tests.hub_support import grant
+from tests.register_support import EXAMPLE_REGISTER
 
 MiB = 1024 * 1024
 PROJECTS = {"br2": "tier2", "br3": "tier3", "brv": "tier2", "brs": "tier2"}
@@ -55,7 +56,7 @@ def world(hub):
         for slug, tier in PROJECTS.items():
             create_project(session, admin, tiers, slug=slug, title=f"Browser {slug}", pi=USER,
                            lay_summary="How the browser channel is bounded.", end_date=today() + dt.timedelta(days=400),
-                           tier=tier)
+                           tier=tier, register=EXAMPLE_REGISTER)
             for action in (ProjectAction.APPROVE, ProjectAction.ACTIVATE):
                 transition_project(session, admin, slug, action, reason="set up by a test")
             grant(session, admin, hub.settings, slug, "tiny")

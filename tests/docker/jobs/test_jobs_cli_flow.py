@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.register_support import REGISTER_OPTIONS
+
 REPO = Path(__file__).resolve().parents[3]
 ENCLAVE = [sys.executable, "-m", "enclave.cli.main"]
 
@@ -32,7 +34,7 @@ def test_jobs_cli_researcher_runs_cites_and_reviewer_reproduces(tmp_path: Path, 
     for name, role in (("alice", "researcher"), ("mallory", "researcher"), ("rita", "reviewer")):
         e("--as", "admin", "user", "add", name, "--role", role, "--training-expires", "2030-01-01")
     e("--as", "alice", "project", "create", "cohort", "--title", "Cohort", "--pi", "alice",
-      "--lay-summary", "A study.", "--end-date", "2029-01-01")
+      "--lay-summary", "A study.", "--end-date", "2029-01-01", *REGISTER_OPTIONS)
     e("--as", "admin", "project", "approve", "cohort")
     e("--as", "admin", "project", "activate", "cohort")
     e("demo", "generate", str(tmp_path / "synth"), "--patients", "300", "--seed", "4", "--format", "csv", "--quiet")

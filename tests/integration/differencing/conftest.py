@@ -34,6 +34,7 @@ from enclave.projects.lifecycle import ProjectAction
 from enclave.projects.tiers import load_tiers
 from enclave.safe.replay import ReplayInput, recompute
 from enclave.users import add_user, get_user
+from tests.register_support import EXAMPLE_REGISTER
 
 REPO = Path(__file__).resolve().parents[3]
 PROJECTS = {"cardio": "alice", "renal": "bob"}
@@ -113,7 +114,8 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for slug, pi in PROJECTS.items():
             add_user(s, admin, pi, {Role.RESEARCHER}, year)
             projects.create_project(s, admin, load_tiers(settings.policies_dir), slug=slug, title=f"Project {slug}",
-                                    pi=pi, lay_summary="Outcomes.", end_date=today() + dt.timedelta(days=300))
+                                    pi=pi, lay_summary="Outcomes.", end_date=today() + dt.timedelta(days=300),
+                                    register=EXAMPLE_REGISTER)
             projects.transition_project(s, admin, slug, ProjectAction.APPROVE)
             projects.transition_project(s, admin, slug, ProjectAction.ACTIVATE)
         for name in ("rita", "rex"):

@@ -19,6 +19,7 @@ from enclave.projects import service as projects
 from enclave.projects.lifecycle import ProjectAction
 from enclave.projects.tiers import load_tiers
 from enclave.users import add_user
+from tests.register_support import EXAMPLE_REGISTER
 
 SAFE_TABLE = b"region,count\nnorth,120\nsouth,85\neast,240\n"
 NOTEBOOK = b'{"cells": [{"cell_type": "markdown", "metadata": {}, "source": ["# Method\\n", "Counts by region."]}], ' \
@@ -63,7 +64,8 @@ def build_world(settings: Settings, slug: str = "heart-study") -> World:
             add_user(s, admin, name, {Role.REVIEWER}, year)
         add_user(s, admin, "rhea", {Role.REVIEWER, Role.RESEARCHER}, year)
         projects.create_project(s, admin, load_tiers(settings.policies_dir), slug=slug, title="Heart study", pi="rita",
-                                lay_summary="Outcomes after heart attacks.", end_date=today() + dt.timedelta(days=300))
+                                lay_summary="Outcomes after heart attacks.", end_date=today() + dt.timedelta(days=300),
+                                register=EXAMPLE_REGISTER)
         for name in ("max", "rhea"):
             projects.add_member(s, admin, slug, name)
         projects.transition_project(s, admin, slug, ProjectAction.APPROVE)

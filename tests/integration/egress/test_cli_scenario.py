@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from egress_world import NOTEBOOK, NOTEBOOK_RELEASED, SAFE_TABLE
 from enclave.cli.main import app
+from tests.register_support import REGISTER_OPTIONS
 
 SMALL_CELLS = b"region,count\nnorth,3\nsouth,85\n"
 DATASET = b"patient_id,nhs_number\n1,9434765919\n"
@@ -45,7 +46,7 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
     for name, role in (("rita", "researcher"), ("max", "researcher"), ("ria", "reviewer"), ("rob", "reviewer")):
         c("--as", "admin", "user", "add", name, "--role", role, "--training-expires", "2099-12-31")
     c("--as", "admin", "project", "create", "heart", "--title", "Heart study", "--pi", "rita",
-      "--lay-summary", "Outcomes after heart attacks.", "--end-date", "2099-01-01")
+      "--lay-summary", "Outcomes after heart attacks.", "--end-date", "2099-01-01", *REGISTER_OPTIONS)
     c("--as", "admin", "project", "approve", "heart")
     c("--as", "admin", "project", "activate", "heart")
     c("--as", "admin", "project", "add-member", "heart", "max")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.tampering import drop_immutability
+from tests.register_support import REGISTER_OPTIONS
 
 ENCLAVE = [sys.executable, "-m", "enclave.cli.main"]
 
@@ -64,7 +65,7 @@ def cli(tmp_path: Path, template_home: Path) -> Cli:
 
 def test_cli_admin_takes_project_to_active_with_member_all_audited(cli: Cli):
     cli("--as", "alice", "project", "create", "diabetes", "--title", "Diabetes outcomes", "--pi", "bob",
-        "--lay-summary", "How treatment affects outcomes.", "--end-date", "2099-06-30")
+        "--lay-summary", "How treatment affects outcomes.", "--end-date", "2099-06-30", *REGISTER_OPTIONS)
     cli("--as", "alice", "project", "approve", "diabetes")
     cli("--as", "alice", "project", "activate", "diabetes")
     cli("--as", "alice", "project", "add-member", "diabetes", "carol")
@@ -114,7 +115,7 @@ def study_template(tmp_path_factory: pytest.TempPathFactory, template_home: Path
     home = tmp_path_factory.mktemp("study") / "home"
     shutil.copytree(template_home, home)
     Cli(home)("--as", "alice", "project", "create", "study", "--title", "Study", "--pi", "bob",
-              "--lay-summary", "Summary.", "--end-date", "2099-06-30")
+              "--lay-summary", "Summary.", "--end-date", "2099-06-30", *REGISTER_OPTIONS)
     return home
 
 

@@ -19,6 +19,7 @@ from enclave.projects import service as projects
 from enclave.projects.lifecycle import ProjectAction
 from enclave.projects.tiers import load_tiers
 from enclave.users import add_user, get_user
+from tests.register_support import EXAMPLE_REGISTER
 
 NOTEBOOK = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
 
@@ -30,7 +31,8 @@ def _queue(settings: Settings, n: int) -> None:
         admin = add_user(session, None, "admin", {Role.ADMIN})
         add_user(session, admin, "alice", {Role.RESEARCHER}, dt.date.today() + dt.timedelta(days=99))
         projects.create_project(session, admin, load_tiers(settings.policies_dir), slug="cohort", title="t",
-                                pi="alice", lay_summary="x", end_date=dt.date.today() + dt.timedelta(days=99))
+                                pi="alice", lay_summary="x", end_date=dt.date.today() + dt.timedelta(days=99),
+                                register=EXAMPLE_REGISTER)
         for action in (ProjectAction.APPROVE, ProjectAction.ACTIVATE):
             projects.transition_project(session, admin, "cohort", action)
     (settings.workspaces_dir / "cohort").mkdir(parents=True)

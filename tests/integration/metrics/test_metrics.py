@@ -22,6 +22,7 @@ from enclave.projects import service as projects
 from enclave.projects.lifecycle import ProjectAction
 from enclave.projects.tiers import load_tiers
 from enclave.users import get_user
+from tests.register_support import EXAMPLE_REGISTER
 
 REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "tests" / "integration" / "egress"))
@@ -57,7 +58,7 @@ def enclave(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         admin = get_user(s, "admin")
         for slug in ("waiting-one", "approved-one", "rejected-one"):
             projects.create_project(s, get_user(s, "rita"), tiers, slug=slug, title=slug, pi="rita",
-                                    lay_summary="A study.", end_date=end)
+                                    lay_summary="A study.", end_date=end, register=EXAMPLE_REGISTER)
         projects.transition_project(s, admin, "approved-one", ProjectAction.APPROVE)
         projects.transition_project(s, admin, "rejected-one", ProjectAction.REJECT, "No ethics approval yet.")
 

@@ -20,6 +20,7 @@ from enclave.projects.lifecycle import ProjectAction
 from enclave.projects.tiers import load_tiers
 from enclave.register.details import RegisterDetails
 from enclave.users import add_user, get_user
+from tests.register_support import EXAMPLE_REGISTER, requiring_nothing
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "egress"))
 from egress_world import build_world, to_state  # noqa: E402
@@ -74,14 +75,18 @@ def register_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, i
         _project(s, admin, "kidney-care", "Kidney function in diabetes", "quillfeather",
                  organisation="Southern Renal Institute", purpose="Track eGFR decline 100% of the time_x.")
         projects.add_member(s, admin, "kidney-care", "yarrowby")
+        # Approved where the site requires nothing: the register says what it does not state.
         for action in (ProjectAction.APPROVE, ProjectAction.ACTIVATE):
-            projects.transition_project(s, admin, "kidney-care", action)
+            projects.transition_project(s, admin, "kidney-care", action,
+                                        register_policy=requiring_nothing(REPO / "policies"))
         projects.transition_project(s, admin, "kidney-care", ProjectAction.SUSPEND,
                                     "quillfeather shared a password with yarrowby")
-        _project(s, admin, "stroke-done", "Stroke rehabilitation", "yarrowby", organisation="Western College")
+        _project(s, admin, "stroke-done", "Stroke rehabilitation", "yarrowby", organisation="Western College",
+                 register=EXAMPLE_REGISTER)
         for action in (ProjectAction.APPROVE, ProjectAction.ACTIVATE, ProjectAction.CLOSE):
             projects.transition_project(s, admin, "stroke-done", action, "finished" if action == "close" else None)
-        _project(s, admin, "lung-soon", "Lung screening uptake", "quillfeather", organisation="Eastern Lab")
+        _project(s, admin, "lung-soon", "Lung screening uptake", "quillfeather", organisation="Eastern Lab",
+                 register=EXAMPLE_REGISTER)
         projects.transition_project(s, admin, "lung-soon", ProjectAction.APPROVE)
         _project(s, admin, "secret-plan", "Proposed and never public", "quillfeather")
         _project(s, admin, "said-no", "Rejected and never public", "quillfeather")

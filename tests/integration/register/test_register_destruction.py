@@ -21,6 +21,7 @@ from enclave.projects.service import create_project, get_project, transition_pro
 from enclave.projects.tiers import load_tiers
 from enclave.register.service import destruction_record, get_entry
 from enclave.users import get_user
+from tests.register_support import EXAMPLE_REGISTER
 
 CLOSER = "ursula-okafor"
 TITLE = "Ursula Okafor's follow-up of heart failure"
@@ -30,7 +31,8 @@ def _destroy(settings, factory, session, slug: str) -> dict:
     factory.user(CLOSER, Role.ADMIN)
     factory.user("alice")
     create_project(session, factory.admin, load_tiers(settings.policies_dir), slug=slug, title=TITLE, pi="alice",
-                   lay_summary="A study of outcomes.", end_date=today() + dt.timedelta(days=400))
+                   lay_summary="A study of outcomes.", end_date=today() + dt.timedelta(days=400),
+                   register=EXAMPLE_REGISTER)
     for action in (ProjectAction.APPROVE, ProjectAction.ACTIVATE):
         transition_project(session, factory.admin, slug, action)
     session.commit()

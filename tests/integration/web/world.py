@@ -21,6 +21,7 @@ from enclave.register.details import RegisterDetails
 from enclave.users import add_user
 from enclave.web.auth import HUB_ROLE_ADMIN, HUB_ROLE_REVIEW
 from enclave.web.testing import StaticTokenAuthenticator
+from tests.register_support import requiring_nothing
 
 REPO = Path(__file__).resolve().parents[3]
 NOTEBOOK = ('{"cells": [{"cell_type": "code", "execution_count": null, "metadata": {"tags": ["parameters"]}, '
@@ -70,7 +71,9 @@ def build_world(home: Path) -> Settings:
                                     lay_summary=f"A study of {title.lower()}.", end_date=later,
                                     organisation="University Hospital", purpose="Improve care.",
                                     lawful_basis="REC 24/AB/0001", register=REGISTER if slug == "asthma" else None)
-            projects.transition_project(s, ada, slug, ProjectAction.APPROVE)
+            # diabetes states nothing: approved as a site that requires nothing would.
+            policy = None if slug == "asthma" else requiring_nothing(REPO / "policies")
+            projects.transition_project(s, ada, slug, ProjectAction.APPROVE, register_policy=policy)
             projects.transition_project(s, ada, slug, ProjectAction.ACTIVATE)
         projects.add_member(s, ada, "asthma", "ria")
         eve = projects.get_project(s, "diabetes").pi
