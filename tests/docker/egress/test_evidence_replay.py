@@ -28,16 +28,15 @@ from enclave.db.models import EgressFile
 from enclave.db.session import unit_of_work
 from enclave.demo.synthetic import generate, write_csv
 from enclave.disclosure.evidence import sidecar_path
-from enclave.egress.policy import EgressEnv, EvidencePolicy
+from enclave.egress.policy import EgressEnv
 from enclave.egress.quarantine import outbox_dir
-from enclave.egress.replay import Replayer, ReplayFailed, view_identity
+from enclave.egress.replay import ReplayFailed, view_identity
 from enclave.safe import crosstab, query
 from enclave.safe.replay import ReplayInput
-from enclave.sandbox import ContainerPolicy
 from enclave.users import get_user
 
 from ..conftest import PREFIX, probe_command, start_host_server
-from .submitting import submit_tables
+from .submitting import grant_synthetic_dataset, replaying_env, submit_tables
 
 SLUG = "cardio"
 
@@ -51,10 +50,7 @@ class Enclave:
     prefix: str
 
     def env(self, **evidence) -> EgressEnv:
-        policy = EvidencePolicy(**({"timeout_seconds": 90, "mem_limit": "1g"} | evidence))
-        container = ContainerPolicy(image=self.image, job_mem_limit="1g", cpu_limit=1.0)
-        env = EgressEnv.load(self.settings)
-        return dataclasses.replace(env, replayer=Replayer(container, policy, self.client, container_prefix=self.prefix))
+        return replaying_env(self.settings, self.client, self.image, self.prefix, **evidence)
 
     @property
     def outbox(self) -> Path:
@@ -86,15 +82,7 @@ def _project(session):
 @pytest.fixture
 def enclave(settings, factory, session, client, image, tmp_path, monkeypatch) -> Enclave:
     """Project cardio (alice) granted a materialised view of a synthetic dataset."""
-    factory.project(SLUG, "alice", "active")
-    session.commit()
-    source = tmp_path / "source"
-    write_csv(generate(600, seed=11), source)
-    with unit_of_work(settings) as s:
-        admin = get_user(s, "root-admin")
-        catalog.ingest_dataset(s, admin, settings, source, "demo", description="synthetic")
-    with unit_of_work(settings) as s:
-        catalog.add_grant(s, get_user(s, "root-admin"), settings, SLUG, "demo", expires=today() + dt.timedelta(days=30))
+    grant_synthetic_dataset(settings, factory, session, SLUG, tmp_path / "source")
     data_root = tmp_path / "data"
     data_root.mkdir()
     monkeypatch.setenv("ENCLAVE_DATA_ROOT", str(data_root))

@@ -12,7 +12,6 @@ changed library that claims the site's policy) gets no trusted evidence.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import hashlib
 import json
 import os
@@ -23,16 +22,12 @@ from pathlib import Path
 
 import pytest
 
-from enclave.catalog import service as catalog
-from enclave.clock import today
 from enclave.db.models import EgressFile
 from enclave.db.session import unit_of_work
-from enclave.demo.synthetic import generate, write_csv
 from enclave.disclosure import load_disclosure_policy
 from enclave.disclosure.evidence import sidecar_path
-from enclave.egress.policy import EgressEnv, EvidencePolicy
+from enclave.egress.policy import EgressEnv
 from enclave.egress.quarantine import outbox_dir
-from enclave.egress.replay import Replayer
 from enclave.hub.access import prepare_workspace
 from enclave.jobs import service as jobs
 from enclave.jobs.runner import Runner
@@ -42,7 +37,7 @@ from enclave.users import get_user
 from tests.engine_support import write_notebook
 
 from ..conftest import PREFIX
-from .submitting import submit_tables
+from .submitting import grant_synthetic_dataset, replaying_env, submit_tables
 
 REPO = Path(__file__).resolve().parents[3]
 SLUG = "cardio"
@@ -113,10 +108,7 @@ class Site:
     prefix: str
 
     def env(self) -> EgressEnv:
-        container = ContainerPolicy(image=self.image, job_mem_limit="1g", cpu_limit=1.0)
-        policy = EvidencePolicy(timeout_seconds=90, mem_limit="1g")
-        env = EgressEnv.load(self.settings)
-        return dataclasses.replace(env, replayer=Replayer(container, policy, self.client, container_prefix=self.prefix))
+        return replaying_env(self.settings, self.client, self.image, self.prefix)
 
     def run_job(self) -> Path:
         """Run the notebook above as alice's batch job; the folder of its outputs."""
@@ -146,15 +138,7 @@ class Site:
 @pytest.fixture
 def site(settings, factory, session, client, image, tmp_path) -> Site:
     """Project cardio (alice), active, granted a materialised view of a synthetic dataset."""
-    factory.project(SLUG, "alice", "active")
-    session.commit()
-    source = tmp_path / "source"
-    write_csv(generate(600, seed=11), source)
-    with unit_of_work(settings) as s:
-        admin = get_user(s, "root-admin")
-        catalog.ingest_dataset(s, admin, settings, source, "demo", description="synthetic")
-    with unit_of_work(settings) as s:
-        catalog.add_grant(s, get_user(s, "root-admin"), settings, SLUG, "demo", expires=today() + dt.timedelta(days=30))
+    grant_synthetic_dataset(settings, factory, session, SLUG, tmp_path / "source")
     world = Site(settings, client, image, f"{PREFIX}site-{uuid.uuid4().hex[:6]}-")
     yield world
     for container in world.leftovers():
