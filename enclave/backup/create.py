@@ -466,20 +466,21 @@ def create_backup(settings: Settings, actor: User, dest: Path, *, passphrase: st
     store = Store(Path(dest).absolute())
     if _rel(settings, store.root) is not None:
         raise InvalidInput(f"{dest} is inside ENCLAVE_HOME: back up to a folder outside it (another disk)")
-    store.init()
-    signing_key = load_or_create_key(settings.keys_dir)  # before the keyring is read: it must name this key
-    with store.locked(), _collector_paused():
-        store.sweep()
-        previous = store.read_manifest()["record"] if store.manifest_ids() else None
-        prev_files = {row[PATH]: row for row in manifest_rows(previous or {})}
-        now = dt.datetime.now(dt.UTC)
-        result = BackupResult(id=new_backup_id(now))
-        snapshot = store.temp_path(".db")
-        task = progress.add_task("database", total=None) if progress else None
-        # The workspaces are walked while the database is copied, and the keys are sealed
-        # (scrypt) while the files are copied.
-        with ThreadPoolExecutor(max_workers=1) as helper:
-            listing = helper.submit(walk_workspaces, settings)
+    # The workspaces are walked while the destination is opened and the database copied
+    # (nothing in the database points into them), and the keys are sealed (scrypt) while
+    # the files are copied.
+    with _collector_paused(), ThreadPoolExecutor(max_workers=1) as helper:
+        listing = helper.submit(walk_workspaces, settings)
+        store.init()
+        signing_key = load_or_create_key(settings.keys_dir)  # before the keyring is read: it must name this key
+        with store.locked():
+            store.sweep()
+            previous = store.read_manifest()["record"] if store.manifest_ids() else None
+            prev_files = {row[PATH]: row for row in manifest_rows(previous or {})}
+            now = dt.datetime.now(dt.UTC)
+            result = BackupResult(id=new_backup_id(now))
+            snapshot = store.temp_path(".db")
+            task = progress.add_task("database", total=None) if progress else None
             try:
                 db_format, refs = snapshot_database(settings, snapshot)
                 db = store.put_chunked(snapshot, db_chunk_size(snapshot.stat().st_size))
@@ -498,39 +499,39 @@ def create_backup(settings: Settings, actor: User, dest: Path, *, passphrase: st
             sealing = helper.submit(_seal_keys, store, settings, previous, passphrase, recipient)
             outcomes = _store_files(store, settings, plan, prev_files, advance, rehash)
             keys = sealing.result()
-        entries: list[list[Any]] = []
-        for entry, skip, read, written in outcomes:
-            if entry is not None:
-                entries.append(entry)
-                result.files += 1
-                result.bytes_total += entry[SIZE]
-            if skip is not None:
-                result.skipped.append(skip)
-            if read:
-                result.files_read += 1
-                result.bytes_read += read
-            if written:
-                result.objects_written += 1
-                result.bytes_written += written
+            entries: list[list[Any]] = []
+            for entry, skip, read, written in outcomes:
+                if entry is not None:
+                    entries.append(entry)
+                    result.files += 1
+                    result.bytes_total += entry[SIZE]
+                if skip is not None:
+                    result.skipped.append(skip)
+                if read:
+                    result.files_read += 1
+                    result.bytes_read += read
+                if written:
+                    result.objects_written += 1
+                    result.bytes_written += written
 
-        if rehash:
-            result.changed_behind_stat = _changed_behind_stat(plan, prev_files, entries)
-        ledger = _merge_ledger(store, refs.destroyed)
-        manifest = {
-            "format": MANIFEST_FORMAT, "id": result.id, "signed_at": now.isoformat(), "created_by": actor.name,
-            "source": {"home": str(settings.home), "database": "sqlite" if settings.is_sqlite else "postgresql",
-                       "schema": refs.revision, "policies": str(settings.policies_dir)},
-            "database": {"sha256": db.sha256, "size": db.size, "format": db_format, "chunks": db.chunks},
-            "rehash": rehash, "changed_behind_stat": result.changed_behind_stat,
-            "audit_head": {"seq": refs.audit_seq, "hash": refs.audit_hash},
-            "file_fields": list(FILE_FIELDS), "files": entries, "dirs": plan.dirs, "keys": keys,
-            "skipped": result.skipped,
-            "destroyed": sorted(ledger["projects"]),
-        }
-        # Objects, ledger and manifest reach the disk in one batch; the manifest is named last.
-        store.commit(manifest=(store.backups / f"{result.id}.json", signed_json(manifest, signing_key)))
-        result.sync_seconds = store.sync_seconds
-        result.indexes_merged = store.merge_indexes()
+            if rehash:
+                result.changed_behind_stat = _changed_behind_stat(plan, prev_files, entries)
+            ledger = _merge_ledger(store, refs.destroyed)
+            manifest = {
+                "format": MANIFEST_FORMAT, "id": result.id, "signed_at": now.isoformat(), "created_by": actor.name,
+                "source": {"home": str(settings.home), "database": "sqlite" if settings.is_sqlite else "postgresql",
+                           "schema": refs.revision, "policies": str(settings.policies_dir)},
+                "database": {"sha256": db.sha256, "size": db.size, "format": db_format, "chunks": db.chunks},
+                "rehash": rehash, "changed_behind_stat": result.changed_behind_stat,
+                "audit_head": {"seq": refs.audit_seq, "hash": refs.audit_hash},
+                "file_fields": list(FILE_FIELDS), "files": entries, "dirs": plan.dirs, "keys": keys,
+                "skipped": result.skipped,
+                "destroyed": sorted(ledger["projects"]),
+            }
+            # Objects, ledger and manifest reach the disk in one batch; the manifest is named last.
+            store.commit(manifest=(store.backups / f"{result.id}.json", signed_json(manifest, signing_key)))
+            result.sync_seconds = store.sync_seconds
+            result.indexes_merged = store.merge_indexes()
     with unit_of_work(settings, check=False) as session:  # the snapshot checked the schema moments ago
         append_event(session, actor.name, BackupAction.CREATE, target=f"backup:{result.id}", details={
             "destination": str(store.root), "files": result.files, "bytes": result.bytes_total,
