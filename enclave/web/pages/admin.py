@@ -21,6 +21,8 @@ from enclave.metrics import load_service_levels, service_metrics
 from enclave.permissions import check_admin
 from enclave.projects import retention, service
 from enclave.projects.lifecycle import ProjectAction
+from enclave.register.details import FIELD_WORDS, REGISTER_COLUMNS, RegisterChanges, missing_fields, register_choices
+from enclave.register.policy import load_register_policy
 from enclave.users import list_users
 from enclave.web import readmodels
 from enclave.web.api.audit import AuditFilters, readable_details, to_csv
@@ -28,7 +30,7 @@ from enclave.web.api.incidents import egress_view
 from enclave.web.auth import Identity
 from enclave.web.confirm import check_confirmed
 from enclave.web.context import acting, check_console, render, signed_in, web
-from enclave.web.pages.forms import FormState, correctable, done_message, failed, form_fields
+from enclave.web.pages.forms import FormState, correctable, done_message, failed, form_fields, parse
 from enclave.web.schemas import AuditEventOut
 
 AUDIT_PAGE_SIZE = 50
@@ -105,6 +107,14 @@ async def enable(request: Request, name: str, ident: Identity = Depends(admin)):
                                  lambda session, actor, note: enable_user(session, actor, name, note), "user_enabled")
 
 
+def _missing_for_approval(request: Request, project) -> list[str]:  # type: ignore[no-untyped-def]
+    """The register fields (in words) a proposed project lacks, for which Approve refuses."""
+    if project.status is not ProjectStatus.PROPOSED:
+        return []
+    required = load_register_policy(web(request).settings.policies_dir).required_at_approval  # read afresh
+    return [FIELD_WORDS[f] for f in missing_fields(project, required)]
+
+
 def _applications_page(request: Request, ident: Identity, form: FormState | None = None,
                        status: int = 200):  # type: ignore[no-untyped-def]
     hub = web(request).hub_prefix
@@ -112,8 +122,9 @@ def _applications_page(request: Request, ident: Identity, form: FormState | None
         queue = [readmodels.project_detail(session, actor, p.slug, hub)
                  for p in readmodels.application_queue(session, actor)]
         wanted = {p.slug: wanted_datasets(session, p.datasets_wanted) for p in queue}
+    missing = {p.slug: _missing_for_approval(request, p) for p in queue}
     return render(request, "admin/applications.html", status_code=status, queue=queue, wanted=wanted,
-                  form=form, done=done_message(request))
+                  missing=missing, form=form, done=done_message(request))
 
 
 @router.get("/applications")
@@ -153,9 +164,13 @@ def _project_page(request: Request, ident: Identity, slug: str, form: FormState 
         detail = readmodels.project_detail(session, actor, slug)
         researchers = [u.name for u in list_users(session) if "researcher" in u.roles and u.name not in detail.members]
         wanted = wanted_datasets(session, detail.datasets_wanted)
+    # The register details form starts from what the project states now.
+    current = {c: getattr(detail, c) or "" for c in REGISTER_COLUMNS}
+    register_form = form if form and form.value("form") == "register" else FormState(values=current)
     return render(request, "admin/project.html", status_code=status, project=detail, researchers=researchers,
                   wanted=wanted, steps=next_steps(detail, wanted, researchers), form=form,
-                  done=done_message(request))
+                  missing=_missing_for_approval(request, detail), register_form=register_form,
+                  register_choices=register_choices(), done=done_message(request))
 
 
 @router.get("/projects")
@@ -195,6 +210,24 @@ async def transition(request: Request, slug: str, ident: Identity = Depends(admi
     # A rejection goes back to the queue; anything else to the project, whose next steps follow.
     back = "applications" if from_queue and action is ProjectAction.REJECT else f"projects/{slug}"
     return RedirectResponse(f"{web(request).prefix}/admin/{back}?done={action.value}", status_code=303)
+
+
+@router.post("/projects/{slug}/register")
+async def register_details(request: Request, slug: str, ident: Identity = Depends(admin)):
+    """Add or change what the public register will publish of a proposed project; a field
+    left empty keeps its value."""
+    data = await form_fields(request)
+    typed = {"form": "register", **{c: data.get(c, "") for c in REGISTER_COLUMNS}}
+    try:
+        changes = parse(RegisterChanges, {c: typed[c] for c in REGISTER_COLUMNS if typed[c].strip()})
+        with acting_admin(request, ident) as (session, actor):
+            service.amend_register(session, actor, slug, changes)
+    except EnclaveError as exc:
+        if not correctable(exc):
+            raise
+        return _project_page(request, ident, slug, failed(typed, exc, set(REGISTER_COLUMNS)), status=400)
+    return RedirectResponse(f"{web(request).prefix}/admin/projects/{slug}?done=register_saved#register",
+                            status_code=303)
 
 
 @router.post("/projects/{slug}/members")

@@ -27,6 +27,7 @@ DONE = {
     "suspend": "The project was suspended.",
     "close": "The project was closed.",
     "member_added": "The member was added.",
+    "register_saved": "The register details were saved.",
     "member_removed": "The member was removed.",
     "created": "The request was created. Add files from your outbox, then submit it.",
     "files_added": "The files were added.",

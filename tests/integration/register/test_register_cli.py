@@ -49,3 +49,32 @@ def test_cli_register_options_are_validated_in_one_line(reg: RegisterWorld):
     assert (shown["public_benefit"], shown["gdpr_article6"], shown["data_controller"]) == (
         "Faster recovery at home.", "public_task", "Orthopaedic Trust")
     assert "section_251" in _cli(reg, "project", "show", "hip-fracture").stdout
+
+
+def test_cli_approve_refuses_missing_register_fields_in_one_line_until_added(reg: RegisterWorld):
+    assert _cli(reg, *BASE, "--organisation", "Orthopaedic Trust").returncode == 0  # no register options
+    refused = _cli(reg, "project", "approve", "hip-fracture")
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert refused.stderr.strip() == (
+        "error: project hip-fracture cannot be approved: the public register needs its public benefit, lawful basis, "
+        "data controller and contact, which are missing; add them with 'enclave project register-details "
+        "hip-fracture --public-benefit ... --gdpr-article6 ... --gdpr-article9 ... --confidentiality-basis ... "
+        "--data-controller ... --contact-email ...', then approve it")
+    with unit_of_work(reg.settings) as s:
+        assert get_project(s, "hip-fracture").status.value == "proposed"
+
+    bad = _cli(reg, "project", "register-details", "hip-fracture", "--contact-email", "Dr Bones")
+    assert bad.returncode != 0 and bad.stderr.strip() == (
+        "error: --contact-email: give one email address, such as research-office@example.org")
+    nothing = _cli(reg, "project", "register-details", "hip-fracture")
+    assert nothing.returncode != 0 and nothing.stderr.startswith("error: give at least one register option")
+    added = _cli(reg, "project", "register-details", "hip-fracture", *REGISTER[:8])
+    assert added.returncode == 0 and "register details of hip-fracture were updated" in added.stdout, added.stderr
+    still = _cli(reg, "project", "approve", "hip-fracture")
+    assert still.returncode != 0 and "needs its data controller and contact, which are missing; add them with " \
+        "'enclave project register-details hip-fracture --data-controller ... --contact-email ...'" in still.stderr
+    assert _cli(reg, "project", "register-details", "hip-fracture", *REGISTER[8:]).returncode == 0
+    approved = _cli(reg, "project", "approve", "hip-fracture")
+    assert approved.returncode == 0 and "now approved" in approved.stdout, approved.stderr
+    late = _cli(reg, "project", "register-details", "hip-fracture", "--funders", "Bone Trust")
+    assert late.returncode != 0 and "its register details are fixed once it is decided" in late.stderr
