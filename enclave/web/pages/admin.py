@@ -21,7 +21,14 @@ from enclave.metrics import load_service_levels, service_metrics
 from enclave.permissions import check_admin
 from enclave.projects import retention, service
 from enclave.projects.lifecycle import ProjectAction
-from enclave.register.details import FIELD_WORDS, REGISTER_COLUMNS, RegisterChanges, missing_fields, register_choices
+from enclave.register.details import (
+    FIELD_WORDS,
+    REGISTER_COLUMNS,
+    RegisterChanges,
+    RegisterField,
+    missing_fields,
+    register_choices,
+)
 from enclave.register.policy import load_register_policy
 from enclave.users import list_users
 from enclave.web import readmodels
@@ -107,11 +114,15 @@ async def enable(request: Request, name: str, ident: Identity = Depends(admin)):
                                  lambda session, actor, note: enable_user(session, actor, name, note), "user_enabled")
 
 
-def _missing_for_approval(request: Request, project) -> list[str]:  # type: ignore[no-untyped-def]
+def _required(request: Request) -> list[RegisterField]:
+    """What approval needs of the register, as the site's policy says now (read afresh)."""
+    return load_register_policy(web(request).settings.policies_dir).required_at_approval
+
+
+def _missing_for_approval(project, required: list[RegisterField]) -> list[str]:  # type: ignore[no-untyped-def]
     """The register fields (in words) a proposed project lacks, for which Approve refuses."""
     if project.status is not ProjectStatus.PROPOSED:
         return []
-    required = load_register_policy(web(request).settings.policies_dir).required_at_approval  # read afresh
     return [FIELD_WORDS[f] for f in missing_fields(project, required)]
 
 
@@ -122,7 +133,8 @@ def _applications_page(request: Request, ident: Identity, form: FormState | None
         queue = [readmodels.project_detail(session, actor, p.slug, hub)
                  for p in readmodels.application_queue(session, actor)]
         wanted = {p.slug: wanted_datasets(session, p.datasets_wanted) for p in queue}
-    missing = {p.slug: _missing_for_approval(request, p) for p in queue}
+    required = _required(request)
+    missing = {p.slug: _missing_for_approval(p, required) for p in queue}
     return render(request, "admin/applications.html", status_code=status, queue=queue, wanted=wanted,
                   missing=missing, form=form, done=done_message(request))
 
@@ -169,7 +181,7 @@ def _project_page(request: Request, ident: Identity, slug: str, form: FormState 
     register_form = form if form and form.value("form") == "register" else FormState(values=current)
     return render(request, "admin/project.html", status_code=status, project=detail, researchers=researchers,
                   wanted=wanted, steps=next_steps(detail, wanted, researchers), form=form,
-                  missing=_missing_for_approval(request, detail), register_form=register_form,
+                  missing=_missing_for_approval(detail, _required(request)), register_form=register_form,
                   register_choices=register_choices(), done=done_message(request))
 
 
