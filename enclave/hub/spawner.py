@@ -5,15 +5,19 @@ project, and what the server mounts, is decided by ``enclave.hub.access``; the c
 isolation (user, capabilities, read-only root, limits, internal network, mounts) comes
 only from ``enclave.sandbox``: this class builds no isolation of its own. Every start,
 stop and refusal is audited under the name of whoever asked for it (``enclave.hub.actors``),
-and only the owner may start their server.
+and only the owner may start their server. A server that ends on its own (its container
+killed, out of memory, exited, gone) is ended by the hub when its poll notices: removed,
+and its stop audited once as the hub's with the reason (``EnclaveSpawner.poll``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import html
 import json
 import os
+import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -56,6 +60,9 @@ class EnclaveSpawner(DockerSpawner):
     sandbox_only_traits: tuple[str, ...] = ("volumes", "extra_host_config", "extra_create_kwargs")
     # Why the server ends, when the enclave (not a person) ends it; recorded with its stop.
     _enclave_stop_reason: str | None = None
+    # The object (container, service) whose end is under way or done: it is stopped and
+    # audited once, whichever of a stop and any number of polls comes first.
+    _enclave_ending: str = ""
 
     enclave_home = Unicode(
         "",
@@ -230,7 +237,48 @@ class EnclaveSpawner(DockerSpawner):
         return self.meter_url
 
     async def _container_stopped(self) -> bool:
-        return await self.poll() is not None
+        # The engine's own answer: a server that dies while it starts is ended by the stop
+        # of the failed start, not in the middle of it.
+        return await super().poll() is not None
+
+    async def poll(self) -> Any:
+        """The engine's poll (DockerSpawner's, or SwarmSpawner's beneath the Swarm
+        spawner), and a server that has ended for good is ended here, once.
+
+        JupyterHub only forgets a server whose poll says it ended: it never calls stop, so
+        the container (or service) would be left behind and the end never audited. So the
+        first poll to see the end removes it and audits the stop as the hub's, with the
+        reason (:meth:`_end_reason`); a later poll, or one racing it or a stop under way,
+        finds the end claimed and changes nothing."""
+        known = self.object_id
+        status = await super().poll()
+        if not known:
+            return status  # nothing started, or already ended
+        reason = await self._end_reason(status)
+        if reason is None:
+            return status
+        if self._enclave_ending != known:  # no await between this check and the claim
+            self._enclave_ending = known
+            self.object_id = known  # gone from the engine already: still forget it through stop
+            await self._end_as_hub(reason)
+        return reason
+
+    async def _end_reason(self, status: Any) -> str | None:
+        """Why the server has ended for good, or None while it runs: here, its container is
+        not running (or is gone), and a container that stopped is never started again."""
+        if status is None:
+            return None
+        container = await self.get_object()
+        if container is None:
+            return "the server's container is gone from the engine"
+        return container_end_reason(container.get("State") or {})
+
+    async def _end_as_hub(self, reason: str) -> None:
+        """Stop the server as the hub's own act (no request behind it), recording ``reason``."""
+        self._enclave_stop_reason = reason
+        context = contextvars.copy_context()
+        context.run(actors.act_for, actors.HUB)
+        await asyncio.get_running_loop().create_task(self.stop(), context=context)
 
     async def create_object(self) -> dict[str, Any]:
         """Create the container with exactly the sandbox's host config and create arguments."""
@@ -263,6 +311,8 @@ class EnclaveSpawner(DockerSpawner):
 
     async def stop(self, now: bool = False) -> None:
         had_container = bool(self.object_id)  # not after a refused start: nothing ran
+        if had_container:
+            self._enclave_ending = self.object_id  # a poll seeing it end now leaves it to this stop
         if self.server is not None and self.meter_url:
             try:
                 await unregister_route(self.meter_url, self.meter_token, self.server.base_url)
@@ -274,6 +324,20 @@ class EnclaveSpawner(DockerSpawner):
             requester = actors.current() or actors.requester_of(self.handler) or actors.HUB
             await asyncio.to_thread(self._audit_stop, requester)
 
+    async def stop_object(self) -> None:
+        if self.object_id:  # a second stop (after a poll ended it) has nothing to stop
+            await super().stop_object()
+
+    async def remove_object(self) -> None:
+        import docker.errors
+
+        if not self.object_id:  # nor anything to remove
+            return
+        try:
+            await super().remove_object()
+        except docker.errors.NotFound:
+            pass  # gone from the engine already
+
     def _audit_stop(self, requester: actors.Requester) -> None:
         details = {"by": requester.kind}
         if self._enclave_stop_reason:
@@ -282,6 +346,20 @@ class EnclaveSpawner(DockerSpawner):
         with unit_of_work(self.enclave_settings()) as session:
             append_event(session, requester.name, ServerAction.STOP, project=self.name[:40] or None,
                          target=f"server:{self.user.name}/{self.name}", details=details)
+
+
+def container_end_reason(state: dict[str, Any]) -> str:
+    """Why a container that is not running ended, from its engine ``State``: out of
+    memory, a signal, or its exit code, and the engine's error if it gave one."""
+    code = int(state.get("ExitCode") or 0)
+    if state.get("OOMKilled"):
+        reason = f"the server's container was killed for lack of memory (out of memory, exit code {code})"
+    elif code > 128 and code - 128 in {s.value for s in signal.Signals}:
+        reason = f"the server's container was ended by {signal.Signals(code - 128).name} (exit code {code})"
+    else:
+        reason = f"the server's container exited with code {code}"
+    error = str(state.get("Error") or "").strip()
+    return f"{reason}: {error}" if error else reason
 
 
 async def wait_until_listening(

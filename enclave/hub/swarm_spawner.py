@@ -17,7 +17,6 @@ they reach it, and how no project's network reaches another's.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 from typing import Any
 
 from dockerspawner import SwarmSpawner
@@ -26,7 +25,7 @@ from traitlets import Unicode, default
 
 from enclave.enums import ContainerEngine
 from enclave.errors import EnclaveError
-from enclave.hub import actors, swarm
+from enclave.hub import swarm
 from enclave.hub.spawner import PROJECT_LABEL, USER_LABEL, EnclaveSpawner
 
 
@@ -88,28 +87,16 @@ class EnclaveSwarmSpawner(EnclaveSpawner, SwarmSpawner):
             await asyncio.sleep(0.2)
         return service
 
-    async def poll(self) -> Any:
-        """SwarmSpawner's poll, and a server whose node is down or gone counts as stopped:
-        the engine keeps reporting such a task as running, so the hub would never end it.
-        JupyterHub only forgets a server whose poll says it ended (it does not stop it), so
-        the end is made here, once: the service is removed and the stop audited as the hub's,
-        with the reason (EnclaveSpawner.stop)."""
-        status = await super().poll()
+    async def _end_reason(self, status: Any) -> str | None:
+        """Why the server has ended for good (EnclaveSpawner.poll then ends it, once): its
+        task ended, or its node is down or gone, which the engine keeps reporting as a
+        running task, so the hub would never end it. A task still being placed, which
+        SwarmSpawner also reports as not running, has not ended."""
         if status is None:
-            reason = await self._lost_node()
-        else:
-            # Ended for good (not a task still being placed, which SwarmSpawner also reports).
-            task = await self.get_task()
-            state = (task or {}).get("Status", {}).get("State")
-            reason = f"the server's task is {state or 'gone'}" if state is None or state in _ENDED else None
-            if reason is None:
-                return status
-        if reason is not None and self.object_id:
-            self._enclave_stop_reason = reason
-            context = contextvars.copy_context()
-            context.run(actors.act_for, actors.HUB)
-            await asyncio.get_running_loop().create_task(self.stop(), context=context)
-        return reason
+            return await self._lost_node()
+        task = await self.get_task()
+        state = (task or {}).get("Status", {}).get("State")
+        return f"the server's task is {state or 'gone'}" if state is None or state in _ENDED else None
 
     async def _lost_node(self) -> str | None:
         """Why this server's node cannot be running it (down, or gone from the swarm); None
@@ -128,10 +115,6 @@ class EnclaveSwarmSpawner(EnclaveSpawner, SwarmSpawner):
         if state != "ready":
             return f"the node {node.get('Description', {}).get('Hostname', node_id)} of this server is {state}"
         return None
-
-    async def remove_object(self) -> None:
-        if self.object_id:  # a second stop (after the poll above ended it) has nothing to remove
-            await super().remove_object()
 
     async def get_ip_and_port(self) -> tuple[str, int]:
         """The task's own address on the project's network: the egress meter forwards only

@@ -42,6 +42,7 @@ REPO = Path(__file__).resolve().parents[3]
 PREFIX = "enclave-hubtest-"
 HUB_PREFIX = f"{PREFIX}nb"
 PASSWORD = "correct horse battery"
+POLL_INTERVAL = 2  # seconds between the hub's polls of each running server
 
 
 def free_port() -> int:
@@ -189,6 +190,8 @@ def hub(client, image, tmp_path_factory, request) -> Iterator[Hub]:
     config.write_text(
         f"load_subconfig({str(REPO / 'jupyterhub_config.py')!r})\n"
         f"c.EnclaveSpawner.prefix = {HUB_PREFIX!r}\n"
+        # The hub notices a server that died within seconds (test_hub_server_end.py).
+        f"c.EnclaveSpawner.poll_interval = {POLL_INTERVAL}\n"
         # The tests run enforcement themselves (enclave hub enforce --once), as the enforcer
         # service with its own role, so what it may do is what it may do in production.
         "c.JupyterHub.services = [s for s in c.JupyterHub.services if s['name'] != 'enclave-enforcer']\n"
