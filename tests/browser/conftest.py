@@ -4,7 +4,6 @@ Playwright (never a downloaded browser)."""
 from __future__ import annotations
 
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -14,16 +13,11 @@ import pytest
 
 from enclave.web.app import create_app
 from tests.integration.web.world import authenticator, build_world
+from tests.ports import free_port
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                "--disable-component-update", "--no-first-run"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +25,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     import uvicorn
 
     settings = build_world(tmp_path_factory.mktemp("browser") / "home")
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(create_app(settings, authenticator()), host="127.0.0.1", port=port, log_level="warning")
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)

@@ -19,7 +19,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -46,6 +45,7 @@ from enclave.hub.access import NOTEBOOK_GID, NOTEBOOK_UID
 from enclave.sandbox import release_host_access
 from tests.browser.test_web_consoles import PREFIX as CONSOLE, shot
 from tests.hub_support import stop_hub_process
+from tests.ports import free_port
 
 docker = pytest.importorskip("docker")
 
@@ -75,12 +75,6 @@ CELLS = [
     f"result.save('/home/jovyan/project/outbox/{OUTPUT}')\n"
     "print('saved')",
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -158,7 +152,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
         "c.JupyterHub.load_roles.append({'name': 'journey-observer-role', 'services': ['journey-observer'],\n"
         "    'scopes': ['list:users', 'read:users', 'read:servers']})\n"
     )
-    ports = {name: str(_free_port()) for name in
+    ports = {name: str(free_port()) for name in
              ("ENCLAVE_HUB_PORT", "ENCLAVE_HUB_API_PORT", "ENCLAVE_PROXY_API_PORT", "ENCLAVE_WEB_PORT")}
     env = {**os.environ, "ENCLAVE_HOME": str(home), "ENCLAVE_POLICIES": str(policies), **ports}
     env.pop("ENCLAVE_DB_URL", None)

@@ -15,9 +15,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from enclave.web.app import create_app
-from tests.browser.conftest import _free_port
 from tests.integration.web.evidence_steps import approve_and_release, save_tables, submit
 from tests.integration.web.world import PREFIX, authenticator, build_world
+from tests.ports import free_port
 
 pytestmark = pytest.mark.browser
 
@@ -43,7 +43,7 @@ def review_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
     earlier = submit(settings, "rob", "Cohort 2023", ["ethnicity_2023.csv"], CONTEXT, CONTROLS, exception="first")
     approve_and_release(TestClient(app), earlier, ["ethnicity_2023.csv"])
     current = submit(settings, "rob", "Cohort by ethnicity", ["ethnicity.csv"], CONTEXT, CONTROLS, exception=EXCEPTION)
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -38,6 +37,7 @@ from enclave.meter.service import MeterAction
 from enclave.users import get_user
 from tests.conftest import PG_ADMIN_URL
 from tests.engine_support import write_notebook
+from tests.ports import free_port
 
 from .conftest import PREFIX, PROBE, Swarm
 
@@ -58,12 +58,6 @@ def refused(folder):
 print(f"uid={status['Uid'].split()[0]}", f"CapEff={status['CapEff'].strip()}", f"NoNewPrivs={status['NoNewPrivs'].strip()}",
       f"root={refused('/')}", f"data={refused('/data')}")
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -101,7 +95,7 @@ def enclave(swarm_cluster: Swarm, marker: str, request: pytest.FixtureRequest) -
     db = f"enclave_test_{tag}"
     hub = f"{PREFIX}hub-{tag}"
     network = f"{PREFIX}{tag}"
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("ENCLAVE_HOME", "ENCLAVE_DB_URL", "ENCLAVE_POLICIES")}
     env.update(ENCLAVE_SWARM_HOME=str(home), ENCLAVE_SWARM_SHARED=str(swarm_cluster.shared),
                ENCLAVE_SWARM_NODE=swarm_cluster.node, ENCLAVE_SWARM_DB=db, ENCLAVE_SWARM_NETWORK=network,

@@ -4,7 +4,6 @@ notifier that fails without blocking or undoing anything."""
 from __future__ import annotations
 
 import json
-import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -19,12 +18,7 @@ from enclave.egress.policy import EgressPolicy, LogNotifier, SmtpNotifier, Webho
 from enclave.egress.service import withdraw_request
 from enclave.enums import EgressStatus as S
 from enclave.users import get_user
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.ports import free_port
 
 
 class _Mailbox:
@@ -39,7 +33,7 @@ class _Mailbox:
 @pytest.fixture
 def smtp() -> Iterator[tuple[int, _Mailbox]]:
     mailbox = _Mailbox()
-    port = _free_port()
+    port = free_port()
     controller = Controller(mailbox, hostname="127.0.0.1", port=port)
     controller.start()
     try:
@@ -97,10 +91,10 @@ def test_notify_smtp_webhook_and_log_on_every_change(world: World, smtp, sink) -
 
 def test_notify_failure_never_blocks_and_is_recorded(world: World, sink) -> None:
     url, received = sink
-    dead = f"http://127.0.0.1:{_free_port()}/nobody-listens"
+    dead = f"http://127.0.0.1:{free_port()}/nobody-listens"
     world.env = replace(world.env, policy=EgressPolicy(notifiers=(
         WebhookNotifier(kind="webhook", url=dead, timeout_seconds=2),
-        SmtpNotifier(kind="smtp", host="127.0.0.1", port=_free_port(), sender="e@site.test", to=("x@site.test",),
+        SmtpNotifier(kind="smtp", host="127.0.0.1", port=free_port(), sender="e@site.test", to=("x@site.test",),
                      timeout_seconds=2),
         WebhookNotifier(kind="webhook", url=url),
     )))

@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -19,14 +18,9 @@ import httpx
 import pytest
 
 from tests.integration.web.world import build_world
+from tests.ports import free_port
 
 pytestmark = pytest.mark.slow
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +29,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory):
         pytest.skip("configurable-http-proxy is not installed (npm install -g configurable-http-proxy)")
     root = tmp_path_factory.mktemp("hub")
     settings = build_world(root / "home")
-    public, api, proxy, web = _port(), _port(), _port(), _port()
+    public, api, proxy, web = free_port(), free_port(), free_port(), free_port()
     config = root / "jupyterhub_config.py"
     config.write_text(textwrap.dedent(f"""
         from enclave.config import Settings
@@ -145,7 +139,7 @@ def test_hub_signin_hub_down_is_503_not_a_traceback(world_template, monkeypatch)
     # A hub API address where nothing listens: identification fails closed with one line.
     monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "service-secret")
     monkeypatch.setenv("JUPYTERHUB_CLIENT_ID", "service-enclave")
-    monkeypatch.setenv("JUPYTERHUB_API_URL", f"http://127.0.0.1:{_port()}/hub/api")
+    monkeypatch.setenv("JUPYTERHUB_API_URL", f"http://127.0.0.1:{free_port()}/hub/api")
     monkeypatch.setenv("JUPYTERHUB_SERVICE_NAME", "enclave")
     client = TestClient(create_app(world_template, HubAuthenticator("/services/enclave")),
                         raise_server_exceptions=False)
