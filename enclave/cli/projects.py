@@ -7,10 +7,12 @@ from typing import Optional
 import typer
 
 from enclave.cli.common import JSON_OPTION, acting, ok, parse_date, print_json, print_table, settings
+from enclave.enums import ProjectStatus
 from enclave.projects.tiers import load_tiers
 from enclave.projects import retention, service
 from enclave.projects.lifecycle import ProjectAction
-from enclave.register.details import changes_from_options, details_from_options
+from enclave.register.details import FIELD_WORDS, changes_from_options, details_from_options, missing_fields
+from enclave.register.policy import load_register_policy
 from enclave.schemas import ProjectOut
 
 app = typer.Typer(help="Propose, approve, activate, suspend and close projects; manage members.", no_args_is_help=True)
@@ -164,6 +166,8 @@ def show(ctx: typer.Context, slug: str, as_json: bool = JSON_OPTION) -> None:
         project = service.get_project(session, slug)
         service.check_can_view(actor, project)
         out = ProjectOut.of(project)
+    required = service.required_at_approval(load_register_policy(settings().policies_dir))
+    missing = [FIELD_WORDS[f] for f in missing_fields(out, required)] if out.status is ProjectStatus.PROPOSED else []
     if as_json:
         print_json(out)
     else:
@@ -176,4 +180,6 @@ def show(ctx: typer.Context, slug: str, as_json: bool = JSON_OPTION) -> None:
             ("UK GDPR Art 9", out.gdpr_article9 or "not stated"),
             ("confidentiality", out.confidentiality_basis or "not stated"),
             ("data controller", out.data_controller), ("contact", out.contact_email), ("funders", out.funders),
+            *([("approval needs", ", ".join(missing) + ": add with 'enclave project register-details'")]
+              if missing else []),
         ])

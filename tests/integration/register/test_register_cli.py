@@ -62,6 +62,8 @@ def test_cli_approve_refuses_missing_register_fields_in_one_line_until_added(reg
         "--data-controller ... --contact-email ...', then approve it")
     with unit_of_work(reg.settings) as s:
         assert get_project(s, "hip-fracture").status.value == "proposed"
+    shown = " ".join(_cli(reg, "project", "show", "hip-fracture").stdout.split())
+    assert "approval needs" in shown and "public benefit, lawful basis, data controller, contact" in shown
 
     bad = _cli(reg, "project", "register-details", "hip-fracture", "--contact-email", "Dr Bones")
     assert bad.returncode != 0 and bad.stderr.strip() == (
@@ -76,5 +78,6 @@ def test_cli_approve_refuses_missing_register_fields_in_one_line_until_added(reg
     assert _cli(reg, "project", "register-details", "hip-fracture", *REGISTER[8:]).returncode == 0
     approved = _cli(reg, "project", "approve", "hip-fracture")
     assert approved.returncode == 0 and "now approved" in approved.stdout, approved.stderr
+    assert "approval needs" not in _cli(reg, "project", "show", "hip-fracture").stdout
     late = _cli(reg, "project", "register-details", "hip-fracture", "--funders", "Bone Trust")
     assert late.returncode != 0 and "its register details are fixed once it is decided" in late.stderr
