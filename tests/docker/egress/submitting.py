@@ -20,13 +20,14 @@ from enclave.sandbox import ContainerPolicy
 from enclave.users import get_user
 
 
-def grant_synthetic_dataset(settings, factory, session, slug: str, source: Path, user: str = "alice") -> None:
-    """``slug``, an active project of ``user``, granted for 30 days the dataset ``demo``: 600
-    synthetic patients written to ``source`` and ingested by the admin (which materialises
-    the project's view)."""
+def grant_synthetic_dataset(settings, factory, session, slug: str, source: Path, user: str = "alice",
+                            patients: int = 600, seed: int = 11) -> None:
+    """``slug``, an active project of ``user``, granted for 30 days the dataset ``demo``:
+    ``patients`` synthetic patients written to ``source`` and ingested by the admin (which
+    materialises the project's view)."""
     factory.project(slug, user, "active")
     session.commit()
-    write_csv(generate(600, seed=11), source)
+    write_csv(generate(patients, seed=seed), source)
     with unit_of_work(settings) as s:
         catalog.ingest_dataset(s, get_user(s, "root-admin"), settings, source, "demo", description="synthetic")
     with unit_of_work(settings) as s:

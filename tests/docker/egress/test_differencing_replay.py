@@ -23,17 +23,16 @@ from typer.testing import CliRunner
 
 from enclave.catalog import service as catalog
 from enclave.cli.main import app
-from enclave.clock import today
 from enclave.db.session import unit_of_work
-from enclave.demo.synthetic import generate, write_csv
 from enclave.egress.quarantine import outbox_dir
 from enclave.enums import Role
 from enclave.projects.service import get_project
 from enclave.safe import crosstab, query
-from enclave.users import get_user
 from enclave.web.app import create_app
 from enclave.web.auth import HUB_ROLE_REVIEW
 from enclave.web.testing import StaticTokenAuthenticator
+
+from .submitting import grant_synthetic_dataset
 
 SLUG = "cardio"
 REPO = Path(__file__).resolve().parents[3]
@@ -58,16 +57,9 @@ def cohort(max_age: int):
 
 @pytest.fixture
 def enclave(settings, factory, session, client, image, tmp_path, monkeypatch):
-    factory.project(SLUG, "alice", "active")
     for name in ("rita", "rex"):
         factory.user(name, Role.REVIEWER)
-    session.commit()
-    source = tmp_path / "source"
-    write_csv(generate(2000, seed=5), source)
-    with unit_of_work(settings) as s:
-        catalog.ingest_dataset(s, get_user(s, "root-admin"), settings, source, "demo", description="synthetic")
-    with unit_of_work(settings) as s:
-        catalog.add_grant(s, get_user(s, "root-admin"), settings, SLUG, "demo", expires=today() + dt.timedelta(days=30))
+    grant_synthetic_dataset(settings, factory, session, SLUG, tmp_path / "source", patients=2000, seed=5)
     with unit_of_work(settings) as s:
         [(name, path)] = catalog.active_views(s, get_project(s, SLUG))
     data = tmp_path / "data"
