@@ -21,15 +21,7 @@ from enclave.metrics import load_service_levels, service_metrics
 from enclave.permissions import check_admin
 from enclave.projects import retention, service
 from enclave.projects.lifecycle import ProjectAction
-from enclave.register.details import (
-    FIELD_WORDS,
-    REGISTER_COLUMNS,
-    RegisterChanges,
-    RegisterField,
-    missing_fields,
-    register_choices,
-)
-from enclave.register.policy import load_register_policy
+from enclave.register.details import register_choices
 from enclave.users import list_users
 from enclave.web import readmodels
 from enclave.web.api.audit import AuditFilters, readable_details, to_csv
@@ -37,7 +29,8 @@ from enclave.web.api.incidents import egress_view
 from enclave.web.auth import Identity
 from enclave.web.confirm import check_confirmed
 from enclave.web.context import acting, check_console, render, signed_in, web
-from enclave.web.pages.forms import FormState, correctable, done_message, failed, form_fields, parse
+from enclave.web.pages import register_form
+from enclave.web.pages.forms import FormState, correctable, done_message, failed, form_fields
 from enclave.web.schemas import AuditEventOut
 
 AUDIT_PAGE_SIZE = 50
@@ -114,18 +107,6 @@ async def enable(request: Request, name: str, ident: Identity = Depends(admin)):
                                  lambda session, actor, note: enable_user(session, actor, name, note), "user_enabled")
 
 
-def _required(request: Request) -> list[RegisterField]:
-    """What approval needs of the register, as the site's policy says now (read afresh)."""
-    return load_register_policy(web(request).settings.policies_dir).required_at_approval
-
-
-def _missing_for_approval(project, required: list[RegisterField]) -> list[str]:  # type: ignore[no-untyped-def]
-    """The register fields (in words) a proposed project lacks, for which Approve refuses."""
-    if project.status is not ProjectStatus.PROPOSED:
-        return []
-    return [FIELD_WORDS[f] for f in missing_fields(project, required)]
-
-
 def _applications_page(request: Request, ident: Identity, form: FormState | None = None,
                        status: int = 200):  # type: ignore[no-untyped-def]
     hub = web(request).hub_prefix
@@ -133,8 +114,8 @@ def _applications_page(request: Request, ident: Identity, form: FormState | None
         queue = [readmodels.project_detail(session, actor, p.slug, hub)
                  for p in readmodels.application_queue(session, actor)]
         wanted = {p.slug: wanted_datasets(session, p.datasets_wanted) for p in queue}
-    required = _required(request)
-    missing = {p.slug: _missing_for_approval(p, required) for p in queue}
+    needed = register_form.required(request)
+    missing = {p.slug: register_form.missing_words(p, needed) for p in queue}
     return render(request, "admin/applications.html", status_code=status, queue=queue, wanted=wanted,
                   missing=missing, form=form, done=done_message(request))
 
@@ -177,11 +158,11 @@ def _project_page(request: Request, ident: Identity, slug: str, form: FormState 
         researchers = [u.name for u in list_users(session) if "researcher" in u.roles and u.name not in detail.members]
         wanted = wanted_datasets(session, detail.datasets_wanted)
     # The register details form starts from what the project states now.
-    current = {c: getattr(detail, c) or "" for c in REGISTER_COLUMNS}
-    register_form = form if form and form.value("form") == "register" else FormState(values=current)
+    register = form if form and form.value("form") == "register" else FormState(
+        values=register_form.current_values(detail))
     return render(request, "admin/project.html", status_code=status, project=detail, researchers=researchers,
                   wanted=wanted, steps=next_steps(detail, wanted, researchers), form=form,
-                  missing=_missing_for_approval(detail, _required(request)), register_form=register_form,
+                  missing=register_form.missing_words(detail, register_form.required(request)), register_form=register,
                   register_choices=register_choices(), done=done_message(request))
 
 
@@ -229,15 +210,15 @@ async def register_details(request: Request, slug: str, ident: Identity = Depend
     """Add or change what the public register will publish of a proposed project; a field
     left empty keeps its value."""
     data = await form_fields(request)
-    typed = {"form": "register", **{c: data.get(c, "") for c in REGISTER_COLUMNS}}
+    typed = register_form.typed_values(data)
     try:
-        changes = parse(RegisterChanges, {c: typed[c] for c in REGISTER_COLUMNS if typed[c].strip()})
+        changes = register_form.changes_of(typed)
         with acting_admin(request, ident) as (session, actor):
             service.amend_register(session, actor, slug, changes)
     except EnclaveError as exc:
         if not correctable(exc):
             raise
-        return _project_page(request, ident, slug, failed(typed, exc, set(REGISTER_COLUMNS)), status=400)
+        return _project_page(request, ident, slug, failed(typed, exc, register_form.FIELDS), status=400)
     return RedirectResponse(f"{web(request).prefix}/admin/projects/{slug}?done=register_saved#register",
                             status_code=303)
 

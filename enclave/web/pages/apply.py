@@ -1,5 +1,6 @@
 """Before and while applying: the data catalogue a researcher browses (descriptions and
-data dictionaries, never data), and the Five Safes application form."""
+data dictionaries, never data), the Five Safes application form, and the register details
+of a proposed project its applicant adds or changes before approval."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ from fastapi.responses import RedirectResponse
 from enclave.applications import ProjectApplication, apply_for_project
 from enclave.catalog import service as catalog
 from enclave.errors import EnclaveError
+from enclave.projects.service import amend_register
 from enclave.register.details import register_choices
 from enclave.web.api.catalog import dataset_detail, dataset_out
 from enclave.web.auth import Identity
+from enclave.web import readmodels
 from enclave.web.context import acting, render, signed_in, tiers, web
-from enclave.web.pages.forms import FormState, correctable, failed, form_fields, lines, parse
+from enclave.web.pages import register_form
+from enclave.web.pages.forms import FormState, correctable, done_message, failed, form_fields, lines, parse
 
 router = APIRouter()
 
@@ -76,3 +80,33 @@ async def apply(request: Request, ident: Identity = Depends(signed_in)):
             raise
         return _apply_page(request, ident, failed(typed, exc, set(APPLY_FIELDS + REGISTER_FIELDS)), status=400)
     return RedirectResponse(f"{web(request).prefix}/projects/{slug}?done=applied", status_code=303)
+
+
+def _register_page(request: Request, ident: Identity, slug: str, form: FormState | None = None,
+                   status: int = 200):  # type: ignore[no-untyped-def]
+    with acting(request, ident) as (session, actor):
+        project = readmodels.project_detail(session, actor, slug, web(request).hub_prefix)
+    return render(request, "researcher/register_details.html", status_code=status, project=project,
+                  missing=register_form.missing_words(project, register_form.required(request)),
+                  form=form or FormState(values=register_form.current_values(project)),
+                  register_choices=register_choices(), done=done_message(request))
+
+
+@router.get("/projects/{slug}/register")
+def register_details_form(request: Request, slug: str, ident: Identity = Depends(signed_in)):
+    """What the public register will publish of my proposed project, and what approval still needs."""
+    return _register_page(request, ident, slug)
+
+
+@router.post("/projects/{slug}/register")
+async def register_details(request: Request, slug: str, ident: Identity = Depends(signed_in)):
+    typed = register_form.typed_values(await form_fields(request))
+    try:
+        changes = register_form.changes_of(typed)
+        with acting(request, ident) as (session, actor):
+            amend_register(session, actor, slug, changes)
+    except EnclaveError as exc:
+        if not correctable(exc):
+            raise
+        return _register_page(request, ident, slug, failed(typed, exc, register_form.FIELDS), status=400)
+    return RedirectResponse(f"{web(request).prefix}/projects/{slug}/register?done=register_saved", status_code=303)

@@ -103,3 +103,37 @@ def test_admin_pages_show_missing_register_fields_and_approve_refuses_until_adde
     late = client.post(PREFIX + f"/admin/projects/{SLUG}/register", follow_redirects=False,
                        data={"_xsrf": token, "data_controller": "Someone else"})
     assert late.status_code == 400 and "its register details are fixed once it is decided" in late.text
+
+
+def test_applicant_adds_register_details_of_a_proposed_project_before_approval(client: TestClient, bare: Settings):
+    signed_in(client, "t-eve")
+    assert f'href="/services/enclave/projects/{SLUG}/register"' in client.get(PREFIX + f"/projects/{SLUG}").text
+    page = visible_text(client.get(PREFIX + f"/projects/{SLUG}/register").text)
+    assert ("An administrator cannot approve this project yet: the public register needs its public benefit, "
+            "lawful basis, data controller, contact, which are missing.") in page
+    token = xsrf_of(client, f"/projects/{SLUG}/register")
+    bad = client.post(PREFIX + f"/projects/{SLUG}/register", follow_redirects=False,
+                      data={"_xsrf": token, "gdpr_article6": "because", "data_controller": "City NHS Trust"})
+    assert bad.status_code == 400 and 'id="gdpr_article6-error"' in bad.text and "City NHS Trust" in bad.text
+    saved = client.post(PREFIX + f"/projects/{SLUG}/register", follow_redirects=False, data={
+        "_xsrf": token, "public_benefit": "Faster antibiotics.", "gdpr_article6": "public_task",
+        "gdpr_article9": "research_and_statistics", "confidentiality_basis": "section_251",
+        "data_controller": "City NHS Trust", "contact_email": "sepsis-study@city.example"})
+    assert saved.status_code == 303
+    page = visible_text(client.get(saved.headers["location"]).text)
+    assert "The register details were saved." in page and "cannot approve" not in page
+    with unit_of_work(bare) as s:
+        events = list(s.scalars(select(AuditEvent).where(AuditEvent.action == "project.register")))
+        assert [e.actor for e in events] == ["eve"]
+
+    # Another researcher, even a member, may not change what the applicant will publish.
+    with unit_of_work(bare) as s:
+        projects.add_member(s, get_user(s, "ada"), SLUG, "rob")
+    signed_in(client, "t-rob")
+    other = client.post(PREFIX + f"/projects/{SLUG}/register", follow_redirects=False,
+                        data={"_xsrf": xsrf_of(client, f"/projects/{SLUG}/register"), "public_benefit": "Mine."})
+    assert other.status_code == 403 and "only its PI, whoever proposed it, or an admin" in other.text
+    signed_in(client, "t-ada")
+    token = xsrf_of(client, f"/admin/projects/{SLUG}")
+    assert client.post(PREFIX + f"/admin/projects/{SLUG}/transition", follow_redirects=False,
+                       data={"_xsrf": token, "action": "approve"}).status_code == 303
