@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -29,15 +28,10 @@ from tests.hub_support import stop_hub_process
 REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "tests" / "integration" / "backup"))
 from backup_world import PASSPHRASE, make_enclave  # noqa: E402
+from tests.ports import free_port  # noqa: E402
 
 PREFIX = "enclave-restoretest-"
 START_TIMEOUT = 300  # seconds: a slow, shared machine starts a hub and its services slowly
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait(what: str, check, proc: subprocess.Popen, log: Path) -> httpx.Response:  # type: ignore[no-untyped-def]
@@ -82,7 +76,7 @@ def test_backup_restored_home_starts_the_hub_and_its_api_answers(client, tmp_pat
         "c.JupyterHub.load_roles.append({'name': 'restore-check-role', 'services': ['restore-check'],\n"
         "    'scopes': ['list:users', 'read:users', 'list:services', 'read:services']})\n"
     )
-    ports = {name: _free_port() for name in
+    ports = {name: free_port() for name in
              ("ENCLAVE_HUB_PORT", "ENCLAVE_HUB_API_PORT", "ENCLAVE_PROXY_API_PORT", "ENCLAVE_WEB_PORT")}
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENCLAVE_")}
     env.update(ENCLAVE_HOME=str(restored.home), ENCLAVE_POLICIES=str(restored.policies_dir), PYTHONPATH=str(REPO),

@@ -14,7 +14,6 @@ import datetime as dt
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -35,6 +34,7 @@ from enclave.hub.signin import enrol_totp, set_password, unused_totp
 from enclave.users import get_user, set_training
 from tests.conftest import Factory
 from tests.hub_support import grant, ingest, stop_hub_process
+from tests.ports import free_port
 
 REPO = Path(__file__).resolve().parents[3]
 # Not tests/docker/conftest.py's prefix: its sessions remove everything named with theirs,
@@ -43,12 +43,6 @@ PREFIX = "enclave-hubtest-"
 HUB_PREFIX = f"{PREFIX}nb"
 PASSWORD = "correct horse battery"
 POLL_INTERVAL = 2  # seconds between the hub's polls of each running server
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
