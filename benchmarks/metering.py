@@ -52,6 +52,7 @@ from enclave.policy import load_policies  # noqa: E402
 from enclave.projects import service as projects  # noqa: E402
 from enclave.projects.lifecycle import ProjectAction  # noqa: E402
 from enclave.users import add_user  # noqa: E402
+from tests.register_support import EXAMPLE_REGISTER  # noqa: E402  (approval needs register details)
 
 SERVER = "bench-01"
 NOTEBOOK_BYTES = 5_000_000
@@ -65,7 +66,8 @@ def populate(settings: Settings) -> None:
         add_user(session, admin, "res", {Role.RESEARCHER}, today() + dt.timedelta(days=365))
         tiers = load_policies(settings.policies_dir).tiers
         projects.create_project(session, admin, tiers, slug=SERVER, title=SERVER, pi="res", tier="tier1",
-                                lay_summary="benchmark", end_date=today() + dt.timedelta(days=100))
+                                lay_summary="benchmark", end_date=today() + dt.timedelta(days=100),
+                                register=EXAMPLE_REGISTER)
         for action in (ProjectAction.APPROVE, ProjectAction.ACTIVATE):
             projects.transition_project(session, admin, SERVER, action)
 

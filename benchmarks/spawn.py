@@ -48,6 +48,7 @@ from enclave.policy import load_policies  # noqa: E402
 from enclave.projects import service as projects  # noqa: E402
 from enclave.projects.lifecycle import ProjectAction  # noqa: E402
 from enclave.users import add_user  # noqa: E402
+from tests.register_support import EXAMPLE_REGISTER  # noqa: E402  (approval needs register details)
 
 PREFIX = "enclave-bench-"
 JUPYTERHUB = str(REPO / ".venv" / "bin" / "jupyterhub")
@@ -68,7 +69,8 @@ def populate(settings: Settings, n_projects: int) -> None:
         for i in range(1, n_projects + 1):
             slug = f"bench-{i:02d}"
             projects.create_project(session, admin, tiers, slug=slug, title=slug, pi="res",
-                                    lay_summary="benchmark", end_date=today() + dt.timedelta(days=100))
+                                    lay_summary="benchmark", end_date=today() + dt.timedelta(days=100),
+                                    register=EXAMPLE_REGISTER)
             for action in (ProjectAction.APPROVE, ProjectAction.ACTIVATE):
                 projects.transition_project(session, admin, slug, action)
 
