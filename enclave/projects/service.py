@@ -143,14 +143,13 @@ def check_register_complete(project: Project, policy: RegisterPolicy | None) -> 
     if not fields:
         return
     words = _and([FIELD_WORDS[f] for f in fields])
+    is_, them = ("is", "it") if len(fields) == 1 else ("are", "them")
     options = " ".join(f"{option_of(c)} ..." for c in missing_columns(project, fields))
     raise InvalidTransition(
-        f"project {project.slug} cannot be approved: the public register needs its {words}, which "
-        f"{'is' if len(fields) == 1 else 'are'} missing; add them with 'enclave project register-details "
-        f"{project.slug} {options}', then approve it",
-        web=f"this project cannot be approved yet: the public register needs its {words}, which "
-            f"{'is' if len(fields) == 1 else 'are'} missing; add them in the register details form on the "
-            "project's page, then approve it")
+        f"project {project.slug} cannot be approved: the public register needs its {words}, which {is_} missing; "
+        f"add {them} with 'enclave project register-details {project.slug} {options}', then approve it",
+        web=f"this project cannot be approved yet: the public register needs its {words}, which {is_} missing; "
+            f"add {them} in the register details form on the project's page, then approve it")
 
 
 def _and(words: list[str]) -> str:

@@ -156,7 +156,7 @@ def missing_columns(project: object, required: Iterable[RegisterField]) -> list[
     """The register columns of ``project`` (a Project or anything with its attributes) that
     ``required`` needs and that are empty, in the order of the form."""
     wanted = {column for f in required for column in FIELD_COLUMNS[f]}
-    return [c for c in REGISTER_COLUMNS if c in wanted and not getattr(project, c)]
+    return [c for c in REGISTER_COLUMNS if c in wanted and not str(getattr(project, c) or "").strip()]
 
 
 def missing_fields(project: object, required: Iterable[RegisterField]) -> list[RegisterField]:

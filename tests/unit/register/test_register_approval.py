@@ -55,7 +55,7 @@ def test_approval_refuses_each_missing_field_in_one_line_and_changes_nothing(fac
     line = str(refused.value)
     words = field.value.replace("_", " ") if field is not RegisterField.CONTACT else "contact"
     assert line.startswith(f"project study cannot be approved: the public register needs its {words}, which is "
-                           "missing; add them with 'enclave project register-details study ")
+                           "missing; add it with 'enclave project register-details study ")
     assert "\n" not in line and all(OPTIONS[c] in line for c in columns)
     assert not any(o in line for c, o in OPTIONS.items() if c not in columns)
     assert "register details form" in refused.value.web and "--" not in refused.value.web
