@@ -411,7 +411,7 @@ class Store:
             if fresh:
                 self._pending_packed[sha] = (writer.id, start, size)
                 writer.objects[sha] = [start, size]
-        if fresh and os.path.isfile(self.path_of(sha)):  # stored singly by an older run
+        if fresh and os.path.isfile(f"{self._objects_str}/{sha[:2]}/{sha}"):  # stored singly by an older run
             with self._lock:
                 del self._pending_packed[sha], writer.objects[sha]
             fresh = False
