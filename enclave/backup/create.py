@@ -53,8 +53,8 @@ from rich.progress import Progress
 from enclave.audit import append_event
 from enclave.backup.crypto import seal
 from enclave.backup.snapshot import References, snapshot_database
-from enclave.backup.store import (FILE_FIELDS, MANIFEST_FORMAT, PATH, SHA256, SIZE, STAT, Store,
-                                  manifest_rows)
+from enclave.backup.store import (FILE_FIELDS, MANIFEST_FORMAT, PATH, SHA256, SIZE, STAT, Store, encode_dirs,
+                                  encode_rows, manifest_rows, shown_name)
 from enclave.config import Settings
 from enclave.disclosure.differencing.store import STORE_DIR as DIFFERENCING_STORE_DIR
 from enclave.db.models import User
@@ -515,7 +515,10 @@ def create_backup(settings: Settings, actor: User, dest: Path, *, passphrase: st
                     result.bytes_written += written
 
             if rehash:
-                result.changed_behind_stat = _changed_behind_stat(plan, prev_files, entries)
+                result.changed_behind_stat = [shown_name(n) for n in _changed_behind_stat(plan, prev_files, entries)]
+            # Skip notes and names in messages show bytes that are not UTF-8 as \xNN; the
+            # manifest keeps every file's and folder's name byte for byte.
+            result.skipped = [s if s["path"].isascii() else {**s, "path": shown_name(s["path"])} for s in result.skipped]
             ledger = _merge_ledger(store, refs.destroyed)
             manifest = {
                 "format": MANIFEST_FORMAT, "id": result.id, "signed_at": now.isoformat(), "created_by": actor.name,
@@ -524,7 +527,8 @@ def create_backup(settings: Settings, actor: User, dest: Path, *, passphrase: st
                 "database": {"sha256": db.sha256, "size": db.size, "format": db_format, "chunks": db.chunks},
                 "rehash": rehash, "changed_behind_stat": result.changed_behind_stat,
                 "audit_head": {"seq": refs.audit_seq, "hash": refs.audit_hash},
-                "file_fields": list(FILE_FIELDS), "files": entries, "dirs": plan.dirs, "keys": keys,
+                "file_fields": list(FILE_FIELDS), "files": encode_rows(entries), "dirs": encode_dirs(plan.dirs),
+                "keys": keys,
                 "skipped": result.skipped,
                 "destroyed": sorted(ledger["projects"]),
             }

@@ -33,7 +33,7 @@ from enclave.audit import append_event, verify_chain
 from enclave.backup.create import LEDGER, BackupAction
 from enclave.backup.crypto import unseal
 from enclave.backup.snapshot import copy_rows
-from enclave.backup.store import Store, manifest_files
+from enclave.backup.store import Store, manifest_dirs, manifest_files
 from enclave.backup.pgdump import path_updates, restore_to_postgresql
 from enclave.backup.snapshot import DbFormat
 from enclave.backup.verify import BackupDamaged, database_bytes, db_format, sqlite_copy, verify_backup
@@ -303,7 +303,8 @@ def restore_backup(dest: Path, home: Path, *, db_url: str | None = None, backup_
     destroyed = _destroyed(store, record)
     result = RestoreResult(record["id"], home, url, not_restored=sorted(destroyed))
 
-    for item in record["dirs"]:
+    dirs = manifest_dirs(record)
+    for item in dirs:
         if _project_of(item["path"] + "/") not in destroyed:
             (_safe_target(home, item["path"])).mkdir(parents=True, exist_ok=True, mode=0o700)
     gone = {sha for item in destroyed.values() if item.get("record")
@@ -330,14 +331,14 @@ def restore_backup(dest: Path, home: Path, *, db_url: str | None = None, backup_
         with os.fdopen(fd, "wb") as out:
             out.write(base64.b64decode(item["data"]))
         os.chmod(target, item["mode"])
-    for item in keys_plain.get("dirs", []) + record["dirs"]:
+    for item in keys_plain.get("dirs", []) + dirs:
         path = _safe_target(home, item["path"])
         if path.is_dir() and item["path"].split("/")[0] not in ("catalog", "views"):
             os.chmod(path, item["mode"])
     if db_state is not DbState.DONE:
         _restore_database(store, record, home, url, destroyed, result.not_restored, db_state)
     # Read-only folders (dataset versions, views) last: nothing more is written into them.
-    for item in sorted(record["dirs"], key=lambda d: d["path"].count("/"), reverse=True):
+    for item in sorted(dirs, key=lambda d: d["path"].count("/"), reverse=True):
         path = _safe_target(home, item["path"])
         if path.is_dir() and item["path"].split("/")[0] in ("catalog", "views"):
             os.chmod(path, item["mode"])

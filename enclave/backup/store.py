@@ -29,6 +29,8 @@ read the same).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import fcntl
 import hashlib
 import json
@@ -64,21 +66,95 @@ MERGE_AT = 16  # per-pack indexes that are merged into one
 HEX = frozenset("0123456789abcdef")
 
 
+RAW_NAME = "raw"
+
+
+def manifest_name(name: str) -> str | dict[str, str]:
+    """How a path is written in a manifest: as it is, or, when its bytes are not UTF-8 (a
+    researcher may give a workspace file any name), as ``{"raw": base64 of its bytes}``,
+    so the manifest stays valid UTF-8 JSON and the name comes back byte for byte."""
+    if name.isascii():
+        return name
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # os.fsdecode kept the undecodable bytes as surrogates
+        return {RAW_NAME: base64.b64encode(os.fsencode(name)).decode()}
+    return name
+
+
+def name_of(value: Any) -> str:
+    """A path as a manifest wrote it (:func:`manifest_name`), as the str the os functions
+    take (undecodable bytes as surrogates, as ``os.fsdecode`` gives them)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and len(value) == 1 and isinstance(value.get(RAW_NAME), str):
+        try:
+            return os.fsdecode(base64.b64decode(value[RAW_NAME], validate=True))
+        except (binascii.Error, ValueError):
+            pass
+    raise Conflict("the backup's manifest names a path it cannot decode: it is damaged, use another backup")
+
+
+def shown_name(name: str) -> str:
+    """A path as messages show it: bytes that are not UTF-8 as ``\\xNN``."""
+    return name if name.isascii() else os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def encode_rows(rows: list[list[Any]]) -> list[list[Any]]:
+    """File rows as a manifest writes them (:func:`manifest_name`); the same list when
+    every name is UTF-8, as nearly every one is."""
+    out = rows
+    for i, row in enumerate(rows):
+        name = row[PATH]
+        if not name.isascii() and (written := manifest_name(name)) is not name:
+            if out is rows:
+                out = list(rows)
+            out[i] = [written, *row[1:]]
+    return out
+
+
+def encode_dirs(dirs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Folder entries as a manifest writes them (see :func:`encode_rows`)."""
+    return [d if d["path"].isascii() else {**d, "path": manifest_name(d["path"])} for d in dirs]
+
+
+def manifest_dirs(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """A manifest's folders, their paths decoded (:func:`name_of`)."""
+    return [d if isinstance(d["path"], str) else {**d, "path": name_of(d["path"])} for d in record.get("dirs", [])]
+
+
 def manifest_files(record: dict[str, Any]) -> list[dict[str, Any]]:
-    """A manifest's files, one dict (keyed by :data:`FILE_FIELDS`) per file."""
+    """A manifest's files, one dict (keyed by :data:`FILE_FIELDS`) per file, their paths
+    decoded (:func:`name_of`)."""
     files = record.get("files", [])
     if record.get("format") == MANIFEST_FORMAT:
-        return [dict(zip(FILE_FIELDS, row)) for row in files]
-    return list(files)
+        found = [dict(zip(FILE_FIELDS, row)) for row in files]
+    else:
+        found = [dict(entry) for entry in files]
+    for entry in found:
+        if not isinstance(entry.get("path"), str):
+            entry["path"] = name_of(entry.get("path"))
+    return found
 
 
 def manifest_rows(record: dict[str, Any]) -> list[list[Any]]:
-    """A manifest's files as rows (:data:`FILE_FIELDS`), whatever its format; a row of
-    another shape (a damaged manifest) is left out, so its file is read again."""
+    """A manifest's files as rows (:data:`FILE_FIELDS`), whatever its format, their paths
+    decoded; a row of another shape or with a path it cannot decode (a damaged manifest)
+    is left out, so its file is read again."""
     if record.get("format") == MANIFEST_FORMAT:
         width = len(FILE_FIELDS)
-        return [row for row in record.get("files", []) if isinstance(row, list) and len(row) == width]
-    return [list(row) for row in file_rows(record.get("files", []))]
+        rows = [row for row in record.get("files", []) if isinstance(row, list) and len(row) == width]
+    else:
+        rows = [list(row) for row in file_rows(record.get("files", []))]
+    if all(type(row[PATH]) is str for row in rows):
+        return rows
+    decoded = []
+    for row in rows:
+        try:
+            decoded.append(row if type(row[PATH]) is str else [name_of(row[PATH]), *row[1:]])
+        except Conflict:
+            continue
+    return decoded
 
 
 def file_rows(entries: list[dict[str, Any]]) -> list[Any]:

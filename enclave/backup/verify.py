@@ -153,7 +153,10 @@ def verify_backup(dest: Path, backup_id: str | None = None, *, keyring: Path | N
         verify_envelope(envelope, site_keyring(store, record, keyring))
     except InvalidInput as exc:
         raise BackupDamaged(f"backup {bid}: the manifest does not verify ({exc})") from None
-    files = manifest_files(record)
+    try:
+        files = manifest_files(record)
+    except EnclaveError as exc:
+        raise BackupDamaged(f"backup {bid}: {exc}") from None
     objects = [(f["path"], f["sha256"], f["size"]) for f in files]
     objects += [("the database", sha, size) for sha, size in database_objects(record)]
     objects.append(("the sealed keys", record["keys"]["sha256"], record["keys"]["size"]))

@@ -259,6 +259,42 @@ def test_backup_never_follows_links_and_never_stores_keys_in_the_clear(busy: Wor
     assert not os.path.lexists(restored.home / "workspaces/heart-study/outbox/link-out")
 
 
+def test_backup_keeps_names_that_are_not_utf8_byte_for_byte(busy: World, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A member can give a workspace file any bytes as its name (from a kernel or a terminal).
+    Such a name must neither stop the enclave's backups nor be lost: it is backed up, verified,
+    recognised as unchanged next time and restored byte for byte, and messages show it as \\xNN."""
+    monkeypatch.setattr(backup_create, "RACY_FINE_NS", 200_000_000)
+    outbox = os.fsencode(busy.outbox)
+    folder = os.path.join(outbox, b"r\xe9sultats-\xff")  # Latin-1 and a byte no encoding has
+    os.mkdir(folder)
+    names = {os.path.join(folder, b"table-\xfe.csv"): b"a,b\n1,2\n",
+             os.path.join(outbox, b"caf\xc3\xa9-\x80.txt"): b"mixed: valid UTF-8, then a stray byte\n",
+             os.path.join(outbox, "r\u00e9sum\u00e9.txt".encode()): b"valid UTF-8 stays as it is\n"}
+    for name, data in names.items():
+        with open(name, "wb") as out:
+            out.write(data)
+    os.symlink(busy.settings.catalog_dir, os.path.join(outbox, b"link-\xff"))
+    time.sleep(0.3)
+    dest = tmp_path / "dest"
+    first = create_backup(busy.settings, _admin(busy), dest, passphrase=PASSPHRASE)
+    assert {"path": "workspaces/heart-study/outbox/link-\\xff",
+            "reason": "symbolic link: never followed or copied"} in first.skipped
+    raw = next((dest / "backups").glob("*.json")).read_bytes()
+    raw.decode("utf-8")  # the manifest is UTF-8 JSON however the files are named
+    assert json.loads(raw)["record"]["id"] == first.id
+    verify_backup(dest)
+    second = create_backup(busy.settings, _admin(busy), dest, passphrase=PASSPHRASE)
+    assert second.files == first.files and second.files_read == 0
+    restored = restore_backup(dest, tmp_path / "restored", passphrase=PASSPHRASE)
+    home = os.fsencode(busy.settings.home)
+    for name, data in names.items():
+        twin = os.fsencode(restored.home) + name[len(home):]
+        with open(twin, "rb") as back:
+            assert back.read() == data
+    assert not os.path.lexists(os.fsencode(restored.home) + os.path.join(outbox, b"link-\xff")[len(home):])
+
+
 def test_backup_restore_refuses_a_non_empty_home_and_a_wrong_passphrase(busy: World, tmp_path: Path) -> None:
     dest = tmp_path / "dest"
     create_backup(busy.settings, _admin(busy), dest, passphrase=PASSPHRASE)
