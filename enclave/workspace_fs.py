@@ -146,9 +146,36 @@ def _open_beneath(dir_fd: int, parts: tuple[str, ...], flags: int, mode: int = 0
             os.close(fd)
 
 
+def printable_name(name: str) -> str:
+    """A file name as pages and messages show it: bytes that are not UTF-8 (a member may
+    give a file any bytes as its name) as ``\\xNN``."""
+    return name if name.isascii() else os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def utf8_name(name: str) -> bool:
+    """Whether ``name`` is text (its bytes are UTF-8): only such names can be stored,
+    shown or released; ``os.fsdecode`` keeps the bytes of any other as surrogates."""
+    if name.isascii():
+        return True
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def refuse_non_utf8(name: str, what: str = "file") -> None:
+    """InvalidInput, shown in one printable line, when ``name`` is not UTF-8."""
+    if not utf8_name(name):
+        raise InvalidInput(f"{printable_name(name)} is not a UTF-8 name: rename the {what} to plain letters, "
+                           "digits and punctuation, then try again")
+
+
 def clean_parts(relpath: str | PurePosixPath, shown: str | None = None) -> tuple[str, ...]:
-    """The components of a relative path; refuses absolute paths, ``..``, NUL and emptiness."""
+    """The components of a relative path; refuses absolute paths, ``..``, NUL, emptiness and
+    names that are not UTF-8."""
     text = str(relpath)
+    refuse_non_utf8(text)
     label = shown or repr(text)
     path = PurePosixPath(text)
     parts = tuple(p for p in path.parts if p not in ("", "."))
@@ -183,7 +210,7 @@ class WorkspaceDir:
         self.close()
 
     def shown(self, parts: tuple[str, ...]) -> str:
-        return self.prefix + "/".join(parts)
+        return printable_name(self.prefix + "/".join(parts))
 
     # -- errors --
 
@@ -354,7 +381,14 @@ class WorkspaceDir:
         ``single_link``, a file with more than one hard link.
         """
         parts = clean_parts(relpath, self.prefix + str(relpath))
-        shown = self.shown(parts)
+        with self.open_listed(parts, single_link=single_link) as found:
+            yield found
+
+    @contextmanager
+    def open_listed(self, parts: tuple[str, ...], *, single_link: bool = False) -> Iterator[tuple[int, os.stat_result]]:
+        """:meth:`open_file` for components a listing of this folder gave (each one name a
+        folder holds: no ``/``, NUL, ``.`` or ``..``), of any bytes: the backup keeps a file
+        whatever its name, and opens thousands of them."""
         try:
             fd = _open_beneath(self.fd, parts, _FILE_FLAGS)
         except OSError as exc:
@@ -362,11 +396,13 @@ class WorkspaceDir:
         try:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
+                shown = self.shown(parts)
                 kind = ("a folder" if stat.S_ISDIR(info.st_mode) else "a FIFO" if stat.S_ISFIFO(info.st_mode)
                         else "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)
                         else "a socket" if stat.S_ISSOCK(info.st_mode) else "not a regular file")
                 raise NotRegularFile(f"{shown} is {kind}: only regular files can be used")
             if single_link and info.st_nlink != 1:
+                shown = self.shown(parts)
                 raise HardLinked(f"{shown} has {info.st_nlink} hard links: it may be another file (such as a dataset) "
                                  "under a new name; save a real copy of the output instead of linking it")
             yield fd, info

@@ -45,7 +45,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from rich.progress import Progress
@@ -314,7 +314,8 @@ def open_source(workspaces: Workspaces, name: str, path: str) -> AbstractContext
     enclave's own files, whose last component must not be a link."""
     parts = name.split("/")
     if len(parts) >= 3 and parts[0] == "workspaces":
-        return workspaces.get(parts[1]).open_file(PurePosixPath(*parts[2:]))
+        # The names come from the backup's own walk of the folder: one name per component.
+        return workspaces.get(parts[1]).open_listed(tuple(parts[2:]))
     return _open_plain(path)
 
 

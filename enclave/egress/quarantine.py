@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 from enclave.config import Settings
 from enclave.egress.crash import crash_point
 from enclave.errors import InvalidInput, NotFound
-from enclave.workspace_fs import LinkRefused, WorkspaceDir, open_workspace
+from enclave.workspace_fs import LinkRefused, WorkspaceDir, open_workspace, refuse_non_utf8
 
 CHUNK = 1024 * 1024
 
@@ -47,6 +47,7 @@ def outbox_dir(settings: Settings, slug: str) -> Path:
 def normalise_relpath(relpath: str) -> str:
     """A clean path relative to the outbox; refuse absolute, parent and hidden parts."""
     text = (relpath or "").strip()
+    refuse_non_utf8(text)
     if any(ord(c) < 32 or ord(c) == 127 for c in text):
         raise InvalidInput(f"{relpath!r} has control characters: rename the file to plain letters, digits and punctuation")
     if text.startswith("outbox/"):

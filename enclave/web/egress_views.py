@@ -18,7 +18,9 @@ from enclave.egress.quarantine import open_outbox
 from enclave.egress.service import view_request
 from enclave.errors import NotFound
 from enclave.projects.service import get_project
-from enclave.workspace_fs import EntryKind
+from enclave.workspace_fs import EntryKind, printable_name, utf8_name
+
+UNUSABLE = "its name is not UTF-8: rename it in your workspace to add or open it"
 
 
 def outbox_files(session: Session, actor: User, settings: Settings, slug: str) -> list[dict[str, Any]]:
@@ -37,7 +39,9 @@ def outbox_files(session: Session, actor: User, settings: Settings, slug: str) -
             if entry.kind is EntryKind.FILE and not entry.name.startswith("."):
                 found.append({"path": path.as_posix(), "size": entry.size})
     sidecars = {f["path"] for f in found if is_sidecar(PurePosixPath(f["path"]))}
-    return [{**f, "evidence": str(sidecar_path(PurePosixPath(f["path"]))) in sidecars}
+    # A name that is not UTF-8 is listed (shown as \xNN) but cannot be chosen: it must be renamed.
+    return [{**f, "evidence": str(sidecar_path(PurePosixPath(f["path"]))) in sidecars} if utf8_name(f["path"])
+            else {"path": printable_name(f["path"]), "size": f["size"], "evidence": False, "unusable": UNUSABLE}
             for f in found if f["path"] not in sidecars]
 
 

@@ -89,6 +89,8 @@ class OutboxFileOut(BaseModel):
     path: str
     size: int
     evidence: bool = Field(False, description="An evidence sidecar (.evidence.json) goes with this table at submission")
+    unusable: str | None = Field(None, description="Why this file cannot be added (its name is not UTF-8: the "
+                                 "path shows such bytes as \\xNN); rename it first")
 
 
 def env_of(request: Request) -> EgressEnv:

@@ -100,6 +100,21 @@ def test_quarantine_fifo_device_folder_hidden_and_escape_refused(world: World) -
         _add(world, rid, "missing.csv")
 
 
+def test_quarantine_a_name_that_is_not_utf8_is_refused_in_one_printable_line(world: World) -> None:
+    """A file named with bytes that are not UTF-8 (as a CLI argument passes them) is refused
+    before anything is recorded, and the refusal prints (its bytes as \\xNN)."""
+    rid = draft(world)
+    with open(os.path.join(os.fsencode(world.outbox), b"t-\xff.csv"), "wb") as out:
+        out.write(SAFE_TABLE)
+    with pytest.raises(InvalidInput, match=r"not a UTF-8 name: rename the file") as refused:
+        _add(world, rid, os.fsdecode(b"t-\xff.csv"))
+    message = str(refused.value)
+    assert "t-\\xff.csv" in message and "\n" not in message
+    message.encode("utf-8")  # printable as it is
+    with world.uow() as s:
+        assert [f.relpath for f in egress.get_request(s, rid).files] == list(FILES)
+
+
 def test_quarantine_size_and_count_limits(world: World) -> None:
     small = EgressEnv(settings=world.settings, policy=EgressPolicy(limits=Limits(max_file_bytes=50, max_files=2)),
                       disclosure=world.env.disclosure, disclosure_digest=None)

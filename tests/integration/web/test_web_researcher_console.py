@@ -35,6 +35,38 @@ def test_console_project_page_lists_the_outbox_without_sidecars(client: TestClie
     assert "outbox/admissions.csv" not in client.get(PREFIX + "/projects/asthma").text
 
 
+def test_console_a_file_name_that_is_not_utf8_is_listed_but_cannot_be_added(client: TestClient, world: Settings):
+    """A member may give an outbox file any bytes as its name. The pages still render and
+    show it (its stray bytes as \\xNN) with why it cannot be chosen; the API lists it the same
+    way, and naming it (as JSON escapes or as the shown text) is refused in one line."""
+    outbox = os.fsencode(world.workspaces_dir / "asthma" / "outbox")
+    with open(os.path.join(outbox, b"counts-\xff.csv"), "wb") as out:
+        out.write(b"region,count\nnorth,120\n")
+    signed_in(client, "t-rob")
+    page = client.get(PREFIX + "/projects/asthma")
+    assert page.status_code == 200
+    assert "<code>outbox/counts-\\xff.csv</code> <span class=\"muted\">(its name is not UTF-8" in page.text
+    assert "outbox/admissions.csv</code></a>" in page.text  # the others as before
+    headers = {"Authorization": "token t-rob"}
+    listed = client.get(PREFIX + "/api/egress/outbox/asthma", headers=headers).json()
+    odd = [f for f in listed if f["path"].startswith("counts-")]
+    assert odd == [{"path": "counts-\\xff.csv", "size": 23, "evidence": False, "unusable": odd[0]["unusable"]}]
+    assert "rename it" in odd[0]["unusable"]
+    created = client.post(PREFIX + "/api/egress/requests", json={"project": "asthma", "title": "Counts"}, headers=headers)
+    assert created.status_code == 201, created.text
+    rid = created.json()["id"]
+    request_page = client.get(f"{PREFIX}/egress/{rid}")
+    assert request_page.status_code == 200 and "counts-\\xff.csv</code> <span class=\"muted\">" in request_page.text
+    assert 'value="counts-\\xff.csv"' not in request_page.text
+    shown = client.post(f"{PREFIX}/api/egress/requests/{rid}/files", headers=headers, json={
+        "paths": ["counts-\\xff.csv"], "group": "main", "context": "counts by region", "controls": "none needed"})
+    assert shown.status_code == 404 and len(shown.json()["detail"].splitlines()) == 1  # no such file
+    escaped = client.post(f"{PREFIX}/api/egress/requests/{rid}/files", headers=headers, content=(
+        b'{"paths": ["counts-\\udcff.csv"], "group": "main", "context": "counts by region", '
+        b'"controls": "none needed"}'))
+    assert escaped.status_code == 422 and len(escaped.json()["detail"].splitlines()) == 1  # not taken as a name
+
+
 def test_console_outbox_preview_shows_the_canonical_form(client: TestClient, world: Settings):
     outbox = world.workspaces_dir / "asthma" / "outbox"
     notebook = {"cells": [{"cell_type": "code", "source": "print(1)", "execution_count": 1,
