@@ -131,7 +131,7 @@ def _walk(plan: _Plan, path: str, name: str, st: os.stat_result | None = None) -
             plan.seen_dirs.add(name)
         try:
             with os.scandir(path) as found:
-                entries = sorted(found, key=lambda e: e.name)
+                entries = list(found)  # in the folder's order: the plan is sorted once, at its end
         except FileNotFoundError:
             return
         files, prefix = plan.files, name + "/"
@@ -340,7 +340,7 @@ def _keys_plaintext(settings: Settings) -> bytes:
         if Path(name).name.startswith(".keyring.lock"):
             continue
         files[name] = {"mode": stat.S_IMODE(st.st_mode), "data": base64.b64encode(Path(path).read_bytes()).decode()}
-    return json.dumps({"files": files, "dirs": plan.dirs}, sort_keys=True).encode()
+    return json.dumps({"files": files, "dirs": sorted(plan.dirs, key=lambda d: d["path"])}, sort_keys=True).encode()
 
 
 def _keys_tag(settings: Settings, plaintext: bytes, passphrase: str | None, recipient: Any) -> str:

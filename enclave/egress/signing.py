@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -248,11 +249,21 @@ def sign_record(record: dict[str, Any], key: Ed25519PrivateKey) -> dict[str, Any
     }}
 
 
+def canonical_plain(record: dict[str, Any]) -> bytes:
+    """:func:`canonical` of a record of plain JSON values (dicts with string keys, lists,
+    strings, integers of 64 bits, booleans, None; no floats, whose text may differ), the same
+    bytes, written by orjson several times faster (a backup manifest lists every file)."""
+    try:
+        return orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # what orjson does not take (a larger integer, say): the reference form
+        return canonical(record)
+
+
 def signed_json(record: dict[str, Any], key: Ed25519PrivateKey) -> bytes:
     """The signed envelope of ``record`` as JSON bytes, in one serialisation (for a large
-    record of plain JSON values such as a backup manifest: dicts with string keys, lists,
-    strings, integers, None; :func:`sign_record` round-trips anything else first)."""
-    body = canonical(record)
+    record of plain JSON values such as a backup manifest, see :func:`canonical_plain`;
+    :func:`sign_record` round-trips anything else first)."""
+    body = canonical_plain(record)
     signature = {"algorithm": "ed25519", "key_id": key_id(key.public_key()), "value": base64.b64encode(key.sign(body)).decode()}
     return b'{"record":' + body + b',"signature":' + canonical(signature) + b"}"
 
