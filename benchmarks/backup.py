@@ -1,7 +1,7 @@
 """Benchmark: a full backup of an enclave against ``tar`` of the same tree, and an
 incremental backup after 1% of the data changed, side by side in one run.
 
-    .venv/bin/python benchmarks/backup.py                  # 1 GB enclave, 5 runs
+    .venv/bin/python benchmarks/backup.py                  # 1 GB enclave, 9 runs
     .venv/bin/python benchmarks/backup.py --size-mb 100 --runs 3
 
 The enclave is real (a migrated database, an admin, a project) with its workspace filled
@@ -122,7 +122,7 @@ def fmt(values: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mb", type=int, default=1024, help="Data in the enclave (default 1024).")
-    parser.add_argument("--runs", type=int, default=5, help="Runs of each measurement (default 5).")
+    parser.add_argument("--runs", type=int, default=9, help="Runs of each measurement (default 9: the disk of a shared machine is noisy, the median of more runs is steadier).")
     parser.add_argument("--dir", type=Path, default=None, help="Scratch folder (default: a temporary one).")
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="enclave-bench-backup-", dir=args.dir))

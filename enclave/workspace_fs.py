@@ -385,12 +385,20 @@ class WorkspaceDir:
             yield found
 
     @contextmanager
-    def open_listed(self, parts: tuple[str, ...], *, single_link: bool = False) -> Iterator[tuple[int, os.stat_result]]:
+    def open_listed(self, parts: tuple[str, ...], *, single_link: bool = False,
+                    no_atime: bool = False) -> Iterator[tuple[int, os.stat_result]]:
         """:meth:`open_file` for components a listing of this folder gave (each one name a
         folder holds: no ``/``, NUL, ``.`` or ``..``), of any bytes: the backup keeps a file
-        whatever its name, and opens thousands of them."""
+        whatever its name, and opens thousands of them. ``no_atime``: reading leaves the
+        file's access time as it was (a backup is no use of the file; and no inode is
+        written for it), where the owner or root reads."""
         try:
-            fd = _open_beneath(self.fd, parts, _FILE_FLAGS)
+            try:
+                fd = _open_beneath(self.fd, parts, _FILE_FLAGS | (os.O_NOATIME if no_atime else 0))
+            except PermissionError:
+                if not no_atime:
+                    raise
+                fd = _open_beneath(self.fd, parts, _FILE_FLAGS)  # O_NOATIME is for the owner and root
         except OSError as exc:
             raise self._refusal(exc, parts, want_dir=False) from None
         try:

@@ -315,13 +315,16 @@ def open_source(workspaces: Workspaces, name: str, path: str) -> AbstractContext
     parts = name.split("/")
     if len(parts) >= 3 and parts[0] == "workspaces":
         # The names come from the backup's own walk of the folder: one name per component.
-        return workspaces.get(parts[1]).open_listed(tuple(parts[2:]))
+        return workspaces.get(parts[1]).open_listed(tuple(parts[2:]), no_atime=True)
     return _open_plain(path)
 
 
 @contextmanager
 def _open_plain(path: str) -> Iterator[tuple[int, os.stat_result]]:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NOATIME)
+    except PermissionError:  # O_NOATIME is for the owner and root
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     try:
         yield fd, os.fstat(fd)
     finally:

@@ -295,6 +295,21 @@ def test_backup_keeps_names_that_are_not_utf8_byte_for_byte(busy: World, tmp_pat
     assert not os.path.lexists(os.fsencode(restored.home) + os.path.join(outbox, b"link-\xff")[len(home):])
 
 
+def test_backup_leaves_the_access_time_of_what_it_reads(busy: World, tmp_path: Path) -> None:
+    """Reading for a backup is no use of a file: its access time stays as it was (which an
+    audit of who read what may rely on), and no inode is written for it."""
+    path = busy.write("notes/read-me.txt", b"some notes\n")
+    before = path.stat()
+    os.utime(path, ns=(before.st_mtime_ns - 10**12, before.st_mtime_ns))  # older than its change: relatime would update it
+    old_atime = path.stat().st_atime_ns
+    result = create_backup(busy.settings, _admin(busy), tmp_path / "dest", passphrase=PASSPHRASE)
+    assert result.files_read > 0
+    assert path.stat().st_atime_ns == old_atime
+    with open(path, "rb") as plain:  # an ordinary read does update it here: the check can fail
+        plain.read()
+    assert path.stat().st_atime_ns != old_atime
+
+
 def test_backup_restore_refuses_a_non_empty_home_and_a_wrong_passphrase(busy: World, tmp_path: Path) -> None:
     dest = tmp_path / "dest"
     create_backup(busy.settings, _admin(busy), dest, passphrase=PASSPHRASE)
