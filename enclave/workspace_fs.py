@@ -263,6 +263,15 @@ class WorkspaceDir:
 
     # -- folders --
 
+    def opendir_listed(self, name: str) -> WorkspaceDir:
+        """Open the folder ``name`` a listing of this folder gave, whatever its bytes (see
+        :meth:`open_listed`); a link is refused."""
+        try:
+            fd = _open_beneath(self.fd, (name,), _DIR_FLAGS)
+        except OSError as exc:
+            raise self._refusal(exc, (name,), want_dir=True) from None
+        return WorkspaceDir(fd, self.shown((name,)) + "/")
+
     def opendir(self, relpath: str | PurePosixPath, *, create: bool = False, mode: int = 0o770,
                 owner: tuple[int, int] | None = None) -> WorkspaceDir:
         """Open the folder ``relpath``; with ``create``, make each missing component (mode
@@ -360,7 +369,7 @@ class WorkspaceDir:
                 if depth >= max_depth or (enter is not None and not enter(path)):
                     continue
                 try:
-                    child = folder.opendir(entry.name)
+                    child = folder.opendir_listed(entry.name)
                 except LinkRefused:
                     yield path, Entry(entry.name, EntryKind.LINK, 0, 1)
                     continue
@@ -437,13 +446,18 @@ class WorkspaceDir:
 
     def sha256(self, relpath: str | PurePosixPath) -> str:
         """The sha256 of the regular file ``relpath``, hashed from its descriptor."""
+        return self.sha256_listed(clean_parts(relpath, self.prefix + str(relpath)))
+
+    def sha256_listed(self, parts: tuple[str, ...]) -> str:
+        """:meth:`sha256` of a file :meth:`walk` listed (its components, whatever their
+        bytes: a scan must see every file, however it is named)."""
         digest = hashlib.sha256()
-        with self.open_file(relpath) as (fd, _info):
+        with self.open_listed(parts) as (fd, _info):
             try:
                 while chunk := os.read(fd, CHUNK):
                     digest.update(chunk)
             except OSError as exc:
-                raise InvalidInput(f"{self.shown(clean_parts(relpath))} cannot be read ({exc.strerror})") from None
+                raise InvalidInput(f"{self.shown(parts)} cannot be read ({exc.strerror})") from None
         return digest.hexdigest()
 
     def write_atomic(self, name: str, data: bytes, *, mode: int = 0o644, owner: tuple[int, int] | None = None,
@@ -486,16 +500,18 @@ class WorkspaceDir:
 
     def manifest(self, **walk_options: int) -> dict[str, str]:
         """Every file below this folder (relative POSIX path -> sha256). A link, or a file
-        that turned into one while hashed, is recorded as ``symlink`` and never followed."""
+        that turned into one while hashed, is recorded as ``symlink`` and never followed.
+        A name that is not UTF-8 is recorded as shown (:func:`printable_name`)."""
         found: dict[str, str] = {}
         for path, entry in self.walk(**walk_options):
+            name = printable_name(path.as_posix())
             if entry.kind is EntryKind.LINK:
-                found[path.as_posix()] = SYMLINK
+                found[name] = SYMLINK
             elif entry.kind is EntryKind.FILE:
                 try:
-                    found[path.as_posix()] = self.sha256(path)
+                    found[name] = self.sha256_listed(path.parts)
                 except LinkRefused:
-                    found[path.as_posix()] = SYMLINK
+                    found[name] = SYMLINK
                 except (NotFound, NotRegularFile):
                     continue
         return dict(sorted(found.items()))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import PurePosixPath
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -26,7 +25,7 @@ from enclave.db.session import unit_of_work
 from enclave.enums import IncidentKind
 from enclave.errors import EnclaveError
 from enclave.incidents import open_incident
-from enclave.workspace_fs import EntryKind, open_workspace
+from enclave.workspace_fs import EntryKind, open_workspace, printable_name
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +65,11 @@ def find_copies(settings: Settings, slug: str, files: dict[str, dict]) -> list[C
             if not wanted:
                 continue
             try:
-                digest = workspace.sha256(PurePosixPath(rel))
+                digest = workspace.sha256_listed(rel.parts)  # whatever bytes its name has
             except EnclaveError:
                 continue  # changed or replaced by a link meanwhile
             if digest in wanted:
-                found.append(Copy(str(rel), wanted[digest], digest))
+                found.append(Copy(printable_name(str(rel)), wanted[digest], digest))
     return found
 
 

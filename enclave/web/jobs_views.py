@@ -26,7 +26,7 @@ from enclave.jobs.service import (
 from enclave.permissions import check_member
 from enclave.errors import NotFound
 from enclave.projects.service import get_project
-from enclave.workspace_fs import EntryKind, open_workspace
+from enclave.workspace_fs import EntryKind, open_workspace, utf8_name
 
 MAX_NOTEBOOKS = 500
 MAX_DEPTH = 6
@@ -49,7 +49,8 @@ def workspace_notebooks(session: Session, actor: User, settings: Settings, slug:
 
     with workspace:
         for path, entry in workspace.walk(max_depth=MAX_DEPTH, enter=enter):
-            if entry.kind is EntryKind.FILE and entry.name.endswith(".ipynb") and not entry.name.startswith("."):
+            if entry.kind is EntryKind.FILE and entry.name.endswith(".ipynb") and not entry.name.startswith(".") \
+                    and utf8_name(path.as_posix()):  # a job is asked for by name: rename one that is not UTF-8
                 found.append(path.as_posix())
                 if len(found) >= MAX_NOTEBOOKS:
                     break

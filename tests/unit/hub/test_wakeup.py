@@ -154,6 +154,28 @@ def test_revoked_copies_a_copy_of_a_revoked_view_file_opens_one_incident(world: 
         assert len(opened) == 1
 
 
+def test_revoked_copies_a_copy_whose_name_is_not_utf8_is_found_too(world: Settings):
+    """A copy cannot hide behind a name of bytes that are not UTF-8: it is found, and the
+    incident names it printably (its stray bytes as \\xNN)."""
+    with unit_of_work(world) as session:
+        g = session.scalars(select(AuditEvent).where(AuditEvent.action == "grant.add")).one()
+        grant_id = int(g.target.split()[1])
+        from enclave.db.models import Grant
+
+        view = Path(session.get(Grant, grant_id).view_path)
+    ws = os.fsencode(world.workspaces_dir / "alpha")
+    os.makedirs(os.path.join(ws, b"d\xe9j\xe0"))
+    with open(os.path.join(ws, b"d\xe9j\xe0", b"\xff.bin"), "wb") as out:
+        out.write(next(view.glob("*.parquet")).read_bytes())
+    with unit_of_work(world) as session:
+        revoke_grant(session, get_user(session, "root-admin"), grant_id, reason="withdrawn")
+    [(_target, copies)] = report_revoked_copies(world, "enclave-enforcer")
+    assert [c.path for c in copies] == ["d\\xe9j\\xe0/\\xff.bin"]
+    with unit_of_work(world) as session:
+        [incident] = session.scalars(select(Incident)).all()
+        assert incident.details_json["copies"][0]["path"] == "d\\xe9j\\xe0/\\xff.bin"
+
+
 def test_revoked_copies_a_clean_workspace_is_scanned_without_an_incident(world: Settings):
     with unit_of_work(world) as session:
         g = session.scalars(select(AuditEvent).where(AuditEvent.action == "grant.add")).one()
