@@ -156,6 +156,27 @@ def test_workspace_fs_walk_and_manifest_report_links_and_never_enter_them(tree: 
     assert entries["sub"] is EntryKind.DIR and entries["to-other"] is EntryKind.LINK
 
 
+def test_workspace_fs_walks_and_hashes_names_that_are_not_utf8_but_refuses_them_as_input(tree: Path, mode: str):
+    """Walks see every file whatever bytes its name has (a scan must not miss one), and
+    record it printably; a path given as input with such bytes is refused in one line."""
+    own = os.fsencode(tree / "own")
+    os.makedirs(os.path.join(own, b"d\xe9j\xe0"))
+    with open(os.path.join(own, b"d\xe9j\xe0", b"t-\xff.csv"), "wb") as out:
+        out.write(b"x\n1\n")
+    os.symlink(b"/etc", os.path.join(own, b"l\xff"))
+    with open_workspace(tree, "own") as ws:
+        walked = {p.as_posix(): e.kind for p, e in ws.walk()}
+        manifest = ws.manifest()
+        name = os.fsdecode(b"d\xe9j\xe0/t-\xff.csv")
+        assert walked[name] is EntryKind.FILE and walked[os.fsdecode(b"l\xff")] is EntryKind.LINK
+        assert ws.sha256_listed(tuple(name.split("/"))) == hashlib.sha256(b"x\n1\n").hexdigest()
+        with pytest.raises(InvalidInput, match=r"^d\\xe9j\\xe0/t-\\xff.csv is not a UTF-8 name: rename"):
+            ws.sha256(name)
+    assert manifest["d\\xe9j\\xe0/t-\\xff.csv"] == hashlib.sha256(b"x\n1\n").hexdigest()
+    assert manifest["l\\xff"] == SYMLINK
+    assert all(key.encode("utf-8") for key in manifest)
+
+
 def test_workspace_fs_never_reads_through_a_folder_swapped_in_a_loop(tree: Path, mode: str):
     """The attack of the job-submission race, at the module: a folder exchanged with a link
     to another project's folder, 500 reads, never the other project's bytes."""
