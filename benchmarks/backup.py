@@ -122,7 +122,9 @@ def fmt(values: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mb", type=int, default=1024, help="Data in the enclave (default 1024).")
-    parser.add_argument("--runs", type=int, default=9, help="Runs of each measurement (default 9: the disk of a shared machine is noisy, the median of more runs is steadier).")
+    parser.add_argument("--runs", type=int, default=9,
+                        help="Runs of each measurement (default 9: a shared machine's disk is noisy, "
+                             "and the median of more runs is steadier).")
     parser.add_argument("--dir", type=Path, default=None, help="Scratch folder (default: a temporary one).")
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="enclave-bench-backup-", dir=args.dir))

@@ -54,7 +54,7 @@ from enclave.audit import append_event
 from enclave.backup.crypto import seal
 from enclave.backup.snapshot import References, snapshot_database
 from enclave.backup.store import (FILE_FIELDS, MANIFEST_FORMAT, PATH, SHA256, SIZE, STAT, Store, encode_dirs,
-                                  encode_rows, manifest_rows, shown_name)
+                                  encode_rows, manifest_rows)
 from enclave.config import Settings
 from enclave.disclosure.differencing.store import STORE_DIR as DIFFERENCING_STORE_DIR
 from enclave.db.models import User
@@ -62,7 +62,7 @@ from enclave.db.session import unit_of_work
 from enclave.egress.signing import load_or_create_key, signed_json
 from enclave.errors import EnclaveError, InvalidInput
 from enclave.permissions import check_admin
-from enclave.workspace_fs import WorkspaceDir, open_workspace
+from enclave.workspace_fs import WorkspaceDir, open_workspace, printable_name
 
 WORKERS = 2
 # A file whose modification or change time is this close to when it was read may still be
@@ -519,10 +519,10 @@ def create_backup(settings: Settings, actor: User, dest: Path, *, passphrase: st
                     result.bytes_written += written
 
             if rehash:
-                result.changed_behind_stat = [shown_name(n) for n in _changed_behind_stat(plan, prev_files, entries)]
+                result.changed_behind_stat = [printable_name(n) for n in _changed_behind_stat(plan, prev_files, entries)]
             # Skip notes and names in messages show bytes that are not UTF-8 as \xNN; the
             # manifest keeps every file's and folder's name byte for byte.
-            result.skipped = [s if s["path"].isascii() else {**s, "path": shown_name(s["path"])} for s in result.skipped]
+            result.skipped = [s if s["path"].isascii() else {**s, "path": printable_name(s["path"])} for s in result.skipped]
             ledger = _merge_ledger(store, refs.destroyed)
             manifest = {
                 "format": MANIFEST_FORMAT, "id": result.id, "signed_at": now.isoformat(), "created_by": actor.name,

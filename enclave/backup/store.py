@@ -50,6 +50,7 @@ from typing import Any
 import orjson
 
 from enclave.errors import Conflict, InvalidInput, NotFound
+from enclave.workspace_fs import utf8_name
 
 BUF = 4 << 20
 # Files are copied into a pack through a buffer this size: small enough to stay in the
@@ -75,13 +76,7 @@ def manifest_name(name: str) -> str | dict[str, str]:
     """How a path is written in a manifest: as it is, or, when its bytes are not UTF-8 (a
     researcher may give a workspace file any name), as ``{"raw": base64 of its bytes}``,
     so the manifest stays valid UTF-8 JSON and the name comes back byte for byte."""
-    if name.isascii():
-        return name
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:  # os.fsdecode kept the undecodable bytes as surrogates
-        return {RAW_NAME: base64.b64encode(os.fsencode(name)).decode()}
-    return name
+    return name if utf8_name(name) else {RAW_NAME: base64.b64encode(os.fsencode(name)).decode()}
 
 
 def name_of(value: Any) -> str:
@@ -95,11 +90,6 @@ def name_of(value: Any) -> str:
         except (binascii.Error, ValueError):
             pass
     raise Conflict("the backup's manifest names a path it cannot decode: it is damaged, use another backup")
-
-
-def shown_name(name: str) -> str:
-    """A path as messages show it: bytes that are not UTF-8 as ``\\xNN``."""
-    return name if name.isascii() else os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def encode_rows(rows: list[list[Any]]) -> list[list[Any]]:

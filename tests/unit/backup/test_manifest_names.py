@@ -9,8 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from enclave.backup.store import (FILE_FIELDS, MANIFEST_FORMAT, encode_rows, manifest_files, manifest_name,
-                                  manifest_rows, name_of, shown_name)
+                                  manifest_rows, name_of)
 from enclave.errors import Conflict
+from enclave.workspace_fs import printable_name
 
 
 @given(st.binary(min_size=1, max_size=40).filter(lambda b: b"/" not in b and b"\0" not in b))
@@ -34,4 +35,4 @@ def test_manifest_rows_leave_out_a_path_they_cannot_decode_and_files_refuse_it()
     with pytest.raises(Conflict, match="cannot decode"):
         manifest_files(record)
     assert dict(zip(FILE_FIELDS, good)) == manifest_files({"format": MANIFEST_FORMAT, "files": encode_rows([good])})[0]
-    assert shown_name(good[0]) == "workspaces/p/\\xff.txt"
+    assert printable_name(good[0]) == "workspaces/p/\\xff.txt"
